@@ -1,0 +1,101 @@
+"""HTTP/1.1 message pieces shared by the server side and the upstream side.
+
+Header names are kept as lowercase bytes, in arrival order: `Headers` is a list of (name, value)
+pairs, because a proxy must keep repeated headers and their order.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from http import HTTPStatus
+
+from targets.http.body import BodyReader
+
+Headers = list[tuple[bytes, bytes]]
+
+# RFC 9110 section 7.6.1, plus the de facto ones every proxy drops.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+    }
+)
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+_STATUS_LINES: dict[int, bytes] = {}
+
+
+def status_line(status: int) -> bytes:
+    """`HTTP/1.1 200 OK\\r\\n`, cached per status code."""
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "Unknown"
+        line = f"HTTP/1.1 {status} {phrase}\r\n".encode("latin-1")
+        _STATUS_LINES[status] = line
+    return line
+
+
+def connection_tokens(headers: Headers) -> frozenset[bytes]:
+    """The lowercase tokens of every `Connection` header."""
+    tokens: set[bytes] = set()
+    for name, value in headers:
+        if name == b"connection":
+            tokens.update(t.strip().lower() for t in value.split(b","))
+    return frozenset(tokens)
+
+
+def end_to_end(headers: Headers) -> Headers:
+    """`headers` without hop-by-hop ones, including those the `Connection` header names."""
+    named = connection_tokens(headers)
+    drop = HOP_BY_HOP | named if named else HOP_BY_HOP
+    return [(n, v) for n, v in headers if n not in drop and n != b"content-length"]
+
+
+def header_value(headers: Headers, name: bytes) -> bytes | None:
+    """The first value of header `name` (lowercase), or None."""
+    for n, v in headers:
+        if n == name:
+            return v
+    return None
+
+
+@dataclass(slots=True, eq=False)
+class Request:
+    """One parsed request head plus its streamed body."""
+
+    method: str
+    target: bytes  # the raw request-target, path and query as the client sent it
+    path: str
+    query: str
+    headers: Headers
+    version: str  # "1.1" or "1.0"
+    keep_alive: bool
+    client: tuple[str, int]
+    body: BodyReader
+    content_length: int | None
+    chunked: bool
+
+    @property
+    def has_body(self) -> bool:
+        return self.chunked or bool(self.content_length)
+
+    def header(self, name: bytes) -> bytes | None:
+        return header_value(self.headers, name)
+
+
+def error_body(status: int, error: str, detail: str, source: str) -> bytes:
+    """The JSON body of a response the engine itself makes: which error, and who made it."""
+    return json.dumps(
+        {"status": status, "error": error, "detail": detail, "source": source},
+        separators=(",", ":"),
+    ).encode()

@@ -1,0 +1,122 @@
+"""Forwarding one request through an `UpstreamPool`, streaming both bodies.
+
+`forward` rewrites the head the way a reverse proxy must (RFC 9110 section 7.6): hop-by-hop
+headers and the ones `Connection` names are dropped, `X-Forwarded-For` gets the client address
+appended, `X-Forwarded-Proto` is set, `Host` is kept. Framing is re-derived on each side: a
+Content-Length body stays Content-Length, a chunked body is re-chunked.
+
+Until the response head has been written to the client, a failure raises `UpstreamError`, so the
+caller can retry elsewhere or answer 502/504. After that, `UpstreamError` still propagates but
+`writer.started` is true: the engine then aborts the client connection, the only honest signal left.
+"""
+
+from __future__ import annotations
+
+from targets.http.messages import HOP_BY_HOP, Headers, Request, connection_tokens
+from targets.http.server import ResponseWriter
+from targets.http.upstream import UpstreamConnection, UpstreamError, UpstreamPool
+
+# Rewritten by the proxy rather than copied through.
+_REWRITTEN = frozenset({b"content-length", b"x-forwarded-for", b"x-forwarded-proto", b"expect"})
+_DROP_REQUEST = HOP_BY_HOP | _REWRITTEN
+_DROP_RESPONSE = HOP_BY_HOP | {b"content-length"}
+_NEVER_DROPPED = frozenset({b"host"})
+
+
+def upstream_head(request: Request, proto: bytes = b"http") -> bytes:
+    """The request head to send upstream."""
+    parts = [request.method.encode("ascii"), b" ", request.target, b" HTTP/1.1\r\n"]
+    named = _named_by_connection(request.headers)
+    forwarded_for = []
+    has_host = False
+    for name, value in request.headers:
+        if name in _DROP_REQUEST or name in named:
+            if name == b"x-forwarded-for":
+                forwarded_for.append(value)
+            continue
+        if name == b"host":
+            has_host = True
+        parts += (name, b": ", value, b"\r\n")
+    if not has_host:
+        parts.append(b"host: unknown\r\n")
+    forwarded_for.append(request.client[0].encode("ascii"))
+    parts += (b"x-forwarded-for: ", b", ".join(forwarded_for), b"\r\n")
+    parts += (b"x-forwarded-proto: ", proto, b"\r\n")
+    if request.chunked:
+        parts.append(b"transfer-encoding: chunked\r\n")
+    elif request.content_length is not None:
+        parts += (b"content-length: ", str(request.content_length).encode(), b"\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def response_headers(headers: Headers) -> Headers:
+    """The upstream's response headers minus hop-by-hop and framing ones."""
+    named = _named_by_connection(headers)
+    return [(n, v) for n, v in headers if n not in _DROP_RESPONSE and n not in named]
+
+
+def _named_by_connection(headers: Headers) -> frozenset[bytes]:
+    for name, _ in headers:
+        if name == b"connection":
+            return connection_tokens(headers) - _NEVER_DROPPED
+    return frozenset()
+
+
+async def forward(
+    request: Request,
+    writer: ResponseWriter,
+    pool: UpstreamPool,
+    *,
+    response_timeout_s: float,
+    proto: bytes = b"http",
+) -> int:
+    """Proxy `request` to `pool`'s upstream and stream the answer; returns the upstream status."""
+    conn = await pool.acquire()
+    try:
+        return await _exchange(request, writer, conn, response_timeout_s, proto)
+    finally:
+        pool.release(conn)
+
+
+async def _exchange(
+    request: Request,
+    writer: ResponseWriter,
+    conn: UpstreamConnection,
+    timeout_s: float,
+    proto: bytes,
+) -> int:
+    head_only = request.method == "HEAD"
+    conn.send(upstream_head(request, proto), head_only=head_only, timeout_s=timeout_s)
+    if request.has_body:
+        await _send_body(request, conn)
+    response = await conn.response()
+    writer.start(
+        response.status,
+        response_headers(response.headers),
+        response.content_length,
+        head_only=head_only,
+    )
+    body = response.body
+    try:
+        while chunk := await body.read():
+            writer.write(chunk)
+            await writer.drain()
+    except UpstreamError as exc:
+        exc.detail += " (after the response started)"
+        raise
+    writer.end()
+    return response.status
+
+
+async def _send_body(request: Request, conn: UpstreamConnection) -> None:
+    # An HttpError from the client's body (bad chunk, too large) propagates to the engine as-is.
+    if request.chunked:
+        while chunk := await request.body.read():
+            conn.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+            await conn.drain()
+        conn.write(b"0\r\n\r\n")
+    else:
+        while chunk := await request.body.read():
+            conn.write(chunk)
+            await conn.drain()

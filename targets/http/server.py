@@ -1,0 +1,516 @@
+"""The server side of the HTTP/1.1 engine: an asyncio Protocol on httptools.
+
+One `_Connection` per client socket parses requests with httptools (llhttp, strict mode) and runs
+the handler for one request at a time; pipelined requests wait in order. The handler receives the
+`Request` (head plus streamed body) and a `ResponseWriter`, which chooses the framing:
+Content-Length when the length is known, chunked otherwise (close-delimited for HTTP/1.0).
+
+Errors the engine answers itself, with a JSON body naming the error:
+    400  malformed request, ambiguous framing (Content-Length with Transfer-Encoding, duplicate
+         Content-Length), bad chunk size, unsupported Transfer-Encoding
+    408  the request head did not arrive within `header_timeout_s`
+    413  the body is larger than `max_body_bytes` (when set)
+    431  the request head is larger than `max_header_bytes`
+    500  the handler failed before it started a response
+
+Shutdown (`HttpServer.shutdown`): stop accepting, close idle connections, let in-flight requests
+finish (their responses carry `Connection: close`), then abort whatever is left after the grace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import httptools
+
+from targets.http.body import BodyReader
+from targets.http.messages import Headers, Request, error_body, status_line
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Request, "ResponseWriter"], Awaitable[None]]
+
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_MAX_PIPELINE = 32
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    """Limits and timeouts of the server side; `name` is the `source` in error bodies."""
+
+    name: str = "http"
+    max_header_bytes: int = 64 * 1024
+    max_body_bytes: int | None = None
+    header_timeout_s: float = 10.0
+    keepalive_timeout_s: float = 60.0
+
+
+class HttpError(Exception):
+    """A request the engine refuses; becomes a response with `status` and a JSON body."""
+
+    def __init__(self, status: int, error: str, detail: str) -> None:
+        super().__init__(f"{status} {error}: {detail}")
+        self.status = status
+        self.error = error
+        self.detail = detail
+
+
+def _parser_error(exc: httptools.HttpParserError) -> HttpError:
+    detail = str(exc) or type(exc).__name__
+    lowered = detail.lower()
+    if "content-length" in lowered or "transfer-encoding" in lowered:
+        return HttpError(400, "ambiguous_framing", detail)
+    if "chunk" in lowered:
+        return HttpError(400, "bad_chunk", detail)
+    return HttpError(400, "malformed_request", detail)
+
+
+class ResponseWriter:
+    """Writes one response: `start`, any number of `write`, then `end` (or `send` for all three)."""
+
+    __slots__ = (
+        "_chunked",
+        "_conn",
+        "_has_body",
+        "bytes_sent",
+        "finished",
+        "keep_alive",
+        "started",
+        "status",
+    )
+
+    def __init__(self, conn: _Connection, keep_alive: bool) -> None:
+        self._conn = conn
+        self._chunked = False
+        self._has_body = True
+        self.keep_alive = keep_alive
+        self.started = False
+        self.finished = False
+        self.status = 0
+        self.bytes_sent = 0
+
+    def start(
+        self,
+        status: int,
+        headers: Headers,
+        content_length: int | None = None,
+        *,
+        head_only: bool = False,
+    ) -> None:
+        """Send the status line and headers. Framing headers are the writer's job, not the caller's.
+
+        `content_length=None` means the length is unknown: the body goes chunked (HTTP/1.1) or
+        until the connection closes (HTTP/1.0). `head_only` is for responses without a body
+        (HEAD, 204, 304) that still report the length the body would have.
+        """
+        if self.started:
+            raise RuntimeError("response already started")
+        self.started = True
+        self.status = status
+        no_body = head_only or status in (204, 304) or 100 <= status < 200
+        self._has_body = not no_body
+        parts = [status_line(status)]
+        for name, value in headers:
+            parts += (name, b": ", value, b"\r\n")
+        if content_length is not None:
+            if status != 204 and status >= 200:
+                parts += (b"content-length: ", str(content_length).encode(), b"\r\n")
+        elif not no_body:
+            if self._conn.http11:
+                self._chunked = True
+                parts.append(b"transfer-encoding: chunked\r\n")
+            else:
+                self.keep_alive = False
+        self.keep_alive = self.keep_alive and self._conn.may_keep_alive()
+        if not self.keep_alive:
+            parts.append(b"connection: close\r\n")
+        elif not self._conn.http11:
+            parts.append(b"connection: keep-alive\r\n")
+        parts.append(b"\r\n")
+        self._conn.write(b"".join(parts))
+
+    def write(self, data: bytes) -> None:
+        if not data or not self._has_body:
+            return
+        self.bytes_sent += len(data)
+        if self._chunked:
+            self._conn.write(b"%x\r\n%b\r\n" % (len(data), data))
+        else:
+            self._conn.write(data)
+
+    async def drain(self) -> None:
+        """Wait while the client is slower than we are (transport write buffer above its mark)."""
+        await self._conn.drain()
+
+    def end(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        if self._chunked:
+            self._conn.write(b"0\r\n\r\n")
+
+    def send(self, status: int, headers: Headers, body: bytes = b"") -> None:
+        self.start(status, headers, len(body))
+        self.write(body)
+        self.end()
+
+    def send_error(self, status: int, error: str, detail: str) -> None:
+        """A response the engine itself makes; the JSON body says which error, and who made it."""
+        body = error_body(status, error, detail, self._conn.server.limits.name)
+        self.send(status, [(b"content-type", b"application/json")], body)
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection: parses requests, runs them in order, keeps alive or closes."""
+
+    def __init__(self, server: HttpServer) -> None:
+        self.server = server
+        self.limits = server.limits
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.client: tuple[str, int] = ("", 0)
+        self.http11 = True
+        # parsing state of the request being read
+        self._url = b""
+        self._headers: Headers = []
+        self._head_bytes = 0
+        self._in_head = True
+        self._content_length: int | None = None
+        self._chunked = False
+        self._expect_continue = False
+        self._current: Request | None = None
+        self._discarding = False
+        # running state
+        self._pipeline: deque[Request | HttpError] = deque()
+        self._busy = False
+        self._closing = False
+        self._upgraded = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._write_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._reading_paused = False
+
+    # -- asyncio.Protocol -------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple):
+            self.client = (str(peer[0]), int(peer[1]))
+        self.server._connections.add(self)
+        self._arm(self.limits.keepalive_timeout_s, self._on_idle_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server._closed(self)
+        self._cancel_timer()
+        self._closing = True
+        if self._current is not None:
+            self._current.body.fail(ConnectionResetError("client closed the connection"))
+        for waiter in self._drain_waiters:
+            if not waiter.done():
+                waiter.set_exception(ConnectionResetError("client closed the connection"))
+        self._drain_waiters.clear()
+        self.transport = None
+
+    def eof_received(self) -> bool:
+        # A client may half-close after its request; answer it, then close.
+        self._closing = True
+        return self._busy
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        for waiter in self._drain_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._drain_waiters.clear()
+
+    def data_received(self, data: bytes) -> None:
+        if self._upgraded:
+            return
+        if self._in_head:
+            self._head_bytes += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # We do not tunnel upgrades: the request is answered as a plain one, then we close.
+            self._upgraded = True
+            self._closing = True
+        except httptools.HttpParserCallbackError as exc:
+            self._reject(exc.__context__ if isinstance(exc.__context__, HttpError) else None)
+        except httptools.HttpParserError as exc:
+            self._reject(_parser_error(exc))
+        else:
+            if self._in_head and self._head_bytes > self.limits.max_header_bytes:
+                self._reject(_too_large_head(self.limits.max_header_bytes))
+
+    # -- httptools callbacks ----------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._head_bytes = 0
+        self._in_head = True
+        self._content_length = None
+        self._chunked = False
+        self._expect_continue = False
+        self._arm(self.limits.header_timeout_s, self._on_header_timeout)
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > self.limits.max_header_bytes:
+            raise _too_large_head(self.limits.max_header_bytes)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_bytes += len(name) + len(value) + 4
+        if self._head_bytes > self.limits.max_header_bytes:
+            raise _too_large_head(self.limits.max_header_bytes)
+        name = name.lower()
+        if name == b"content-length":
+            # llhttp already refuses a second Content-Length and one beside Transfer-Encoding.
+            self._content_length = int(value)
+        elif name == b"transfer-encoding":
+            self._chunked = True
+        elif name == b"expect" and value.lower() == b"100-continue":
+            self._expect_continue = True
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._cancel_timer()
+        parser = self.parser
+        self.http11 = parser.get_http_version() == "1.1"
+        limit = self.limits.max_body_bytes
+        if limit is not None and self._content_length is not None and self._content_length > limit:
+            raise HttpError(413, "body_too_large", f"Content-Length over the {limit} byte limit")
+        has_body = self._chunked or bool(self._content_length)
+        body = (
+            BodyReader(
+                self._pause_reading,
+                self._resume_reading,
+                self._send_continue if self._expect_continue else None,
+            )
+            if has_body
+            else BodyReader.empty()
+        )
+        parsed = httptools.parse_url(self._url)
+        request = Request(
+            method=parser.get_method().decode("ascii"),
+            target=self._url,
+            path=parsed.path.decode("latin-1"),
+            query=(parsed.query or b"").decode("latin-1"),
+            headers=self._headers,
+            version="1.1" if self.http11 else "1.0",
+            keep_alive=parser.should_keep_alive(),
+            client=self.client,
+            body=body,
+            content_length=self._content_length,
+            chunked=self._chunked,
+        )
+        self._current = request if has_body else None
+        self._enqueue(request)
+
+    def on_body(self, data: bytes) -> None:
+        request = self._current
+        if request is None or self._discarding:
+            return
+        limit = self.limits.max_body_bytes
+        if limit is not None and request.body.received + len(data) > limit:
+            error = HttpError(413, "body_too_large", f"body over the {limit} byte limit")
+            request.body.fail(error)
+            self._closing = True
+            self._discarding = True
+            return
+        request.body.feed(data)
+
+    def on_message_complete(self) -> None:
+        if self._current is not None:
+            self._current.body.feed_eof()
+            self._current = None
+        self._discarding = False
+
+    # -- running requests -------------------------------------------------------------------
+    def _enqueue(self, item: Request | HttpError) -> None:
+        if self._busy:
+            self._pipeline.append(item)
+            if len(self._pipeline) >= _MAX_PIPELINE:
+                self._pause_reading()
+            return
+        self._start(item)
+
+    def _start(self, item: Request | HttpError) -> None:
+        self._busy = True
+        self._cancel_timer()
+        if isinstance(item, HttpError):
+            writer = ResponseWriter(self, keep_alive=False)
+            writer.send_error(item.status, item.error, item.detail)
+            self._done(None, writer)
+            return
+        self.loop.create_task(self._run(item))
+
+    async def _run(self, request: Request) -> None:
+        writer = ResponseWriter(self, keep_alive=request.keep_alive)
+        try:
+            await self.server.handler(request, writer)
+        except HttpError as exc:
+            if not writer.started:
+                writer.keep_alive = False
+                writer.send_error(exc.status, exc.error, exc.detail)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        except Exception:
+            log.exception("handler failed on %s %s", request.method, request.path)
+            if not writer.started:
+                writer.send_error(500, "handler_failed", "the request handler raised an error")
+        self._done(request, writer)
+
+    def _done(self, request: Request | None, writer: ResponseWriter) -> None:
+        self._busy = False
+        if self.transport is None:
+            return
+        if not writer.finished:
+            # The handler broke off mid-response: the client cannot be told anything but EOF.
+            self.transport.abort()
+            return
+        if not writer.keep_alive or self._closing:
+            self.transport.close()
+            return
+        if request is not None and not request.body.done:
+            # The handler did not read the whole body: skip the rest of it on the wire.
+            self._discarding = True
+            self._resume_reading()
+        if self._pipeline:
+            if self._reading_paused and len(self._pipeline) < _MAX_PIPELINE // 2:
+                self._resume_reading()
+            self._start(self._pipeline.popleft())
+        elif self._in_head:
+            self._arm(self.limits.keepalive_timeout_s, self._on_idle_timeout)
+
+    def _reject(self, error: HttpError | None) -> None:
+        """The byte stream cannot be parsed further: answer in turn if possible, then close."""
+        error = error or HttpError(400, "malformed_request", "request could not be parsed")
+        self._closing = True
+        self._upgraded = True  # ignore any further bytes
+        if self._current is not None:
+            self._current.body.fail(error)
+            self._current = None
+            return
+        self._enqueue(error)
+
+    # -- helpers used by ResponseWriter and the server --------------------------------------
+    def may_keep_alive(self) -> bool:
+        return not self._closing
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
+
+    async def drain(self) -> None:
+        if self.transport is None:
+            raise ConnectionResetError("client closed the connection")
+        if self._write_paused:
+            waiter = self.loop.create_future()
+            self._drain_waiters.append(waiter)
+            await waiter
+
+    def shutdown(self) -> None:
+        """Finish the request in progress (if any) with `Connection: close`, then close."""
+        self._closing = True
+        if not self._busy and self.transport is not None and self._in_head:
+            self.transport.close()
+
+    def _send_continue(self) -> None:
+        self.write(_CONTINUE)
+
+    def _pause_reading(self) -> None:
+        if self.transport is not None and not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self.transport is not None and self._reading_paused:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    def _arm(self, delay: float, callback: Callable[[], None]) -> None:
+        self._cancel_timer()
+        self._timer = self.loop.call_later(delay, callback)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_idle_timeout(self) -> None:
+        self._timer = None
+        if not self._busy and self.transport is not None:
+            self.transport.close()
+
+    def _on_header_timeout(self) -> None:
+        self._timer = None
+        if self.transport is None:
+            return
+        if self._busy:
+            self._closing = True
+            return
+        self._closing = True
+        self._upgraded = True
+        error = HttpError(408, "header_timeout", "request head not received in time")
+        self._start(error)
+
+
+def _too_large_head(limit: int) -> HttpError:
+    return HttpError(431, "headers_too_large", f"request head over the {limit} byte limit")
+
+
+class HttpServer:
+    """Listens on one address and serves every connection with `handler`."""
+
+    def __init__(self, handler: Handler, limits: ServerLimits | None = None) -> None:
+        self.handler = handler
+        self.limits = limits or ServerLimits()
+        self._connections: set[_Connection] = set()
+        self._server: asyncio.Server | None = None
+        self._all_closed: asyncio.Event | None = None
+        self.address: tuple[str, int] = ("", 0)
+
+    def _closed(self, conn: _Connection) -> None:
+        self._connections.discard(conn)
+        if not self._connections and self._all_closed is not None:
+            self._all_closed.set()
+
+    async def listen(self, host: str = "127.0.0.1", port: int = 0, backlog: int = 4096) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _Connection(self), host, port, backlog=backlog, reuse_address=True
+        )
+        sockname = self._server.sockets[0].getsockname()
+        self.address = (str(sockname[0]), int(sockname[1]))
+
+    @property
+    def connections(self) -> int:
+        return len(self._connections)
+
+    async def shutdown(self, grace_s: float = 10.0) -> None:
+        """Stop accepting, let in-flight requests finish for up to `grace_s`, then close all."""
+        if self._server is not None:
+            self._server.close()
+        self._all_closed = asyncio.Event()
+        for conn in list(self._connections):
+            conn.shutdown()
+        if self._connections:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._all_closed.wait(), grace_s)
+        for conn in list(self._connections):
+            if conn.transport is not None:
+                conn.transport.abort()
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 1.0)
