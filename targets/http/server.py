@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import cast
 
 import httptools
 
@@ -159,6 +161,10 @@ class ResponseWriter:
         self.write(body)
         self.end()
 
+    def send_json(self, status: int, payload: object, headers: Headers | None = None) -> None:
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        self.send(status, [(b"content-type", b"application/json"), *(headers or [])], body)
+
     def send_error(self, status: int, error: str, detail: str) -> None:
         """A response the engine itself makes; the JSON body says which error, and who made it."""
         body = error_body(status, error, detail, self._conn.server.limits.name)
@@ -198,8 +204,7 @@ class _Connection(asyncio.Protocol):
 
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple):
             self.client = (str(peer[0]), int(peer[1]))

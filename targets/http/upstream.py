@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 from collections import deque
 from dataclasses import dataclass
+from typing import cast
 
 import httptools
 
@@ -36,6 +37,11 @@ class UpstreamError(Exception):
         self.reason = reason
         self.detail = detail
         self.reached = reached
+        # The connection had carried earlier requests: a reset may just be a keep-alive race.
+        self.reused = False
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.detail}"
 
     @property
     def status(self) -> int:
@@ -72,12 +78,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._timeout_s = 0.0
         self._write_paused = False
         self._drain: asyncio.Future[None] | None = None
-        self._got_bytes = False
 
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -99,7 +103,6 @@ class UpstreamConnection(asyncio.Protocol):
         self._fail(UpstreamError("reset", "upstream closed the connection", reached=True))
 
     def data_received(self, data: bytes) -> None:
-        self._got_bytes = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -174,7 +177,6 @@ class UpstreamConnection(asyncio.Protocol):
         self._complete = False
         self._head_only = head_only
         self._timeout_s = timeout_s
-        self._got_bytes = False
         self.transport.write(head)
 
     def write(self, data: bytes) -> None:
@@ -215,9 +217,8 @@ class UpstreamConnection(asyncio.Protocol):
     def _fail(self, error: UpstreamError) -> None:
         self._broken = True
         self._cancel_timer()
+        error.reused = self.requests_sent > 1
         if self._head is not None and not self._head.done():
-            if not self._got_bytes and self.requests_sent > 1:
-                error.detail += " (a reused keep-alive connection)"
             self._head.set_exception(error)
         elif self._response is not None and not self._complete:
             self._complete = True
@@ -368,6 +369,12 @@ class UpstreamPool:
         """Close the connections nobody uses right now (busy ones stay until released)."""
         idle, self._idle = self._idle, []
         for conn in idle:
+            conn.abort()
+
+    def abort_all(self) -> None:
+        """Close every connection now, busy ones included (their requests fail with "reset")."""
+        self.close()
+        for conn in list(self._open):
             conn.abort()
 
     def close(self) -> None:

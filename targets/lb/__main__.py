@@ -1,0 +1,184 @@
+"""`python -m targets.lb`: an elastic load balancer (data plane plus control API)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import Generator
+
+import uvicorn
+
+from targets.http.loop import run
+from targets.http.server import HttpServer, ServerLimits
+from targets.lb.balancer import LbConfig, LoadBalancer
+from targets.lb.control import control_app
+from targets.lb.core import Algorithm, ConfigError, GroupConfig, HealthPolicy
+from targets.runtime import announce_ready, configure_logging, read_token, wait_for_stop
+
+log = logging.getLogger("targets.lb")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m targets.lb",
+        description="An elastic HTTP load balancer with ALB target-group semantics: targets "
+        "register through the control API, pass health checks, drain on deregistration.",
+    )
+    p.add_argument("--name", default="lb", help="name in logs and error bodies")
+    p.add_argument("--host", default="127.0.0.1", help="data-plane address (default loopback)")
+    p.add_argument("--port", type=int, default=0, help="data-plane port (0: any free port)")
+    p.add_argument("--control-port", type=int, default=0, help="control API port on 127.0.0.1")
+    p.add_argument("--control-token-file", help="file with the control API token")
+    p.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="accept targets outside 127.0.0.0/8 (off: lab traffic stays local)",
+    )
+    p.add_argument("--algorithm", choices=[a.value for a in Algorithm], default="round_robin")
+    p.add_argument("--health-interval", type=float, default=1.0, help="seconds between probes")
+    p.add_argument("--health-timeout", type=float, default=0.5, help="probe timeout in seconds")
+    p.add_argument(
+        "--healthy-threshold",
+        type=int,
+        default=3,
+        help="consecutive good probes to become healthy again",
+    )
+    p.add_argument(
+        "--unhealthy-threshold",
+        type=int,
+        default=2,
+        help="consecutive failed probes to become unhealthy",
+    )
+    p.add_argument("--health-path", default="/health")
+    p.add_argument("--matcher", default="200", help="healthy status codes, e.g. 200,202 or 200-299")
+    p.add_argument(
+        "--deregistration-delay",
+        type=float,
+        default=5.0,
+        help="seconds a deregistered target may finish in-flight requests",
+    )
+    p.add_argument(
+        "--slow-start",
+        type=float,
+        default=0.0,
+        help="seconds over which a newly healthy target ramps up (0: off)",
+    )
+    p.add_argument("--connect-timeout", type=float, default=1.0)
+    p.add_argument(
+        "--response-timeout",
+        type=float,
+        default=30.0,
+        help="seconds to wait for a target's response (then 504)",
+    )
+    p.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=60.0,
+        help="seconds an idle client keep-alive connection stays open",
+    )
+    p.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a client has to send a whole request head (then 408)",
+    )
+    p.add_argument("--max-body", type=int, default=None, help="request body limit in bytes (413)")
+    p.add_argument("--max-retries", type=int, default=2)
+    p.add_argument("--max-connections-per-target", type=int, default=512)
+    p.add_argument("--seed", type=int, default=None, help="seed of the routing RNG")
+    p.add_argument("--log-level", default="info")
+    return p.parse_args(argv)
+
+
+class _ControlServer(uvicorn.Server):
+    """uvicorn inside our loop: the process's signals are ours, not uvicorn's."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def build(args: argparse.Namespace) -> LoadBalancer:
+    health = HealthPolicy(
+        interval_s=args.health_interval,
+        timeout_s=args.health_timeout,
+        healthy_threshold=args.healthy_threshold,
+        unhealthy_threshold=args.unhealthy_threshold,
+        path=args.health_path,
+    )
+    group = GroupConfig(
+        algorithm=Algorithm(args.algorithm),
+        health=health,
+        deregistration_delay_s=args.deregistration_delay,
+        slow_start_s=args.slow_start,
+    )
+    return LoadBalancer(
+        LbConfig(
+            name=args.name,
+            group=group,
+            matcher=args.matcher,
+            connect_timeout_s=args.connect_timeout,
+            response_timeout_s=args.response_timeout,
+            max_retries=args.max_retries,
+            max_connections_per_target=args.max_connections_per_target,
+            seed=args.seed,
+        )
+    )
+
+
+async def serve(args: argparse.Namespace) -> int:
+    lb = build(args)
+    token = read_token(args.control_token_file, flag="--control-token-file")
+    limits = ServerLimits(
+        name=args.name,
+        max_body_bytes=args.max_body,
+        header_timeout_s=args.header_timeout,
+        keepalive_timeout_s=args.idle_timeout,
+    )
+    http = HttpServer(lb, limits)
+    await http.listen(args.host, args.port)
+    lb.http = http
+    lb.start()
+    control = _ControlServer(
+        uvicorn.Config(
+            control_app(lb, token, args.allow_remote),
+            host="127.0.0.1",
+            port=args.control_port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+        )
+    )
+    control_task = asyncio.get_running_loop().create_task(control.serve())
+    while not control.started:
+        if control_task.done():
+            control_task.result()  # raises the bind error
+            return 2
+        await asyncio.sleep(0.01)
+    control_port = control.servers[0].sockets[0].getsockname()[1]
+    host, port = http.address
+    announce_ready(name=args.name, address=f"{host}:{port}", control=f"127.0.0.1:{control_port}")
+    signame = await wait_for_stop()
+    log.info("%s: closing listeners, finishing requests in flight", signame)
+    await http.shutdown(args.deregistration_delay)
+    control.should_exit = True
+    await control_task
+    await lb.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    configure_logging(args.log_level, args.name)
+    try:
+        return run(serve(args))
+    except (ValueError, ConfigError, OSError) as exc:
+        print(f"targets.lb: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

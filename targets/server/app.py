@@ -1,0 +1,373 @@
+"""The shop's application server: auth, orders and payments endpoints behind a capacity model.
+
+Every shop endpoint passes through `Admission` (slots, then backlog, then 503) and holds its slot
+for a sampled service time plus any injected latency. `/health`, `/metrics` and `/admin/faults`
+bypass the capacity model: they are the management plane, answered even when the shop is saturated.
+The `/api` prefix is optional, so the server answers both behind a gateway that strips it and
+behind one that does not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from targets.http.messages import Request
+from targets.http.server import ResponseWriter
+from targets.runtime import authorized, send_metrics
+from targets.server.core import (
+    NO_FAULTS,
+    Admission,
+    Capacity,
+    Faults,
+    ServiceTime,
+    Verdict,
+)
+
+MAX_BODY_BYTES = 1024 * 1024
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+Reply = tuple[int, dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    service: str = "shop"
+    instance: str = "server-1"
+    capacity: Capacity = field(default_factory=Capacity)
+    service_time: ServiceTime = field(default_factory=ServiceTime)
+    seed: int = 0
+    admin_token: str | None = None
+
+
+class FaultsBody(BaseModel):
+    """Body of `PUT /admin/faults`."""
+
+    model_config = ConfigDict(extra="forbid")
+    latency_ms: float = Field(default=0, ge=0, le=600_000)
+    error_rate: float = Field(default=0, ge=0, le=1)
+    hang: bool = False
+
+
+class ServerMetrics:
+    def __init__(self, registry: CollectorRegistry, config: ServerConfig, app: ShopServer) -> None:
+        self.requests = Counter(
+            "server_requests_total",
+            "Requests answered, by endpoint and status code.",
+            ["endpoint", "code"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "server_request_duration_seconds",
+            "Time from arrival to response, backlog wait included, by endpoint.",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.queue_wait = Histogram(
+            "server_queue_wait_seconds",
+            "Time requests waited in the backlog for a free slot.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.faults = Counter(
+            "server_faults_injected_total",
+            "Requests that an injected fault changed, by kind (latency, error, hang).",
+            ["kind"],
+            registry=registry,
+        )
+        info = Gauge(
+            "server_info",
+            "Always 1; labels name the service and instance.",
+            ["service", "instance"],
+            registry=registry,
+        )
+        info.labels(config.service, config.instance).set(1)
+        admission = app.admission
+        _gauge(
+            registry,
+            "server_slots",
+            "Concurrent requests the instance serves (capacity).",
+            lambda: admission.capacity.slots,
+        )
+        _gauge(
+            registry,
+            "server_backlog_limit",
+            "Requests that may wait for a slot.",
+            lambda: admission.capacity.backlog,
+        )
+        _gauge(
+            registry,
+            "server_in_service",
+            "Requests holding a slot now.",
+            lambda: admission.in_service,
+        )
+        _gauge(
+            registry,
+            "server_waiting",
+            "Requests waiting in the backlog now.",
+            lambda: admission.waiting,
+        )
+        _gauge(
+            registry,
+            "server_fault_active",
+            "1 while any fault is injected.",
+            lambda: int(app.faults.active),
+        )
+
+
+def _gauge(registry: CollectorRegistry, name: str, doc: str, read: Callable[[], float]) -> None:
+    Gauge(name, doc, registry=registry).set_function(read)
+
+
+class ShopServer:
+    """The request handler of one server instance."""
+
+    def __init__(self, config: ServerConfig, registry: CollectorRegistry | None = None) -> None:
+        self.config = config
+        self.registry = registry or CollectorRegistry()
+        self.admission = Admission(config.capacity)
+        self.rng = random.Random(config.seed)
+        self.faults: Faults = NO_FAULTS
+        self.draining = False
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._unhang = asyncio.Event()
+        self._ids = 0
+        self.metrics = ServerMetrics(self.registry, config, self)
+        self._identity = {"service": config.service, "instance": config.instance}
+
+    async def __call__(self, request: Request, writer: ResponseWriter) -> None:
+        path = request.path.removeprefix("/api")
+        if path == "/health":
+            self._health(writer)
+        elif path == "/metrics":
+            send_metrics(writer, self.registry)
+        elif path == "/admin/faults":
+            await self._admin_faults(request, writer)
+        else:
+            await self._shop(request, path, writer)
+
+    # -- the shop ---------------------------------------------------------------------------
+    async def _shop(self, request: Request, path: str, writer: ResponseWriter) -> None:
+        started = time.perf_counter()
+        endpoint, arg = _route(request.method, path)
+        if endpoint is None:
+            writer.send_json(404, {"error": "not_found", "path": request.path, **self._identity})
+            self.metrics.requests.labels("unknown", "404").inc()
+            return
+        try:
+            payload = await _json_body(request)
+        except ValueError as exc:
+            writer.send_json(400, {"error": "bad_json", "detail": str(exc), **self._identity})
+            self.metrics.requests.labels(endpoint, "400").inc()
+            return
+        status, reply = await self._serve(endpoint, arg, payload)
+        headers = [(b"retry-after", b"1")] if status == 503 else None
+        writer.send_json(status, {**reply, **self._identity}, headers)
+        self.metrics.requests.labels(endpoint, str(status)).inc()
+        self.metrics.duration.labels(endpoint).observe(time.perf_counter() - started)
+
+    async def _serve(self, endpoint: str, arg: str, payload: dict[str, Any]) -> Reply:
+        verdict = self.admission.arrive()
+        if verdict is Verdict.REJECT:
+            return 503, {"error": "overloaded", "detail": "every slot and the backlog are full"}
+        if verdict is Verdict.WAIT:
+            waited = time.perf_counter()
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+                    self.admission.give_up()
+                else:
+                    self._release()
+                raise
+            self.metrics.queue_wait.observe(time.perf_counter() - waited)
+        try:
+            return await self._work(endpoint, arg, payload)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self.admission.finish():
+            self._waiters.popleft().set_result(None)
+
+    async def _work(self, endpoint: str, arg: str, payload: dict[str, Any]) -> Reply:
+        faults = self.faults
+        delay = self.config.service_time.sample(self.rng)
+        if faults.active:
+            if faults.hang:
+                self.metrics.faults.labels("hang").inc()
+                await self._unhang.wait()
+            if faults.latency_s > 0:
+                self.metrics.faults.labels("latency").inc()
+                delay += faults.latency_s
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if faults.fails(self.rng):
+            self.metrics.faults.labels("error").inc()
+            return 500, {"error": "injected_fault", "detail": "error rate injected by chaos"}
+        self._ids += 1
+        return ENDPOINTS[endpoint](self._ids, arg, payload)
+
+    # -- management plane -------------------------------------------------------------------
+    def _health(self, writer: ResponseWriter) -> None:
+        status = 503 if self.draining else 200
+        writer.send_json(
+            status,
+            {
+                "status": "draining" if self.draining else "ok",
+                "in_service": self.admission.in_service,
+                "waiting": self.admission.waiting,
+                **self._identity,
+            },
+        )
+
+    async def _admin_faults(self, request: Request, writer: ResponseWriter) -> None:
+        if self.config.admin_token is None:
+            writer.send_json(
+                403,
+                {"error": "admin_disabled", "detail": "start the server with --admin-token-file"},
+            )
+            return
+        if not authorized(request, self.config.admin_token):
+            writer.send_json(
+                401,
+                {"error": "unauthorized", "detail": "Authorization: Bearer <admin token> required"},
+            )
+            return
+        if request.method == "PUT":
+            try:
+                body = FaultsBody.model_validate_json(await request.body.read_all(MAX_BODY_BYTES))
+            except (ValidationError, ValueError) as exc:
+                writer.send_json(400, {"error": "invalid_faults", "detail": _describe(exc)})
+                return
+            self.set_faults(Faults(body.latency_ms / 1000, body.error_rate, body.hang))
+        elif request.method == "DELETE":
+            self.set_faults(NO_FAULTS)
+        elif request.method != "GET":
+            writer.send_json(405, {"error": "method_not_allowed", "allowed": "GET, PUT, DELETE"})
+            return
+        writer.send_json(200, self.describe_faults())
+
+    def set_faults(self, faults: Faults) -> None:
+        self.faults = faults
+        if faults.hang:
+            self._unhang.clear()
+        else:
+            self._unhang.set()
+
+    def describe_faults(self) -> dict[str, Any]:
+        f = self.faults
+        return {
+            "latency_ms": f.latency_s * 1000,
+            "error_rate": f.error_rate,
+            "hang": f.hang,
+            **self._identity,
+        }
+
+    def release_hung(self) -> None:
+        """Let hung requests finish (on shutdown: a stopping process answers what it holds)."""
+        self._unhang.set()
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
+            for err in exc.errors()
+        )
+    return str(exc)
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    if not request.has_body:
+        return {}
+    raw = await request.body.read_all(MAX_BODY_BYTES)
+    if not raw:
+        return {}
+    try:
+        payload = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"body is not JSON: {exc.msg} at char {exc.pos}") from None
+    if not isinstance(payload, dict):
+        raise ValueError("body must be a JSON object")
+    return payload
+
+
+# -- the endpoints: (method, path) -> name -> reply ---------------------------------------------
+
+
+def _login(n: int, _: str, body: dict[str, Any]) -> Reply:
+    user = str(body.get("user", "guest"))[:64]
+    return 200, {"user": user, "token": f"tok-{n:08x}"}
+
+
+def _verify(_n: int, _: str, _body: dict[str, Any]) -> Reply:
+    return 200, {"valid": True}
+
+
+def _list_orders(n: int, _: str, _body: dict[str, Any]) -> Reply:
+    return 200, {"orders": [{"id": f"o-{n - i}", "total": 10 + i} for i in range(3)]}
+
+
+def _get_order(_n: int, order_id: str, _body: dict[str, Any]) -> Reply:
+    return 200, {"id": order_id, "status": "confirmed", "total": 42}
+
+
+def _create_order(n: int, _: str, body: dict[str, Any]) -> Reply:
+    items = body.get("items", [])
+    count = len(items) if isinstance(items, list) else 1
+    return 201, {"id": f"o-{n}", "status": "created", "items": count}
+
+
+def _pay(n: int, _: str, body: dict[str, Any]) -> Reply:
+    return 201, {"id": f"p-{n}", "order": body.get("order"), "status": "captured"}
+
+
+def _get_payment(_n: int, payment_id: str, _body: dict[str, Any]) -> Reply:
+    return 200, {"id": payment_id, "status": "captured"}
+
+
+ENDPOINTS: dict[str, Callable[[int, str, dict[str, Any]], Reply]] = {
+    "auth_login": _login,
+    "auth_verify": _verify,
+    "orders_list": _list_orders,
+    "orders_get": _get_order,
+    "orders_create": _create_order,
+    "payments_create": _pay,
+    "payments_get": _get_payment,
+}
+_EXACT = {
+    ("POST", "/auth/login"): "auth_login",
+    ("GET", "/auth/verify"): "auth_verify",
+    ("GET", "/orders"): "orders_list",
+    ("POST", "/orders"): "orders_create",
+    ("POST", "/payments"): "payments_create",
+    ("POST", "/pay"): "payments_create",
+}
+_BY_ID = {("GET", "/orders/"): "orders_get", ("GET", "/payments/"): "payments_get"}
+
+
+def _route(method: str, path: str) -> tuple[str | None, str]:
+    """The endpoint name and its path argument; (None, "") when nothing matches."""
+    name = _EXACT.get((method, path))
+    if name is not None:
+        return name, ""
+    head, sep, tail = path.rpartition("/")
+    if sep and tail and "/" not in tail:
+        name = _BY_ID.get((method, head + "/"))
+        if name is not None:
+            return name, tail
+    return None, ""
