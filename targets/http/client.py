@@ -1,7 +1,8 @@
-"""One-shot HTTP requests on the engine: registration calls, health probes, small control calls.
+"""HTTP requests on the engine, for probes, control calls and load generation.
 
-Each call opens a connection, sends one request with `Connection: close`, reads the whole answer
-and closes, the way an ALB health check does. Hot paths use `UpstreamPool` instead.
+`fetch` opens a connection, sends one request with `Connection: close`, reads the whole answer
+and closes, the way an ALB health check does. `Client` keeps connections alive through an
+`UpstreamPool`, for callers that send many requests (the lab's load generator, tests).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from targets.http.messages import Headers, header_value
-from targets.http.upstream import UpstreamError, UpstreamPool
+from targets.http.upstream import UpstreamConnection, UpstreamError, UpstreamPool
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,57 @@ class Reply:
 
     def json(self) -> Any:
         return json.loads(self.body)
+
+
+def _request_head(
+    method: str, path: str, host: str, headers: Headers | None, body: bytes, *, close: bool
+) -> bytes:
+    parts = [f"{method} {path} HTTP/1.1\r\nhost: {host}\r\n".encode()]
+    for name, value in headers or []:
+        parts += (name, b": ", value, b"\r\n")
+    parts.append(b"content-length: %d\r\n" % len(body))
+    if close:
+        parts.append(b"connection: close\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+async def _read_reply(conn: UpstreamConnection, timeout_s: float, max_body_bytes: int) -> Reply:
+    response = await conn.response()
+    try:
+        data = await asyncio.wait_for(response.body.read_all(max_body_bytes), timeout_s)
+    except ValueError as exc:
+        raise UpstreamError("bad_response", str(exc), reached=True) from None
+    except TimeoutError:
+        raise UpstreamError("timeout", "body not complete in time", reached=True) from None
+    return Reply(response.status, response.headers, data)
+
+
+class Client:
+    """Keep-alive requests to one `host:port`."""
+
+    def __init__(
+        self, host: str, port: int, *, max_connections: int = 64, timeout_s: float = 10.0
+    ) -> None:
+        self.pool = UpstreamPool(
+            host, port, max_connections=max_connections, connect_timeout_s=timeout_s
+        )
+        self.authority = f"{host}:{port}"
+        self.timeout_s = timeout_s
+
+    async def request(
+        self, method: str, path: str, *, body: bytes = b"", headers: Headers | None = None
+    ) -> Reply:
+        conn = await self.pool.acquire()
+        try:
+            head = _request_head(method, path, self.authority, headers, body, close=False)
+            conn.send(head + body, head_only=method == "HEAD", timeout_s=self.timeout_s)
+            return await _read_reply(conn, self.timeout_s, 64 * 1024 * 1024)
+        finally:
+            self.pool.release(conn)
+
+    def close(self) -> None:
+        self.pool.abort_all()
 
 
 async def fetch(
@@ -43,19 +95,9 @@ async def fetch(
     pool = UpstreamPool(host, port, max_connections=1, connect_timeout_s=timeout_s)
     conn = await pool.acquire()
     try:
-        parts = [f"{method} {path} HTTP/1.1\r\nhost: {host}:{port}\r\n".encode()]
-        for name, value in headers or []:
-            parts += (name, b": ", value, b"\r\n")
-        parts.append(b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body))
-        conn.send(b"".join(parts) + body, head_only=method == "HEAD", timeout_s=timeout_s)
-        response = await conn.response()
-        try:
-            data = await asyncio.wait_for(response.body.read_all(max_body_bytes), timeout_s)
-        except ValueError as exc:
-            raise UpstreamError("bad_response", str(exc), reached=True) from None
-        except TimeoutError:
-            raise UpstreamError("timeout", "body not complete in time", reached=True) from None
-        return Reply(response.status, response.headers, data)
+        head = _request_head(method, path, f"{host}:{port}", headers, body, close=True)
+        conn.send(head + body, head_only=method == "HEAD", timeout_s=timeout_s)
+        return await _read_reply(conn, timeout_s, max_body_bytes)
     finally:
         conn.abort()
         pool.close()

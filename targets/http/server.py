@@ -201,6 +201,7 @@ class _Connection(asyncio.Protocol):
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._reading_paused = False
+        self._task: asyncio.Task[None] | None = None
 
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -222,11 +223,14 @@ class _Connection(asyncio.Protocol):
                 waiter.set_exception(ConnectionResetError("client closed the connection"))
         self._drain_waiters.clear()
         self.transport = None
+        if self._busy and self._task is not None and not self._task.done():
+            # The client is gone: stop working for it (a proxy then drops its upstream
+            # connection too, so the abandonment travels down the chain, as with nginx).
+            self._task.cancel()
 
     def eof_received(self) -> bool:
-        # A client may half-close after its request; answer it, then close.
-        self._closing = True
-        return self._busy
+        # A client that shuts down its side has gone away (as nginx and uvicorn treat it).
+        return False
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -336,6 +340,8 @@ class _Connection(asyncio.Protocol):
         request.body.feed(data)
 
     def on_message_complete(self) -> None:
+        self._in_head = True  # whatever comes next is the head of the next request
+        self._head_bytes = 0
         if self._current is not None:
             self._current.body.feed_eof()
             self._current = None
@@ -358,7 +364,7 @@ class _Connection(asyncio.Protocol):
             writer.send_error(item.status, item.error, item.detail)
             self._done(None, writer)
             return
-        self.loop.create_task(self._run(item))
+        self._task = self.loop.create_task(self._run(item))
 
     async def _run(self, request: Request) -> None:
         writer = ResponseWriter(self, keep_alive=request.keep_alive)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections import deque
 from dataclasses import dataclass
 from typing import cast
@@ -173,6 +174,7 @@ class UpstreamConnection(asyncio.Protocol):
         assert self.transport is not None
         self.requests_sent += 1
         self._head = self.loop.create_future()
+        self._head.add_done_callback(_retrieve)  # a body-send failure may leave it unawaited
         self._response = None
         self._complete = False
         self._head_only = head_only
@@ -250,6 +252,11 @@ class UpstreamConnection(asyncio.Protocol):
     def _resume_reading(self) -> None:
         if self.transport is not None:
             self.transport.resume_reading()
+
+
+def _retrieve(future: asyncio.Future[UpstreamResponse]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _is_chunked(headers: Headers) -> bool:
@@ -334,8 +341,9 @@ class UpstreamPool:
                 reached=False,
             ) from None
         except OSError as exc:
+            why = os.strerror(exc.errno) if exc.errno else str(exc)
             raise UpstreamError(
-                "refused", f"connect to {self.host}:{self.port}: {exc.strerror}", reached=False
+                "refused", f"connect to {self.host}:{self.port}: {why}", reached=False
             ) from None
         finally:
             self._connecting -= 1

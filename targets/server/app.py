@@ -201,7 +201,11 @@ class ShopServer:
 
     def _release(self) -> None:
         if self.admission.finish():
-            self._waiters.popleft().set_result(None)
+            waiter = self._waiters.popleft()
+            # A waiter cancelled in this same tick is done already: its handler sees it is no
+            # longer queued and passes the slot on in turn.
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def _work(self, endpoint: str, arg: str, payload: dict[str, Any]) -> Reply:
         faults = self.faults
@@ -210,6 +214,7 @@ class ShopServer:
             if faults.hang:
                 self.metrics.faults.labels("hang").inc()
                 await self._unhang.wait()
+                faults = self.faults  # released by a change of faults: the new ones apply
             if faults.latency_s > 0:
                 self.metrics.faults.labels("latency").inc()
                 delay += faults.latency_s

@@ -32,6 +32,8 @@ class Capacity:
     backlog: int = 64
 
     def __post_init__(self) -> None:
+        for name in ("slots", "backlog"):
+            _require(type(getattr(self, name)) is int, name, "an integer", getattr(self, name))
         _require(1 <= self.slots <= 100_000, "slots", "between 1 and 100000", self.slots)
         _require(0 <= self.backlog <= 1_000_000, "backlog", "between 0 and 1000000", self.backlog)
 
@@ -51,6 +53,13 @@ class ServiceTime:
     sigma: float = 0.5  # shape of the lognormal (spread of the tail)
 
     def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "distribution", Distribution(self.distribution))
+        except ValueError:
+            choices = ", ".join(d.value for d in Distribution)
+            raise CapacityError(
+                f"service_time.distribution: must be one of {choices} (got {self.distribution!r})"
+            ) from None
         _require(
             math.isfinite(self.mean_s) and 0 <= self.mean_s <= 600,
             "service_time.mean_s",
@@ -115,7 +124,8 @@ class Admission:
 
     def give_up(self) -> None:
         """A waiting request left the backlog without being served (its client went away)."""
-        self.waiting -= 1
+        if self.waiting > 0:
+            self.waiting -= 1
 
 
 @dataclass(frozen=True, slots=True)

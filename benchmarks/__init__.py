@@ -1,0 +1,1 @@
+"""Benchmarks of the lab's targets against reference implementations (`python -m benchmarks`)."""

@@ -1,0 +1,88 @@
+"""`python -m benchmarks [NAME]`: run every benchmark, or the one named.
+
+Progress goes to stderr. The last line on stdout is one JSON object: the benchmark's result when
+one is named, otherwise `{"lb_vs_haproxy": {...}, "server_vs_uvicorn": {...},
+"idle_connections": {...}}` (a benchmark that could not run holds `{"error": "..."}` instead).
+Exit status: 0 when every benchmark ran (whether or not it met its goal, see each "ok"),
+1 when one could not run, 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+from benchmarks import idle_connections, lb_vs_haproxy, server_vs_uvicorn
+from benchmarks.support import BenchError, emit, log
+
+NAMES = ("lb_vs_haproxy", "server_vs_uvicorn", "idle_connections")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Benchmarks of the lab's targets against reference implementations.",
+    )
+    p.add_argument("name", nargs="?", choices=NAMES, help="run only this benchmark")
+    p.add_argument(
+        "--duration", type=float, default=10.0, help="seconds per measured wrk run (default 10)"
+    )
+    p.add_argument("--connections", type=int, default=50, help="wrk connections (default 50)")
+    p.add_argument(
+        "--rounds", type=int, default=2, help="alternating rounds per comparison (default 2)"
+    )
+    p.add_argument(
+        "--idle-connections",
+        type=int,
+        default=idle_connections.CONNECTIONS,
+        help=f"connections idle_connections opens (default {idle_connections.CONNECTIONS})",
+    )
+    args = p.parse_args(argv)
+    if args.duration <= 0 or args.connections < 1 or args.rounds < 1 or args.idle_connections < 1:
+        p.error("--duration, --connections, --rounds and --idle-connections must be positive")
+    return args
+
+
+def runners(args: argparse.Namespace) -> dict[str, Callable[[], dict[str, Any]]]:
+    """Each benchmark as a call with the command line's settings applied."""
+    load = {"duration_s": args.duration, "connections": args.connections, "rounds": args.rounds}
+    return {
+        "lb_vs_haproxy": lambda: lb_vs_haproxy.run(**load),
+        "server_vs_uvicorn": lambda: server_vs_uvicorn.run(**load),
+        "idle_connections": lambda: idle_connections.run(args.idle_connections),
+    }
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM ends the run like Ctrl-C does, so every child is stopped on the way out."""
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    chosen = [args.name] if args.name else list(NAMES)
+    results: dict[str, dict[str, Any]] = {}
+    failed = False
+    try:
+        for name in chosen:
+            log(f"=== {name} ===")
+            try:
+                results[name] = runners(args)[name]()
+            except BenchError as exc:
+                log(f"{name} could not run: {exc}")
+                results[name] = {"benchmark": name, "error": str(exc)}
+                failed = True
+    except KeyboardInterrupt:
+        log("interrupted: every process started was stopped")
+        return 130
+    emit(results[args.name] if args.name else results)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
