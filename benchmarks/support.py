@@ -131,8 +131,10 @@ def cpu_times() -> dict[int, tuple[int, int]]:
     for line in Path("/proc/stat").read_text().splitlines():
         name, *values = line.split()
         if name.startswith("cpu") and name != "cpu":
-            ticks = [int(v) for v in values[:8]]
-            idle = ticks[3] + ticks[4]  # idle, iowait
+            # user nice system idle iowait irq softirq steal: steal (time the hypervisor gave
+            # to another guest) is neither ours nor idle, so it is left out of both.
+            ticks = [int(v) for v in values[:7]]
+            idle = ticks[3] + ticks[4]
             times[int(name[3:])] = (sum(ticks) - idle, sum(ticks))
     return times
 
@@ -531,11 +533,17 @@ class Run:
     cpu_busy_pct: dict[int, float]
     """How busy each CPU was during the run (everything on it, wrk included), in %."""
 
+    @property
+    def req_per_cpu_s(self) -> float:
+        """Requests served per second of CPU the contender used: its cost, whatever it got."""
+        return self.wrk.rps / (self.cpu_pct / 100) if self.cpu_pct > 0 else 0.0
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "contender": self.contender,
             "round": self.round,
             "cpu_pct": round(self.cpu_pct, 1),
+            "req_per_cpu_s": round(self.req_per_cpu_s),
             "cpu_busy_pct": {str(c): round(p, 1) for c, p in self.cpu_busy_pct.items()},
             **self.wrk.as_dict(),
         }
@@ -595,12 +603,18 @@ def summarize(runs: Sequence[Run], name: str) -> dict[str, Any]:
         "p50_ms": round(statistics.median(r.wrk.p50_ms for r in mine), 3),
         "p99_ms": round(statistics.median(r.wrk.p99_ms for r in mine), 3),
         "cpu_pct": round(statistics.median(r.cpu_pct for r in mine), 1),
+        "req_per_cpu_s": round(statistics.median(r.req_per_cpu_s for r in mine)),
         "cpu_busy_pct": {
             str(cpu): round(statistics.median(r.cpu_busy_pct[cpu] for r in mine), 1)
             for cpu in mine[0].cpu_busy_pct
         },
         "errors": sum(r.wrk.errors for r in mine),
     }
+
+
+def ratio(ours: float, theirs: float) -> float:
+    """`ours / theirs` rounded to 3 places; 0.0 when `theirs` is 0 (nothing to compare with)."""
+    return round(ours / theirs, 3) if theirs else 0.0
 
 
 def emit(result: dict[str, Any]) -> None:

@@ -14,7 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, disable_created_metrics, generate_latest
 
 from targets.http.messages import Request
 from targets.http.server import ResponseWriter
@@ -63,7 +63,9 @@ def announce_ready(**fields: object) -> None:
     sys.stdout.flush()
 
 
-def configure_logging(level: str, name: str) -> None:
+def configure_process(level: str, name: str) -> None:
+    """Logging to stderr with the instance name; no `_created` series in /metrics."""
+    disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus-client
     logging.basicConfig(
         level=level.upper(),
         format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s",

@@ -16,7 +16,7 @@ from targets.http.server import HttpServer, ServerLimits
 from targets.lb.balancer import LbConfig, LoadBalancer
 from targets.lb.control import control_app
 from targets.lb.core import Algorithm, ConfigError, GroupConfig, HealthPolicy
-from targets.runtime import announce_ready, configure_logging, read_token, wait_for_stop
+from targets.runtime import announce_ready, configure_process, read_token, wait_for_stop
 
 log = logging.getLogger("targets.lb")
 
@@ -30,7 +30,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--name", default="lb", help="name in logs and error bodies")
     p.add_argument("--host", default="127.0.0.1", help="data-plane address (default loopback)")
     p.add_argument("--port", type=int, default=0, help="data-plane port (0: any free port)")
-    p.add_argument("--control-port", type=int, default=0, help="control API port on 127.0.0.1")
+    p.add_argument(
+        "--control-host",
+        default="127.0.0.1",
+        help="control API address (default loopback; keep it private)",
+    )
+    p.add_argument("--control-port", type=int, default=0, help="control API port (0: any free)")
     p.add_argument("--control-token-file", help="file with the control API token")
     p.add_argument(
         "--allow-remote",
@@ -145,7 +150,7 @@ async def serve(args: argparse.Namespace) -> int:
     control = _ControlServer(
         uvicorn.Config(
             control_app(lb, token, args.allow_remote),
-            host="127.0.0.1",
+            host=args.control_host,
             port=args.control_port,
             log_level="warning",
             access_log=False,
@@ -172,7 +177,7 @@ async def serve(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    configure_logging(args.log_level, args.name)
+    configure_process(args.log_level, args.name)
     try:
         return run(serve(args))
     except (ValueError, ConfigError, OSError) as exc:

@@ -11,7 +11,7 @@ from targets.http.loop import run
 from targets.http.server import HttpServer, ServerLimits
 from targets.runtime import (
     announce_ready,
-    configure_logging,
+    configure_process,
     parse_hostport,
     read_token,
     wait_for_stop,
@@ -122,7 +122,7 @@ async def serve(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    configure_logging(args.log_level, args.instance_id)
+    configure_process(args.log_level, args.instance_id)
     try:
         return run(serve(args))
     except (ValueError, CapacityError, RegistrationError, OSError) as exc:
