@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
 import time
 from typing import Any
 
@@ -100,6 +101,18 @@ async def gauge(lb: Proc, name: str) -> float:
 
 
 async def hold(lb: Proc, count: int) -> dict[str, Any]:
+    """`measure` with SIGTERM cancelling it cleanly, as asyncio.run does for Ctrl-C."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        return await measure(lb, count)
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
+async def measure(lb: Proc, count: int) -> dict[str, Any]:
     """Open the connections, measure, close them; the measurements."""
     host, port = lb.address()
     before = rss_mb(lb.pid)
@@ -157,7 +170,10 @@ def run(connections: int = CONNECTIONS) -> dict[str, Any]:
         group.spawn("server", server_argv)
         wait_lb_healthy(lb, 1)
         wait_http(f"http://{lb.ready['address']}{PATH}", "the LB to proxy", lb)
-        measured = asyncio.run(hold(lb, connections))
+        try:
+            measured = asyncio.run(hold(lb, connections))
+        except asyncio.CancelledError:  # SIGTERM
+            raise KeyboardInterrupt from None
     return {
         "benchmark": "idle_connections",
         "connections": connections,
