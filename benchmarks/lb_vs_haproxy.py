@@ -41,6 +41,7 @@ from benchmarks.support import (
     measure,
     ratio,
     require_tool,
+    self_pinned,
     summarize,
     wait_http,
     wait_lb_healthy,
@@ -121,7 +122,7 @@ backend be
 
 def start_backends(group: ProcessGroup, cpu: int | None) -> list[int]:
     """Start nginx on BACKENDS ports; their port numbers."""
-    nginx = require_tool("nginx")
+    nginx = require_tool("nginx", "nginx-light")
     ports = [free_port() for _ in range(BACKENDS)]
     root = group.dir / "nginx"
     root.mkdir()
@@ -163,8 +164,10 @@ def start_haproxy(group: ProcessGroup, backends: list[int], cpu: int | None) -> 
 
 def run(duration_s: float = 10.0, connections: int = 50, rounds: int = ROUNDS) -> dict[str, Any]:
     """Run the comparison; the result object (see the README for its fields)."""
+    for tool, package in (("wrk", "wrk"), ("nginx", "nginx-light"), ("haproxy", "haproxy")):
+        require_tool(tool, package)
     plan = CpuPlan.detect()
-    with ProcessGroup("bench-lb-") as group:
+    with self_pinned(plan.load), ProcessGroup("bench-lb-") as group:
         backends = start_backends(group, plan.load)
         lb = start_lb(group, backends, plan.sut)
         haproxy = start_haproxy(group, backends, plan.sut)

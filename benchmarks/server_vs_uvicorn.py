@@ -27,6 +27,8 @@ from benchmarks.support import (
     log,
     measure,
     ratio,
+    require_tool,
+    self_pinned,
     summarize,
     wait_http,
 )
@@ -87,8 +89,9 @@ def start_uvicorn(group: ProcessGroup, cpu: int | None) -> Contender:
 
 def run(duration_s: float = 10.0, connections: int = 50, rounds: int = ROUNDS) -> dict[str, Any]:
     """Run the comparison; the result object (see the README for its fields)."""
+    require_tool("wrk")
     plan = CpuPlan.detect()
-    with ProcessGroup("bench-server-") as group:
+    with self_pinned(plan.load), ProcessGroup("bench-server-") as group:
         server = start_server(group, plan.sut)
         uvicorn = start_uvicorn(group, plan.sut)
         log(f"{server.url} vs {uvicorn.url}")

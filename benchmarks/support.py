@@ -26,7 +26,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -79,6 +79,20 @@ class CpuPlan:
 
     def describe(self) -> dict[str, int | None]:
         return {"sut_cpu": self.sut, "load_cpu": self.load}
+
+
+@contextlib.contextmanager
+def self_pinned(cpu: int | None) -> Iterator[None]:
+    """Keep this process (and children started without a CPU of their own) on `cpu` meanwhile."""
+    if cpu is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def pinned(argv: Sequence[str], cpu: int | None) -> list[str]:
