@@ -124,3 +124,7 @@ class BodyReader:
 
 def _nothing() -> None:
     return None
+
+
+EMPTY_BODY = BodyReader.empty()
+"""The body of every request without one: complete, no bytes, nothing to feed (never mutated)."""

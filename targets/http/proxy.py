@@ -21,6 +21,7 @@ _REWRITTEN = frozenset({b"content-length", b"x-forwarded-for", b"x-forwarded-pro
 _DROP_REQUEST = HOP_BY_HOP | _REWRITTEN
 _DROP_RESPONSE = HOP_BY_HOP | {b"content-length"}
 _NEVER_DROPPED = frozenset({b"host"})
+_PLAIN_CONNECTION = frozenset({b"keep-alive", b"close"})
 
 
 def upstream_head(request: Request, proto: bytes = b"http") -> bytes:
@@ -52,14 +53,16 @@ def upstream_head(request: Request, proto: bytes = b"http") -> bytes:
 
 def response_headers(headers: Headers) -> Headers:
     """The upstream's response headers minus hop-by-hop and framing ones."""
+    kept = [(n, v) for n, v in headers if n not in _DROP_RESPONSE]
     named = _named_by_connection(headers)
-    return [(n, v) for n, v in headers if n not in _DROP_RESPONSE and n not in named]
+    return [(n, v) for n, v in kept if n not in named] if named else kept
 
 
 def _named_by_connection(headers: Headers) -> frozenset[bytes]:
-    for name, _ in headers:
-        if name == b"connection":
-            return connection_tokens(headers) - _NEVER_DROPPED
+    """Extra headers the `Connection` header names (beyond the usual keep-alive/close)."""
+    for name, value in headers:
+        if name == b"connection" and value.lower() not in _PLAIN_CONNECTION:
+            return connection_tokens(headers) - _NEVER_DROPPED - HOP_BY_HOP
     return frozenset()
 
 

@@ -30,7 +30,8 @@ from typing import cast
 
 import httptools
 
-from targets.http.body import BodyReader
+from targets.http.body import EMPTY_BODY, BodyReader
+from targets.http.deadline import Deadline
 from targets.http.messages import Headers, Request, error_body, status_line
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class ResponseWriter:
         "_chunked",
         "_conn",
         "_has_body",
+        "_head",
         "bytes_sent",
         "finished",
         "keep_alive",
@@ -90,6 +92,7 @@ class ResponseWriter:
         self._conn = conn
         self._chunked = False
         self._has_body = True
+        self._head = b""  # held back to go out in one write with the first body bytes
         self.keep_alive = keep_alive
         self.started = False
         self.finished = False
@@ -134,27 +137,37 @@ class ResponseWriter:
         elif not self._conn.http11:
             parts.append(b"connection: keep-alive\r\n")
         parts.append(b"\r\n")
-        self._conn.write(b"".join(parts))
+        self._head = b"".join(parts)
 
     def write(self, data: bytes) -> None:
         if not data or not self._has_body:
             return
         self.bytes_sent += len(data)
         if self._chunked:
-            self._conn.write(b"%x\r\n%b\r\n" % (len(data), data))
-        else:
-            self._conn.write(data)
+            data = b"%x\r\n%b\r\n" % (len(data), data)
+        if self._head:
+            data = self._head + data
+            self._head = b""
+        self._conn.write(data)
 
     async def drain(self) -> None:
         """Wait while the client is slower than we are (transport write buffer above its mark)."""
+        self._flush_head()
         await self._conn.drain()
 
     def end(self) -> None:
         if self.finished:
             return
         self.finished = True
-        if self._chunked:
-            self._conn.write(b"0\r\n\r\n")
+        tail = b"0\r\n\r\n" if self._chunked else b""
+        if self._head or tail:
+            self._conn.write(self._head + tail)
+            self._head = b""
+
+    def _flush_head(self) -> None:
+        if self._head:
+            self._conn.write(self._head)
+            self._head = b""
 
     def send(self, status: int, headers: Headers, body: bytes = b"") -> None:
         self.start(status, headers, len(body))
@@ -187,6 +200,7 @@ class _Connection(asyncio.Protocol):
         self._headers: Headers = []
         self._head_bytes = 0
         self._in_head = True
+        self._started = False  # bytes of a request arrived, its head is not complete
         self._content_length: int | None = None
         self._chunked = False
         self._expect_continue = False
@@ -197,7 +211,7 @@ class _Connection(asyncio.Protocol):
         self._busy = False
         self._closing = False
         self._upgraded = False
-        self._timer: asyncio.TimerHandle | None = None
+        self._deadline = Deadline(self.loop, self._on_deadline)
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._reading_paused = False
@@ -210,11 +224,11 @@ class _Connection(asyncio.Protocol):
         if isinstance(peer, tuple):
             self.client = (str(peer[0]), int(peer[1]))
         self.server._connections.add(self)
-        self._arm(self.limits.keepalive_timeout_s, self._on_idle_timeout)
+        self._deadline.set(self.limits.keepalive_timeout_s)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server._closed(self)
-        self._cancel_timer()
+        self._deadline.cancel()
         self._closing = True
         if self._current is not None:
             self._current.body.fail(ConnectionResetError("client closed the connection"))
@@ -267,10 +281,11 @@ class _Connection(asyncio.Protocol):
         self._headers = []
         self._head_bytes = 0
         self._in_head = True
+        self._started = True
         self._content_length = None
         self._chunked = False
         self._expect_continue = False
-        self._arm(self.limits.header_timeout_s, self._on_header_timeout)
+        self._deadline.set(self.limits.header_timeout_s)
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -293,7 +308,8 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        self._cancel_timer()
+        self._started = False
+        self._deadline.clear()
         parser = self.parser
         self.http11 = parser.get_http_version() == "1.1"
         limit = self.limits.max_body_bytes
@@ -307,7 +323,7 @@ class _Connection(asyncio.Protocol):
                 self._send_continue if self._expect_continue else None,
             )
             if has_body
-            else BodyReader.empty()
+            else EMPTY_BODY
         )
         parsed = httptools.parse_url(self._url)
         request = Request(
@@ -358,7 +374,7 @@ class _Connection(asyncio.Protocol):
 
     def _start(self, item: Request | HttpError) -> None:
         self._busy = True
-        self._cancel_timer()
+        self._deadline.clear()
         if isinstance(item, HttpError):
             writer = ResponseWriter(self, keep_alive=False)
             writer.send_error(item.status, item.error, item.detail)
@@ -401,8 +417,8 @@ class _Connection(asyncio.Protocol):
             if self._reading_paused and len(self._pipeline) < _MAX_PIPELINE // 2:
                 self._resume_reading()
             self._start(self._pipeline.popleft())
-        elif self._in_head:
-            self._arm(self.limits.keepalive_timeout_s, self._on_idle_timeout)
+        elif not self._started:
+            self._deadline.set(self.limits.keepalive_timeout_s)
 
     def _reject(self, error: HttpError | None) -> None:
         """The byte stream cannot be parsed further: answer in turn if possible, then close."""
@@ -450,31 +466,16 @@ class _Connection(asyncio.Protocol):
             self._reading_paused = False
             self.transport.resume_reading()
 
-    def _arm(self, delay: float, callback: Callable[[], None]) -> None:
-        self._cancel_timer()
-        self._timer = self.loop.call_later(delay, callback)
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _on_idle_timeout(self) -> None:
-        self._timer = None
-        if not self._busy and self.transport is not None:
-            self.transport.close()
-
-    def _on_header_timeout(self) -> None:
-        self._timer = None
-        if self.transport is None:
+    def _on_deadline(self) -> None:
+        """The head took too long (408), or the connection sat idle too long (close)."""
+        if self.transport is None or self._busy:
             return
-        if self._busy:
-            self._closing = True
+        if not self._started:
+            self.transport.close()  # idle keep-alive connection
             return
         self._closing = True
         self._upgraded = True
-        error = HttpError(408, "header_timeout", "request head not received in time")
-        self._start(error)
+        self._start(HttpError(408, "header_timeout", "request head not received in time"))
 
 
 def _too_large_head(limit: int) -> HttpError:

@@ -25,6 +25,7 @@ from typing import cast
 import httptools
 
 from targets.http.body import BodyReader
+from targets.http.deadline import Deadline
 from targets.http.messages import Headers
 
 TIMEOUT_REASONS = frozenset({"connect_timeout", "timeout", "pool_timeout"})
@@ -75,7 +76,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._head_only = False
         self._complete = True
         self._broken = False
-        self._timer: asyncio.TimerHandle | None = None
+        self._deadline = Deadline(self.loop, self._on_timeout)
         self._timeout_s = 0.0
         self._write_paused = False
         self._drain: asyncio.Future[None] | None = None
@@ -87,7 +88,7 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         self._broken = True
-        self._cancel_timer()
+        self._deadline.cancel()
         self.pool._forget(self)
         response = self._response
         if (
@@ -109,6 +110,9 @@ class UpstreamConnection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._fail(UpstreamError("bad_response", f"malformed response: {exc}", reached=True))
             self.abort()
+            return
+        if not self._complete and self._timeout_s > 0:
+            self._deadline.set(self._timeout_s)  # the upstream is alive: the clock restarts
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -152,12 +156,10 @@ class UpstreamConnection(asyncio.Protocol):
             body.feed_eof()
             self._broken = True
         self._head.set_result(response)
-        self._arm()
 
     def on_body(self, data: bytes) -> None:
         if self._response is not None and not self._complete:
             self._response.body.feed(data)
-            self._arm()
 
     def on_message_complete(self) -> None:
         status = self.parser.get_status_code()
@@ -166,7 +168,7 @@ class UpstreamConnection(asyncio.Protocol):
         if not self._complete:
             self._complete = True
             self._response.body.feed_eof()
-        self._cancel_timer()
+        self._deadline.clear()
 
     # -- used by the proxy ------------------------------------------------------------------
     def send(self, head: bytes, *, head_only: bool, timeout_s: float) -> None:
@@ -179,6 +181,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._complete = False
         self._head_only = head_only
         self._timeout_s = timeout_s
+        if self._timeout_s > 0:
+            self._deadline.set(self._timeout_s)
         self.transport.write(head)
 
     def write(self, data: bytes) -> None:
@@ -195,8 +199,6 @@ class UpstreamConnection(asyncio.Protocol):
     async def response(self) -> UpstreamResponse:
         """Wait for the response head, up to the timeout given to `send`."""
         assert self._head is not None
-        if not self._head.done():
-            self._arm()
         return await self._head
 
     @property
@@ -218,7 +220,7 @@ class UpstreamConnection(asyncio.Protocol):
     # -- internals --------------------------------------------------------------------------
     def _fail(self, error: UpstreamError) -> None:
         self._broken = True
-        self._cancel_timer()
+        self._deadline.clear()
         error.reused = self.requests_sent > 1
         if self._head is not None and not self._head.done():
             self._head.set_exception(error)
@@ -228,18 +230,7 @@ class UpstreamConnection(asyncio.Protocol):
         if self._drain is not None and not self._drain.done():
             self._drain.set_exception(error)
 
-    def _arm(self) -> None:
-        self._cancel_timer()
-        if self._timeout_s > 0:
-            self._timer = self.loop.call_later(self._timeout_s, self._on_timeout)
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
     def _on_timeout(self) -> None:
-        self._timer = None
         self._fail(
             UpstreamError("timeout", f"no response within {self._timeout_s:g} s", reached=True)
         )
@@ -284,6 +275,7 @@ class UpstreamPool:
         self._open: set[UpstreamConnection] = set()
         self._connecting = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
 
     @property
@@ -295,7 +287,9 @@ class UpstreamPool:
         return len(self._idle)
 
     async def acquire(self) -> UpstreamConnection:
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         while True:
             if self.closed:
                 raise UpstreamError("refused", "target removed from the pool", reached=False)
