@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from targets.http.messages import Headers, header_value
-from targets.http.upstream import UpstreamConnection, UpstreamError, UpstreamPool
+from targets.http.upstream import PendingResponse, UpstreamError, UpstreamPool
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +42,8 @@ def _request_head(
     return b"".join(parts)
 
 
-async def _read_reply(conn: UpstreamConnection, timeout_s: float, max_body_bytes: int) -> Reply:
-    response = await conn.response()
+async def _read_reply(pending: PendingResponse, timeout_s: float, max_body_bytes: int) -> Reply:
+    response = await pending.wait()
     try:
         data = await asyncio.wait_for(response.body.read_all(max_body_bytes), timeout_s)
     except ValueError as exc:
@@ -71,8 +71,8 @@ class Client:
         conn = await self.pool.acquire()
         try:
             head = _request_head(method, path, self.authority, headers, body, close=False)
-            conn.send(head + body, head_only=method == "HEAD", timeout_s=self.timeout_s)
-            return await _read_reply(conn, self.timeout_s, 64 * 1024 * 1024)
+            pending = conn.start(head + body, head_only=method == "HEAD", timeout_s=self.timeout_s)
+            return await _read_reply(pending, self.timeout_s, 64 * 1024 * 1024)
         finally:
             self.pool.release(conn)
 
@@ -96,8 +96,8 @@ async def fetch(
     conn = await pool.acquire()
     try:
         head = _request_head(method, path, f"{host}:{port}", headers, body, close=True)
-        conn.send(head + body, head_only=method == "HEAD", timeout_s=timeout_s)
-        return await _read_reply(conn, timeout_s, max_body_bytes)
+        pending = conn.start(head + body, head_only=method == "HEAD", timeout_s=timeout_s)
+        return await _read_reply(pending, timeout_s, max_body_bytes)
     finally:
         conn.abort()
         pool.close()

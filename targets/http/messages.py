@@ -7,8 +7,9 @@ pairs, because a proxy must keep repeated headers and their order.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from http import HTTPStatus
+
+import httptools
 
 from targets.http.body import BodyReader
 
@@ -69,21 +70,75 @@ def header_value(headers: Headers, name: bytes) -> bytes | None:
     return None
 
 
-@dataclass(slots=True, eq=False)
 class Request:
     """One parsed request head plus its streamed body."""
 
-    method: str
-    target: bytes  # the raw request-target, path and query as the client sent it
-    path: str
-    query: str
-    headers: Headers
-    version: str  # "1.1" or "1.0"
-    keep_alive: bool
-    client: tuple[str, int]
-    body: BodyReader
-    content_length: int | None
-    chunked: bool
+    __slots__ = (
+        "_path",
+        "_query",
+        "body",
+        "chunked",
+        "client",
+        "content_length",
+        "headers",
+        "keep_alive",
+        "method",
+        "target",
+        "version",
+    )
+
+    def __init__(
+        self,
+        *,
+        method: str,
+        target: bytes,
+        headers: Headers,
+        version: str,
+        keep_alive: bool,
+        client: tuple[str, int],
+        body: BodyReader,
+        content_length: int | None,
+        chunked: bool,
+    ) -> None:
+        self.method = method
+        self.target = target  # the raw request-target, as the client sent it
+        self.headers = headers
+        self.version = version  # "1.1" or "1.0"
+        self.keep_alive = keep_alive
+        self.client = client
+        self.body = body
+        self.content_length = content_length
+        self.chunked = chunked
+        self._path: str | None = None  # parsed on first use: a proxy forwards `target` as is
+        self._query = ""
+
+    @property
+    def path(self) -> str:
+        path = self._path
+        if path is None:
+            path = self._parse_target()
+        return path
+
+    @property
+    def query(self) -> str:
+        if self._path is None:
+            self._parse_target()
+        return self._query
+
+    def _parse_target(self) -> str:
+        target = self.target
+        if not target.startswith(b"/"):  # absolute-form (http://host/path) or asterisk-form
+            try:
+                parsed = httptools.parse_url(target)
+            except httptools.HttpParserInvalidURLError:
+                pass
+            else:
+                query = b"?" + parsed.query if parsed.query else b""
+                target = (parsed.path or b"/") + query
+        raw_path, _, raw_query = target.partition(b"?")
+        path = self._path = raw_path.decode("latin-1")
+        self._query = raw_query.decode("latin-1")
+        return path
 
     @property
     def has_body(self) -> bool:

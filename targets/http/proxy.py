@@ -12,6 +12,8 @@ caller can retry elsewhere or answer 502/504. After that, `UpstreamError` still 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from targets.http.messages import HOP_BY_HOP, Headers, Request, connection_tokens
 from targets.http.server import ResponseWriter
 from targets.http.upstream import UpstreamConnection, UpstreamError, UpstreamPool
@@ -53,9 +55,18 @@ def upstream_head(request: Request, proto: bytes = b"http") -> bytes:
 
 def response_headers(headers: Headers) -> Headers:
     """The upstream's response headers minus hop-by-hop and framing ones."""
-    kept = [(n, v) for n, v in headers if n not in _DROP_RESPONSE]
+    kept = []
+    plain = True
+    for name, value in headers:
+        if name in _DROP_RESPONSE:
+            if name == b"connection" and value.lower() not in _PLAIN_CONNECTION:
+                plain = False
+            continue
+        kept.append((name, value))
+    if plain:
+        return kept
     named = _named_by_connection(headers)
-    return [(n, v) for n, v in kept if n not in named] if named else kept
+    return [(n, v) for n, v in kept if n not in named]
 
 
 def _named_by_connection(headers: Headers) -> frozenset[bytes]:
@@ -90,10 +101,10 @@ async def _exchange(
     proto: bytes,
 ) -> int:
     head_only = request.method == "HEAD"
-    conn.send(upstream_head(request, proto), head_only=head_only, timeout_s=timeout_s)
+    pending = conn.start(upstream_head(request, proto), head_only=head_only, timeout_s=timeout_s)
     if request.has_body:
         await _send_body(request, conn)
-    response = await conn.response()
+    response = await pending.wait()
     writer.start(
         response.status,
         response_headers(response.headers),
@@ -123,3 +134,70 @@ async def _send_body(request: Request, conn: UpstreamConnection) -> None:
         while chunk := await request.body.read():
             conn.write(chunk)
             await conn.drain()
+
+
+class Exchange:
+    """One bodiless request proxied on an idle pooled connection, with callbacks only.
+
+    The fast path: no task, no future, no coroutine. The connection's parser events go straight
+    to the client's writer; `done(status, error)` is called exactly once at the end, with
+    `error` set when the exchange failed (`writer.started` then tells whether the client saw
+    anything yet). A client too slow to keep up pauses the upstream socket until it drains.
+    """
+
+    __slots__ = ("_done", "conn", "pool", "request", "status", "writer")
+
+    def __init__(
+        self,
+        request: Request,
+        writer: ResponseWriter,
+        pool: UpstreamPool,
+        conn: UpstreamConnection,
+        done: Callable[[int, UpstreamError | None], None],
+    ) -> None:
+        self.request = request
+        self.writer = writer
+        self.pool = pool
+        self.conn = conn
+        self.status = 0
+        self._done: Callable[[int, UpstreamError | None], None] | None = done
+
+    def start(self, timeout_s: float, proto: bytes = b"http") -> None:
+        self.writer.on_client_gone = self.conn.abort  # the upstream side then reports "reset"
+        head_only = self.request.method == "HEAD"
+        self.conn.send(
+            upstream_head(self.request, proto), self, head_only=head_only, timeout_s=timeout_s
+        )
+
+    def response_head(self, status: int, headers: Headers, content_length: int | None) -> None:
+        self.status = status
+        self.writer.start(
+            status,
+            response_headers(headers),
+            content_length,
+            head_only=self.request.method == "HEAD",
+        )
+
+    def response_body(self, data: bytes) -> None:
+        writer = self.writer
+        writer.write(data)
+        if writer.blocked:
+            self.conn.pause_reading()
+            writer.on_writable = self.conn.resume_reading
+
+    def response_end(self) -> None:
+        self.writer.on_client_gone = None
+        self._finish(None)
+        self.writer.end()
+
+    def response_failed(self, error: UpstreamError) -> None:
+        self.writer.on_client_gone = None
+        if self.writer.started:
+            error.detail += " (after the response started)"
+        self._finish(error)
+
+    def _finish(self, error: UpstreamError | None) -> None:
+        self.pool.release(self.conn)
+        done, self._done = self._done, None
+        if done is not None:
+            done(self.status, error)

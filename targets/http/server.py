@@ -36,7 +36,10 @@ from targets.http.messages import Headers, Request, error_body, status_line
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[Request, "ResponseWriter"], Awaitable[None]]
+Handler = Callable[[Request, "ResponseWriter"], Awaitable[None] | None]
+"""Answers one request through its writer. A coroutine handler runs as a task; a plain function
+may answer at once, or later from callbacks (the proxy's fast path), and returns None. Either
+way the request is over when the writer ends (or aborts), not when the handler returns."""
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _MAX_PIPELINE = 32
@@ -84,12 +87,20 @@ class ResponseWriter:
         "bytes_sent",
         "finished",
         "keep_alive",
+        "on_client_gone",
+        "on_writable",
+        "request",
         "started",
         "status",
     )
 
-    def __init__(self, conn: _Connection, keep_alive: bool) -> None:
+    def __init__(self, conn: _Connection, request: Request | None, keep_alive: bool) -> None:
         self._conn = conn
+        self.request = request
+        # Called when the client disconnects before the response ends (cancel the work).
+        self.on_client_gone: Callable[[], object] | None = None
+        # Called when a client that was too slow can take more bytes (callback flow control).
+        self.on_writable: Callable[[], object] | None = None
         self._chunked = False
         self._has_body = True
         self._head = b""  # held back to go out in one write with the first body bytes
@@ -155,7 +166,13 @@ class ResponseWriter:
         self._flush_head()
         await self._conn.drain()
 
+    @property
+    def blocked(self) -> bool:
+        """True while the client's socket buffer is full (callback writers: await on_writable)."""
+        return self._conn.write_paused
+
     def end(self) -> None:
+        """The response is complete: the connection moves on to its next request."""
         if self.finished:
             return
         self.finished = True
@@ -163,6 +180,17 @@ class ResponseWriter:
         if self._head or tail:
             self._conn.write(self._head + tail)
             self._head = b""
+        self._conn.response_done(self)
+
+    def continue_in(self, pending: Awaitable[None]) -> None:
+        """Finish this response from a coroutine (a callback handler that must now wait)."""
+        self._conn.run_handler(pending, self)
+
+    def abort(self) -> None:
+        """The response cannot be completed: drop the connection, the only honest signal left."""
+        if not self.finished:
+            self.finished = True
+            self._conn.response_aborted()
 
     def _flush_head(self) -> None:
         if self._head:
@@ -212,10 +240,10 @@ class _Connection(asyncio.Protocol):
         self._closing = False
         self._upgraded = False
         self._deadline = Deadline(self.loop, self._on_deadline)
-        self._write_paused = False
+        self.write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._reading_paused = False
-        self._task: asyncio.Task[None] | None = None
+        self._writer: ResponseWriter | None = None
 
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -237,20 +265,24 @@ class _Connection(asyncio.Protocol):
                 waiter.set_exception(ConnectionResetError("client closed the connection"))
         self._drain_waiters.clear()
         self.transport = None
-        if self._busy and self._task is not None and not self._task.done():
+        writer = self._writer
+        if self._busy and writer is not None and writer.on_client_gone is not None:
             # The client is gone: stop working for it (a proxy then drops its upstream
             # connection too, so the abandonment travels down the chain, as with nginx).
-            self._task.cancel()
+            writer.on_client_gone()
 
     def eof_received(self) -> bool:
         # A client that shuts down its side has gone away (as nginx and uvicorn treat it).
         return False
 
     def pause_writing(self) -> None:
-        self._write_paused = True
+        self.write_paused = True
 
     def resume_writing(self) -> None:
-        self._write_paused = False
+        self.write_paused = False
+        writer = self._writer
+        if writer is not None and writer.on_writable is not None:
+            writer.on_writable()
         for waiter in self._drain_waiters:
             if not waiter.done():
                 waiter.set_result(None)
@@ -325,12 +357,9 @@ class _Connection(asyncio.Protocol):
             if has_body
             else EMPTY_BODY
         )
-        parsed = httptools.parse_url(self._url)
         request = Request(
             method=parser.get_method().decode("ascii"),
             target=self._url,
-            path=parsed.path.decode("latin-1"),
-            query=(parsed.query or b"").decode("latin-1"),
             headers=self._headers,
             version="1.1" if self.http11 else "1.0",
             keep_alive=parser.should_keep_alive(),
@@ -376,39 +405,57 @@ class _Connection(asyncio.Protocol):
         self._busy = True
         self._deadline.clear()
         if isinstance(item, HttpError):
-            writer = ResponseWriter(self, keep_alive=False)
+            writer = self._writer = ResponseWriter(self, None, keep_alive=False)
             writer.send_error(item.status, item.error, item.detail)
-            self._done(None, writer)
             return
-        self._task = self.loop.create_task(self._run(item))
-
-    async def _run(self, request: Request) -> None:
-        writer = ResponseWriter(self, keep_alive=request.keep_alive)
+        writer = self._writer = ResponseWriter(self, item, keep_alive=item.keep_alive)
         try:
-            await self.server.handler(request, writer)
-        except HttpError as exc:
+            pending = self.server.handler(item, writer)
+        except Exception as exc:  # any handler failure becomes a response
+            self._handler_failed(exc, writer)
+            return
+        if pending is not None:
+            self.run_handler(pending, writer)
+
+    def run_handler(self, pending: Awaitable[None], writer: ResponseWriter) -> None:
+        task = self.loop.create_task(self._run(pending, writer))
+        writer.on_client_gone = task.cancel
+
+    async def _run(self, pending: Awaitable[None], writer: ResponseWriter) -> None:
+        try:
+            await pending
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:  # any handler failure becomes a response
+            self._handler_failed(exc, writer)
+        if not writer.finished:
+            writer.abort()  # the handler returned without completing its response
+
+    def _handler_failed(self, exc: Exception, writer: ResponseWriter) -> None:
+        if isinstance(exc, HttpError):
             if not writer.started:
                 writer.keep_alive = False
                 writer.send_error(exc.status, exc.error, exc.detail)
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        except Exception:
-            log.exception("handler failed on %s %s", request.method, request.path)
+        elif not isinstance(exc, ConnectionError):
+            request = writer.request
+            log.error("handler failed on %s", request and request.path, exc_info=exc)
             if not writer.started:
                 writer.send_error(500, "handler_failed", "the request handler raised an error")
-        self._done(request, writer)
-
-    def _done(self, request: Request | None, writer: ResponseWriter) -> None:
-        self._busy = False
-        if self.transport is None:
-            return
         if not writer.finished:
-            # The handler broke off mid-response: the client cannot be told anything but EOF.
-            self.transport.abort()
+            writer.abort()
+
+    def response_done(self, writer: ResponseWriter) -> None:
+        """The writer ended its response: keep alive for the next request, or close."""
+        if writer is not self._writer:
+            return
+        self._busy = False
+        self._writer = None
+        if self.transport is None:
             return
         if not writer.keep_alive or self._closing:
             self.transport.close()
             return
+        request = writer.request
         if request is not None and not request.body.done:
             # The handler did not read the whole body: skip the rest of it on the wire.
             self._discarding = True
@@ -416,9 +463,20 @@ class _Connection(asyncio.Protocol):
         if self._pipeline:
             if self._reading_paused and len(self._pipeline) < _MAX_PIPELINE // 2:
                 self._resume_reading()
-            self._start(self._pipeline.popleft())
+            # Not from inside the previous handler's call stack: pipelines could nest deep.
+            self.loop.call_soon(self._start_next)
         elif not self._started:
             self._deadline.set(self.limits.keepalive_timeout_s)
+
+    def _start_next(self) -> None:
+        if self._pipeline and not self._busy and self.transport is not None:
+            self._start(self._pipeline.popleft())
+
+    def response_aborted(self) -> None:
+        self._busy = False
+        self._writer = None
+        if self.transport is not None:
+            self.transport.abort()
 
     def _reject(self, error: HttpError | None) -> None:
         """The byte stream cannot be parsed further: answer in turn if possible, then close."""
@@ -442,7 +500,7 @@ class _Connection(asyncio.Protocol):
     async def drain(self) -> None:
         if self.transport is None:
             raise ConnectionResetError("client closed the connection")
-        if self._write_paused:
+        if self.write_paused:
             waiter = self.loop.create_future()
             self._drain_waiters.append(waiter)
             await waiter

@@ -2,7 +2,9 @@
 
 `UpstreamPool.acquire()` hands out an idle connection (most recently used first) or opens one, up
 to `max_connections`; beyond that, callers wait for a release. A connection sends one request at a
-time and parses the response with httptools; its body streams through a `BodyReader`.
+time, parses the response with httptools and hands its events to a `ResponseSink`: either a
+`PendingResponse` (await the head, read a `BodyReader`) or a callback object (the proxy's fast
+path, which needs no task and no future).
 
 Errors form one small tree:
 
@@ -20,7 +22,7 @@ import contextlib
 import os
 from collections import deque
 from dataclasses import dataclass
-from typing import cast
+from typing import Protocol, cast
 
 import httptools
 
@@ -50,13 +52,60 @@ class UpstreamError(Exception):
         return 504 if self.reason in TIMEOUT_REASONS else 502
 
 
+class ResponseSink(Protocol):
+    """Where a connection delivers the events of one response, in this order:
+    `response_head`, any number of `response_body`, then `response_end`; or `response_failed`
+    at any point instead of the rest. Exactly one of `response_end`/`response_failed` comes."""
+
+    def response_head(self, status: int, headers: Headers, content_length: int | None) -> None: ...
+
+    def response_body(self, data: bytes) -> None: ...
+
+    def response_end(self) -> None: ...
+
+    def response_failed(self, error: UpstreamError) -> None: ...
+
+
 @dataclass(slots=True, eq=False)
 class UpstreamResponse:
     status: int
     headers: Headers
     content_length: int | None
     body: BodyReader
-    keep_alive: bool
+
+
+class PendingResponse:
+    """The sink for coroutine callers: `await wait()` for the head, then read `body`."""
+
+    __slots__ = ("_conn", "_future", "_response")
+
+    def __init__(self, conn: UpstreamConnection) -> None:
+        self._conn = conn
+        self._future: asyncio.Future[UpstreamResponse] = conn.loop.create_future()
+        self._response: UpstreamResponse | None = None
+
+    async def wait(self) -> UpstreamResponse:
+        return await self._future
+
+    def response_head(self, status: int, headers: Headers, content_length: int | None) -> None:
+        body = BodyReader(self._conn.pause_reading, self._conn.resume_reading)
+        self._response = UpstreamResponse(status, headers, content_length, body)
+        self._future.set_result(self._response)
+
+    def response_body(self, data: bytes) -> None:
+        assert self._response is not None
+        self._response.body.feed(data)
+
+    def response_end(self) -> None:
+        assert self._response is not None
+        self._response.body.feed_eof()
+
+    def response_failed(self, error: UpstreamError) -> None:
+        if self._response is not None:
+            self._response.body.fail(error)
+        elif not self._future.done():
+            self._future.add_done_callback(_retrieve)  # the caller may never await it
+            self._future.set_exception(error)
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -64,17 +113,17 @@ class UpstreamConnection(asyncio.Protocol):
 
     def __init__(self, pool: UpstreamPool) -> None:
         self.pool = pool
-        self.loop = asyncio.get_running_loop()
+        self.loop = pool.loop
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.requests_sent = 0
         self.idle_since = 0.0
-        self._head: asyncio.Future[UpstreamResponse] | None = None
+        self._sink: ResponseSink | None = None  # None between requests
         self._headers: Headers = []
         self._content_length: int | None = None
-        self._response: UpstreamResponse | None = None
+        self._close_delimited = False
         self._head_only = False
-        self._complete = True
+        self._keep_alive = False
         self._broken = False
         self._deadline = Deadline(self.loop, self._on_timeout)
         self._timeout_s = 0.0
@@ -90,19 +139,14 @@ class UpstreamConnection(asyncio.Protocol):
         self._broken = True
         self._deadline.cancel()
         self.pool._forget(self)
-        response = self._response
-        if (
-            response is not None
-            and not self._complete
-            and self._content_length is None
-            and not response.body.done
-            and not _is_chunked(response.headers)
-        ):
-            # A close-delimited body (no length, not chunked) ends with the connection.
-            self._complete = True
-            response.body.feed_eof()
-            return
-        self._fail(UpstreamError("reset", "upstream closed the connection", reached=True))
+        if self._close_delimited and self._sink is not None:
+            self._finish()  # a body without length or chunking ends with the connection
+        else:
+            self._fail(UpstreamError("reset", "upstream closed the connection", reached=True))
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_exception(
+                UpstreamError("reset", "upstream closed the connection", reached=True)
+            )
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -111,7 +155,7 @@ class UpstreamConnection(asyncio.Protocol):
             self._fail(UpstreamError("bad_response", f"malformed response: {exc}", reached=True))
             self.abort()
             return
-        if not self._complete and self._timeout_s > 0:
+        if self._sink is not None and self._timeout_s > 0:
             self._deadline.set(self._timeout_s)  # the upstream is alive: the clock restarts
 
     def pause_writing(self) -> None:
@@ -138,52 +182,50 @@ class UpstreamConnection(asyncio.Protocol):
         status = self.parser.get_status_code()
         if 100 <= status < 200:
             return  # an interim response (100 Continue): the real one follows
-        if self._head is None or self._head.done():
+        sink = self._sink
+        if sink is None:
             self._fail(UpstreamError("bad_response", "response without a request", reached=True))
+            self.abort()
             return
-        body = BodyReader(self._pause_reading, self._resume_reading)
-        response = UpstreamResponse(
-            status=status,
-            headers=self._headers,
-            content_length=self._content_length,
-            body=body,
-            keep_alive=self.parser.should_keep_alive(),
+        self._keep_alive = self.parser.should_keep_alive()
+        no_body = self._head_only or status in (204, 304)
+        self._close_delimited = (
+            not no_body
+            and self._content_length is None
+            and not any(n == b"transfer-encoding" for n, _ in self._headers)
         )
-        self._response = response
-        if self._head_only or status in (204, 304):
+        sink.response_head(status, self._headers, self._content_length)
+        if no_body and self._sink is sink:
             # llhttp cannot be told the request was HEAD: end the message here, drop the link.
-            self._complete = True
-            body.feed_eof()
             self._broken = True
-        self._head.set_result(response)
+            self._finish()
 
     def on_body(self, data: bytes) -> None:
-        if self._response is not None and not self._complete:
-            self._response.body.feed(data)
+        if self._sink is not None:
+            self._sink.response_body(data)
 
     def on_message_complete(self) -> None:
-        status = self.parser.get_status_code()
-        if 100 <= status < 200 or self._response is None:
-            return
-        if not self._complete:
-            self._complete = True
-            self._response.body.feed_eof()
-        self._deadline.clear()
+        if not 100 <= self.parser.get_status_code() < 200 and self._sink is not None:
+            self._finish()
 
     # -- used by the proxy ------------------------------------------------------------------
-    def send(self, head: bytes, *, head_only: bool, timeout_s: float) -> None:
+    def send(self, head: bytes, sink: ResponseSink, *, head_only: bool, timeout_s: float) -> None:
         """Start a request: write its head; the body (if any) follows with `write`."""
         assert self.transport is not None
         self.requests_sent += 1
-        self._head = self.loop.create_future()
-        self._head.add_done_callback(_retrieve)  # a body-send failure may leave it unawaited
-        self._response = None
-        self._complete = False
+        self._sink = sink
+        self._close_delimited = False
         self._head_only = head_only
         self._timeout_s = timeout_s
-        if self._timeout_s > 0:
-            self._deadline.set(self._timeout_s)
+        if timeout_s > 0:
+            self._deadline.set(timeout_s)
         self.transport.write(head)
+
+    def start(self, head: bytes, *, head_only: bool, timeout_s: float) -> PendingResponse:
+        """`send` for coroutine callers: returns what to await."""
+        pending = PendingResponse(self)
+        self.send(head, pending, head_only=head_only, timeout_s=timeout_s)
+        return pending
 
     def write(self, data: bytes) -> None:
         if self.transport is not None:
@@ -196,20 +238,14 @@ class UpstreamConnection(asyncio.Protocol):
             self._drain = self.loop.create_future()
             await self._drain
 
-    async def response(self) -> UpstreamResponse:
-        """Wait for the response head, up to the timeout given to `send`."""
-        assert self._head is not None
-        return await self._head
-
     @property
     def reusable(self) -> bool:
+        """Idle, intact and kept alive by the upstream: may carry the next request."""
         return (
-            self.transport is not None
+            self._sink is None
+            and self.transport is not None
             and not self._broken
-            and self._complete
-            and self._response is not None
-            and self._response.keep_alive
-            and self._response.body.done
+            and self._keep_alive
         )
 
     def abort(self) -> None:
@@ -217,18 +253,29 @@ class UpstreamConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
+    def pause_reading(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None:
+            self.transport.resume_reading()
+
     # -- internals --------------------------------------------------------------------------
+    def _finish(self) -> None:
+        sink, self._sink = self._sink, None
+        self._deadline.clear()
+        self._close_delimited = False
+        if sink is not None:
+            sink.response_end()
+
     def _fail(self, error: UpstreamError) -> None:
         self._broken = True
+        sink, self._sink = self._sink, None
         self._deadline.clear()
-        error.reused = self.requests_sent > 1
-        if self._head is not None and not self._head.done():
-            self._head.set_exception(error)
-        elif self._response is not None and not self._complete:
-            self._complete = True
-            self._response.body.fail(error)
-        if self._drain is not None and not self._drain.done():
-            self._drain.set_exception(error)
+        if sink is not None:
+            error.reused = self.requests_sent > 1
+            sink.response_failed(error)
 
     def _on_timeout(self) -> None:
         self._fail(
@@ -236,22 +283,10 @@ class UpstreamConnection(asyncio.Protocol):
         )
         self.abort()
 
-    def _pause_reading(self) -> None:
-        if self.transport is not None:
-            self.transport.pause_reading()
-
-    def _resume_reading(self) -> None:
-        if self.transport is not None:
-            self.transport.resume_reading()
-
 
 def _retrieve(future: asyncio.Future[UpstreamResponse]) -> None:
     if not future.cancelled():
         future.exception()
-
-
-def _is_chunked(headers: Headers) -> bool:
-    return any(n == b"transfer-encoding" for n, _ in headers)
 
 
 class UpstreamPool:
@@ -286,21 +321,34 @@ class UpstreamPool:
     def idle_connections(self) -> int:
         return len(self._idle)
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
+
+    def take_idle(self) -> UpstreamConnection | None:
+        """An idle kept-alive connection, at once, or None (then `acquire` may connect)."""
+        if self.closed:
+            return None
+        now = self.loop.time()
+        while self._idle:
+            conn = self._idle.pop()
+            if conn.transport is None or conn.transport.is_closing():
+                continue
+            if now - conn.idle_since > self.idle_timeout_s:
+                conn.abort()
+                continue
+            return conn
+        return None
+
     async def acquire(self) -> UpstreamConnection:
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = asyncio.get_running_loop()
+        loop = self.loop
         while True:
             if self.closed:
                 raise UpstreamError("refused", "target removed from the pool", reached=False)
-            now = loop.time()
-            while self._idle:
-                conn = self._idle.pop()
-                if conn.transport is None or conn.transport.is_closing():
-                    continue
-                if now - conn.idle_since > self.idle_timeout_s:
-                    conn.abort()
-                    continue
+            conn = self.take_idle()
+            if conn is not None:
                 return conn
             if len(self._open) + self._connecting < self.max_connections:
                 return await self._connect()
@@ -321,7 +369,7 @@ class UpstreamPool:
                     self._waiters.remove(waiter)
 
     async def _connect(self) -> UpstreamConnection:
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         self._connecting += 1
         try:
             _, conn = await asyncio.wait_for(

@@ -16,13 +16,15 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from functools import partial
 
 from prometheus_client import CollectorRegistry
 
 from targets.http.client import fetch
 from targets.http.messages import IDEMPOTENT_METHODS, Request
-from targets.http.proxy import forward
+from targets.http.proxy import Exchange, forward
 from targets.http.server import HttpError, HttpServer, ResponseWriter
 from targets.http.upstream import UpstreamError, UpstreamPool
 from targets.lb.core import GroupConfig, Target, TargetGroup, TargetState, probe_ok
@@ -131,13 +133,64 @@ class LoadBalancer:
             task.cancel()
 
     # -- data plane -------------------------------------------------------------------------
-    async def __call__(self, request: Request, writer: ResponseWriter) -> None:
+    def __call__(self, request: Request, writer: ResponseWriter) -> Awaitable[None] | None:
+        """Route one request. The common case (no body, an idle pooled connection to the picked
+        target) runs on callbacks alone; the rest (bodies, new connections, retries) as a task."""
         started = time.perf_counter()
-        tried: set[str] = set()
+        if request.has_body:
+            return self._proxy(request, writer, started, set())
+        target = self.group.pick(self.now(), self.rng)
+        if target is None:
+            self._give_up(writer, None, set(), "lb", started)
+            return None
+        pool = self.pools[target.id]
+        conn = pool.take_idle()
+        if conn is None:
+            return self._proxy(request, writer, started, set(), first=target)
+        self.group.begin(target)
+        done = partial(self._fast_done, request, writer, target, started)
+        Exchange(request, writer, pool, conn, done).start(self.config.response_timeout_s)
+        return None
+
+    def _fast_done(  # noqa: PLR0917 - bound with partial, then called by Exchange
+        self,
+        request: Request,
+        writer: ResponseWriter,
+        target: Target,
+        started: float,
+        status: int,
+        error: UpstreamError | None,
+    ) -> None:
+        self._end(target)
+        if error is None:
+            self.metrics.answered(target.id, status, time.perf_counter() - started)
+            return
+        self._upstream_failed(target, error)
+        if not writer.started and self.config.max_retries > 0 and _retryable(request, error):
+            self.metrics.retries.labels(error.reason).inc()
+            retry = self._proxy(
+                request, writer, started, {target.id}, attempts=self.config.max_retries
+            )
+            writer.continue_in(retry)
+            return
+        self._give_up(writer, error, {target.id}, target.id, started)
+
+    async def _proxy(
+        self,
+        request: Request,
+        writer: ResponseWriter,
+        started: float,
+        tried: set[str],
+        *,
+        attempts: int | None = None,
+        first: Target | None = None,
+    ) -> None:
+        """The general path: pick, connect if needed, forward, retry elsewhere when safe."""
         error: UpstreamError | None = None
         backend = "lb"
-        for _ in range(self.config.max_retries + 1):
-            target = self.group.pick(self.now(), self.rng, tried)
+        for _ in range(self.config.max_retries + 1 if attempts is None else attempts):
+            target = first or self.group.pick(self.now(), self.rng, tried)
+            first = None
             if target is None:
                 break
             backend = target.id
@@ -165,17 +218,27 @@ class LoadBalancer:
                 self._end(target)
             self.metrics.answered(backend, status, time.perf_counter() - started)
             return
-        self._answer_failure(writer, error, tried)
-        code = writer.status if writer.started else 502
-        self.metrics.answered(
-            "lb" if not writer.started else backend, code, time.perf_counter() - started
-        )
+        self._give_up(writer, error, tried, backend, started)
+
+    def _give_up(
+        self,
+        writer: ResponseWriter,
+        error: UpstreamError | None,
+        tried: set[str],
+        backend: str,
+        started: float,
+    ) -> None:
+        """No target answered: say why (or drop a response that had started), and count it."""
+        if writer.started:
+            writer.abort()
+        else:
+            backend = "lb"
+            self._answer_failure(writer, error, tried)
+        self.metrics.answered(backend, writer.status, time.perf_counter() - started)
 
     def _answer_failure(
         self, writer: ResponseWriter, error: UpstreamError | None, tried: set[str]
     ) -> None:
-        if writer.started:
-            return  # mid-response: the engine aborts the client connection
         if error is None and not tried:
             writer.send_error(503, "no_targets", f"{self.config.name} has no registered target")
             return

@@ -244,6 +244,8 @@ class TargetGroup:
         self.targets: dict[str, Target] = {}
         self._picker = _PICKERS[config.algorithm]
         self._picks = 0
+        # pick()'s candidates without exclusions, rebuilt only after a membership or state change
+        self._routing: list[Target] | None = None
 
     # registration
 
@@ -254,6 +256,7 @@ class TargetGroup:
         initial with fresh health checking; in-flight requests stay counted.
         """
         _validate_target(target_id, host, port, weight)
+        self._routing = None
         target = self.targets.get(target_id)
         if target is None:
             target = Target(target_id, host, port, weight, registered_at=now)
@@ -279,6 +282,7 @@ class TargetGroup:
 
     def remove(self, target_id: str) -> Target | None:
         """Forget a target (after draining completes)."""
+        self._routing = None
         return self.targets.pop(target_id, None)
 
     def expire(self, now: float) -> list[Target]:
@@ -290,6 +294,8 @@ class TargetGroup:
         ]
         for target in expired:
             del self.targets[target.id]
+        if expired:
+            self._routing = None
         return expired
 
     # health
@@ -333,10 +339,16 @@ class TargetGroup:
         non-draining targets not in ``exclude``: a retry on an unhealthy target
         beats an error. Draining targets are never picked.
         """
-        candidates = self._candidates(exclude)
+        if exclude:
+            candidates = self._candidates(exclude)
+        elif self._routing is not None:
+            candidates = self._routing
+        else:
+            candidates = self._routing = self._candidates(exclude)
         if not candidates:
             return None
-        weights = [t.effective_weight(now, self.config.slow_start_s) for t in candidates]
+        ramp = self.config.slow_start_s
+        weights = [t.effective_weight(now, ramp) if ramp else t.weight for t in candidates]
         chosen = self._picker(candidates, weights, rng)
         self._picks += 1
         chosen._last_picked = self._picks
@@ -397,6 +409,7 @@ class TargetGroup:
 
     def _move(self, target: Target, new: TargetState, reason: str, now: float) -> Transition:
         transition = Transition(target.id, target.state, new, reason)
+        self._routing = None
         target.state, target.reason = new, reason
         target._rr_current = 0.0
         target.slow_start_until = 0.0
@@ -415,6 +428,7 @@ class TargetGroup:
         )
 
     def _restart(self, target: Target, now: float) -> None:
+        self._routing = None
         target.state, target.reason = TargetState.INITIAL, Reason.REGISTRATION_IN_PROGRESS
         target.consecutive_ok = target.consecutive_fail = 0
         target.registered_at = now
