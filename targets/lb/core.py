@@ -203,10 +203,15 @@ def _smooth_round_robin(
     candidates: Sequence[Target], weights: Sequence[float], rng: random.Random
 ) -> Target:
     """nginx smooth weighted round robin: strict rotation when weights are equal."""
+    best = candidates[0]
+    best_current = -math.inf
+    total = 0.0
     for target, weight in zip(candidates, weights, strict=True):
-        target._rr_current += weight
-    best = max(candidates, key=lambda t: t._rr_current)
-    best._rr_current -= sum(weights)
+        current = target._rr_current = target._rr_current + weight
+        total += weight
+        if current > best_current:
+            best, best_current = target, current
+    best._rr_current -= total
     return best
 
 

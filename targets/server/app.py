@@ -18,9 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from targets.fastmetrics import FastCounter, FastHistogram
 from targets.http.messages import Request
 from targets.http.server import ResponseWriter
 from targets.runtime import authorized, send_metrics
@@ -34,7 +35,6 @@ from targets.server.core import (
 )
 
 MAX_BODY_BYTES = 1024 * 1024
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 Reply = tuple[int, dict[str, Any]]
 
@@ -60,25 +60,21 @@ class FaultsBody(BaseModel):
 
 class ServerMetrics:
     def __init__(self, registry: CollectorRegistry, config: ServerConfig, app: ShopServer) -> None:
-        self.requests = Counter(
+        self.requests = FastCounter(
             "server_requests_total",
             "Requests answered, by endpoint and status code.",
             ["endpoint", "code"],
-            registry=registry,
         )
-        self.duration = Histogram(
+        self.duration = FastHistogram(
             "server_request_duration_seconds",
             "Time from arrival to response, backlog wait included, by endpoint.",
             ["endpoint"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
         )
-        self.queue_wait = Histogram(
-            "server_queue_wait_seconds",
-            "Time requests waited in the backlog for a free slot.",
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+        self.queue_wait = FastHistogram(
+            "server_queue_wait_seconds", "Time requests waited in the backlog for a free slot.", []
         )
+        for collector in (self.requests, self.duration, self.queue_wait):
+            registry.register(collector)
         self.faults = Counter(
             "server_faults_injected_total",
             "Requests that an injected fault changed, by kind (latency, error, hang).",
@@ -162,19 +158,19 @@ class ShopServer:
         endpoint, arg = _route(request.method, path)
         if endpoint is None:
             writer.send_json(404, {"error": "not_found", "path": request.path, **self._identity})
-            self.metrics.requests.labels("unknown", "404").inc()
+            self.metrics.requests.inc(("unknown", "404"))
             return
         try:
             payload = await _json_body(request)
         except ValueError as exc:
             writer.send_json(400, {"error": "bad_json", "detail": str(exc), **self._identity})
-            self.metrics.requests.labels(endpoint, "400").inc()
+            self.metrics.requests.inc((endpoint, "400"))
             return
         status, reply = await self._serve(endpoint, arg, payload)
         headers = [(b"retry-after", b"1")] if status == 503 else None
         writer.send_json(status, {**reply, **self._identity}, headers)
-        self.metrics.requests.labels(endpoint, str(status)).inc()
-        self.metrics.duration.labels(endpoint).observe(time.perf_counter() - started)
+        self.metrics.requests.inc((endpoint, str(status)))
+        self.metrics.duration.observe((endpoint,), time.perf_counter() - started)
 
     async def _serve(self, endpoint: str, arg: str, payload: dict[str, Any]) -> Reply:
         verdict = self.admission.arrive()
@@ -193,7 +189,7 @@ class ShopServer:
                 else:
                     self._release()
                 raise
-            self.metrics.queue_wait.observe(time.perf_counter() - waited)
+            self.metrics.queue_wait.observe((), time.perf_counter() - waited)
         try:
             return await self._work(endpoint, arg, payload)
         finally:
