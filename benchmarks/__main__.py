@@ -1,8 +1,9 @@
 """`python -m benchmarks [NAME]`: run every benchmark, or the one named.
 
 Progress goes to stderr. The last line on stdout is one JSON object: the benchmark's result when
-one is named, otherwise `{"lb_vs_haproxy": {...}, "server_vs_uvicorn": {...},
-"idle_connections": {...}}` (a benchmark that could not run holds `{"error": "..."}` instead).
+one is named, otherwise one object keyed by benchmark name (`lb_vs_haproxy`,
+`server_vs_uvicorn`, `idle_connections`, `proxy_python_cost`); a benchmark that could not run
+holds `{"error": "..."}` instead.
 Exit status: 0 when every benchmark ran (whether or not it met its goal, see each "ok"),
 1 when one could not run, 130 when interrupted.
 """
@@ -16,10 +17,10 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from benchmarks import idle_connections, lb_vs_haproxy, server_vs_uvicorn
+from benchmarks import idle_connections, lb_vs_haproxy, proxy_python_cost, server_vs_uvicorn
 from benchmarks.support import BenchError, emit, log
 
-NAMES = ("lb_vs_haproxy", "server_vs_uvicorn", "idle_connections")
+NAMES = ("lb_vs_haproxy", "server_vs_uvicorn", "idle_connections", "proxy_python_cost")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -54,6 +55,7 @@ def runners(args: argparse.Namespace) -> dict[str, Callable[[], dict[str, Any]]]
         "lb_vs_haproxy": lambda: lb_vs_haproxy.run(**load),
         "server_vs_uvicorn": lambda: server_vs_uvicorn.run(**load),
         "idle_connections": lambda: idle_connections.run(args.idle_connections),
+        "proxy_python_cost": proxy_python_cost.run,
     }
 
 

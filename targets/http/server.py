@@ -559,10 +559,14 @@ class HttpServer:
     async def listen(self, host: str = "127.0.0.1", port: int = 0, backlog: int = 4096) -> None:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: _Connection(self), host, port, backlog=backlog, reuse_address=True
+            self.protocol, host, port, backlog=backlog, reuse_address=True
         )
         sockname = self._server.sockets[0].getsockname()
         self.address = (str(sockname[0]), int(sockname[1]))
+
+    def protocol(self) -> asyncio.Protocol:
+        """A new connection handler (what `listen` gives each accepted socket)."""
+        return _Connection(self)
 
     @property
     def connections(self) -> int:
