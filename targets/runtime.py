@@ -12,10 +12,13 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, disable_created_metrics, generate_latest
 
+from targets.http.loop import run
 from targets.http.messages import Request
 from targets.http.server import ResponseWriter
 
@@ -71,6 +74,18 @@ def configure_process(level: str, name: str) -> None:
         format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+
+
+def run_main(
+    prog: str, serve: Coroutine[Any, Any, int], errors: tuple[type[Exception], ...]
+) -> int:
+    """Run a target's `serve` on the event loop; a bad setting exits 2 with one clear line."""
+    caught: tuple[type[Exception], ...] = (ValueError, OSError, *errors)
+    try:
+        return run(serve)
+    except caught as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 async def wait_for_stop() -> str:

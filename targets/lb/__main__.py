@@ -11,12 +11,17 @@ from collections.abc import Generator
 
 import uvicorn
 
-from targets.http.loop import run
 from targets.http.server import HttpServer, ServerLimits
 from targets.lb.balancer import LbConfig, LoadBalancer
 from targets.lb.control import control_app
 from targets.lb.core import Algorithm, ConfigError, GroupConfig, HealthPolicy
-from targets.runtime import announce_ready, configure_process, read_token, wait_for_stop
+from targets.runtime import (
+    announce_ready,
+    configure_process,
+    read_token,
+    run_main,
+    wait_for_stop,
+)
 
 log = logging.getLogger("targets.lb")
 
@@ -178,11 +183,7 @@ async def serve(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_process(args.log_level, args.name)
-    try:
-        return run(serve(args))
-    except (ValueError, ConfigError, OSError) as exc:
-        print(f"targets.lb: error: {exc}", file=sys.stderr)
-        return 2
+    return run_main("targets.lb", serve(args), (ConfigError,))
 
 
 if __name__ == "__main__":

@@ -34,6 +34,8 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Final
 
+from targets.checks import as_enum, finite, require
+
 __all__ = [
     "Algorithm",
     "ConfigError",
@@ -85,12 +87,7 @@ class Reason(enum.StrEnum):
 
 
 def _require(ok: bool, name: str, rule: str, got: object) -> None:
-    if not ok:
-        raise ConfigError(f"{name}: must be {rule} (got {got!r})")
-
-
-def _finite(value: float) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value)
+    require(ok, name, rule, got, ConfigError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +102,9 @@ class HealthPolicy:
 
     def __post_init__(self) -> None:
         interval = self.interval_s
-        _require(_finite(interval) and interval > 0, "health.interval_s", "> 0", interval)
+        _require(finite(interval) and interval > 0, "health.interval_s", "> 0", interval)
         _require(
-            _finite(self.timeout_s) and 0 < self.timeout_s < self.interval_s,
+            finite(self.timeout_s) and 0 < self.timeout_s < self.interval_s,
             "health.timeout_s",
             f"> 0 and shorter than health.interval_s ({self.interval_s})",
             self.timeout_s,
@@ -128,17 +125,12 @@ class GroupConfig:
     slow_start_s: float = 0.0
 
     def __post_init__(self) -> None:
-        try:
-            object.__setattr__(self, "algorithm", Algorithm(self.algorithm))
-        except ValueError:
-            choices = ", ".join(a.value for a in Algorithm)
-            raise ConfigError(
-                f"algorithm: must be one of {choices} (got {self.algorithm!r})"
-            ) from None
+        algorithm = as_enum(Algorithm, self.algorithm, "algorithm", ConfigError)
+        object.__setattr__(self, "algorithm", algorithm)
         delay = self.deregistration_delay_s
-        _require(_finite(delay) and 0 <= delay <= 3600, "deregistration_delay_s", "0..3600", delay)
+        _require(finite(delay) and 0 <= delay <= 3600, "deregistration_delay_s", "0..3600", delay)
         ramp = self.slow_start_s
-        _require(_finite(ramp) and 0 <= ramp <= 900, "slow_start_s", "0..900", ramp)
+        _require(finite(ramp) and 0 <= ramp <= 900, "slow_start_s", "0..900", ramp)
         if self.algorithm is Algorithm.LEAST_OUTSTANDING and ramp > 0:
             raise ConfigError(
                 "algorithm, slow_start_s: slow start cannot be combined with "

@@ -7,13 +7,13 @@ import asyncio
 import logging
 import sys
 
-from targets.http.loop import run
 from targets.http.server import HttpServer, ServerLimits
 from targets.runtime import (
     announce_ready,
     configure_process,
     parse_hostport,
     read_token,
+    run_main,
     wait_for_stop,
 )
 from targets.server.app import MAX_BODY_BYTES, ServerConfig, ShopServer
@@ -123,11 +123,7 @@ async def serve(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_process(args.log_level, args.instance_id)
-    try:
-        return run(serve(args))
-    except (ValueError, CapacityError, RegistrationError, OSError) as exc:
-        print(f"targets.server: error: {exc}", file=sys.stderr)
-        return 2
+    return run_main("targets.server", serve(args), (CapacityError, RegistrationError))
 
 
 if __name__ == "__main__":

@@ -16,14 +16,15 @@ import math
 import random
 from dataclasses import dataclass
 
+from targets.checks import as_enum, require
+
 
 class CapacityError(ValueError):
     """Bad capacity, service-time or fault settings; the message names the field."""
 
 
 def _require(ok: bool, field: str, rule: str, got: object) -> None:
-    if not ok:
-        raise CapacityError(f"{field}: must be {rule} (got {got!r})")
+    require(ok, field, rule, got, CapacityError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,13 +54,9 @@ class ServiceTime:
     sigma: float = 0.5  # shape of the lognormal (spread of the tail)
 
     def __post_init__(self) -> None:
-        try:
-            object.__setattr__(self, "distribution", Distribution(self.distribution))
-        except ValueError:
-            choices = ", ".join(d.value for d in Distribution)
-            raise CapacityError(
-                f"service_time.distribution: must be one of {choices} (got {self.distribution!r})"
-            ) from None
+        field = "service_time.distribution"
+        distribution = as_enum(Distribution, self.distribution, field, CapacityError)
+        object.__setattr__(self, "distribution", distribution)
         _require(
             math.isfinite(self.mean_s) and 0 <= self.mean_s <= 600,
             "service_time.mean_s",
