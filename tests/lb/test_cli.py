@@ -1,0 +1,51 @@
+"""`python -m targets.lb` documents its flags and refuses bad settings with a clear line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def lb(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "targets.lb", *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_help_documents_the_load_balancer_flags() -> None:
+    """--help lists the algorithm, health-check, draining and timeout settings."""
+    out = lb("--help").stdout
+    for flag in (
+        "--algorithm",
+        "--health-interval",
+        "--healthy-threshold",
+        "--unhealthy-threshold",
+        "--deregistration-delay",
+        "--slow-start",
+        "--response-timeout",
+        "--control-token-file",
+    ):
+        assert flag in out
+
+
+def test_bad_settings_exit_2_naming_the_field() -> None:
+    """Impossible settings stop the process before it listens, naming what is wrong."""
+    result = lb("--health-interval", "1", "--health-timeout", "2")
+    assert result.returncode == 2
+    assert "health.timeout_s" in result.stderr
+    result = lb("--algorithm", "least_outstanding_requests", "--slow-start", "30")
+    assert result.returncode == 2
+    assert "slow_start_s" in result.stderr
+    result = lb("--control-token-file", "/nonexistent/token")
+    assert result.returncode == 2
+    assert "--control-token-file" in result.stderr
