@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from targets.http.client import fetch
+from targets.http.upstream import UpstreamError
+
 ROOT = Path(__file__).resolve().parents[1]
 _PR_SET_PDEATHSIG = 1
 
@@ -119,6 +122,53 @@ class Supervisor:
         self.children[name] = child
         child.ready = await self._await_ready(child, ready_timeout_s)
         child._drain = asyncio.get_running_loop().create_task(self._drain_stdout(child))
+        return child
+
+    async def spawn_program(
+        self,
+        name: str,
+        role: str,
+        argv: list[str],
+        ready_url: tuple[str, int, str],
+        ready_timeout_s: float = 30.0,
+    ) -> Child:
+        """Start a program that prints no ready line (Prometheus, Locust): it is ready once
+        `GET http://host:port/path` answers 200. Its stdout and stderr go to its log."""
+        if name in self.children and self.children[name].alive:
+            raise StartError(f"{name}: already running (pid {self.children[name].pid})")
+        log_path = self.run_dir / f"{name}.log"
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+        with log_path.open("ab") as log:
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                cwd=ROOT,
+                env=env,
+                preexec_fn=_die_with_parent,
+                start_new_session=True,
+            )
+        child = Child(name, role, argv, process, log_path)
+        self.children[name] = child
+        host, port, path = ready_url
+        deadline = asyncio.get_running_loop().time() + ready_timeout_s
+        while True:
+            if not child.alive:
+                tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
+                raise StartError(f"{name}: exited with {process.returncode}: {' | '.join(tail)}")
+            try:
+                reply = await fetch(host, port, "GET", path, timeout_s=1.0)
+                if reply.status == 200:
+                    break
+            except UpstreamError:
+                pass
+            if asyncio.get_running_loop().time() > deadline:
+                child.kill()
+                await process.wait()
+                raise StartError(f"{name}: not ready after {ready_timeout_s:g} s; log: {log_path}")
+            await asyncio.sleep(0.1)
+        child.ready = {"address": f"{host}:{port}"}
         return child
 
     async def _await_ready(self, child: Child, timeout_s: float) -> dict[str, Any]:
