@@ -1,0 +1,140 @@
+"""The system under test, as one typed object: services, their replicas and load balancers.
+
+A topology file is YAML (see `harness/topologies/shop.yaml`, the default). It is parsed once,
+at the edge, by `load_topology`; errors name file:line:col and the field path, and nothing
+starts. Later steps add the gateway, queues, topics, CDN edges and DNS records here.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from harness.yamlfile import load_model
+
+DEFAULT_TOPOLOGY = Path(__file__).resolve().parent / "topologies" / "shop.yaml"
+
+_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CapacitySpec(_Strict):
+    """One replica's size: requests served at once, requests that may wait."""
+
+    slots: int = Field(default=8, ge=1, le=100_000)
+    backlog: int = Field(default=64, ge=0, le=1_000_000)
+
+
+class ServiceTimeSpec(_Strict):
+    distribution: Literal["constant", "exponential", "lognormal"] = "lognormal"
+    mean_ms: float = Field(default=20.0, ge=0, le=600_000)
+    sigma: float = Field(default=0.5, ge=0, le=3)
+
+
+class HealthSpec(_Strict):
+    interval_s: float = Field(default=1.0, gt=0, le=300)
+    timeout_s: float = Field(default=0.5, gt=0, le=120)
+    healthy_threshold: int = Field(default=3, ge=1, le=10)
+    unhealthy_threshold: int = Field(default=2, ge=1, le=10)
+    path: str = Field(default="/health", pattern=r"^/")
+
+    @model_validator(mode="after")
+    def _timeout_below_interval(self) -> HealthSpec:
+        if self.timeout_s >= self.interval_s:
+            raise ValueError(
+                f"timeout_s ({self.timeout_s}) must be shorter than interval_s ({self.interval_s})"
+            )
+        return self
+
+
+class LoadBalancerSpec(_Strict):
+    algorithm: Literal["round_robin", "least_outstanding_requests", "weighted_random"] = (
+        "round_robin"
+    )
+    health: HealthSpec = HealthSpec()
+    deregistration_delay_s: float = Field(default=5.0, ge=0, le=3600)
+    slow_start_s: float = Field(default=0.0, ge=0, le=900)
+    response_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    max_retries: int = Field(default=2, ge=0, le=10)
+
+    @model_validator(mode="after")
+    def _no_slow_start_with_lor(self) -> LoadBalancerSpec:
+        if self.algorithm == "least_outstanding_requests" and self.slow_start_s > 0:
+            raise ValueError("slow_start_s cannot be combined with least_outstanding_requests")
+        return self
+
+    def args(self) -> list[str]:
+        """The `python -m targets.lb` flags for these settings."""
+        h = self.health
+        return [
+            f"--algorithm={self.algorithm}",
+            f"--health-interval={h.interval_s}",
+            f"--health-timeout={h.timeout_s}",
+            f"--healthy-threshold={h.healthy_threshold}",
+            f"--unhealthy-threshold={h.unhealthy_threshold}",
+            f"--health-path={h.path}",
+            f"--deregistration-delay={self.deregistration_delay_s}",
+            f"--slow-start={self.slow_start_s}",
+            f"--response-timeout={self.response_timeout_s}",
+            f"--max-retries={self.max_retries}",
+        ]
+
+
+class ServiceSpec(_Strict):
+    """A horizontally scaled service: N identical replicas behind one load balancer."""
+
+    replicas: int = Field(default=3, ge=0, le=64)
+    min_replicas: int = Field(default=0, ge=0, le=64)
+    max_replicas: int = Field(default=16, ge=1, le=64)
+    capacity: CapacitySpec = CapacitySpec()
+    service_time: ServiceTimeSpec = ServiceTimeSpec()
+    boot_delay_s: float = Field(default=0.0, ge=0, le=600)
+    drain_timeout_s: float = Field(default=10.0, ge=0, le=3600)
+    load_balancer: LoadBalancerSpec = LoadBalancerSpec()
+
+    @model_validator(mode="after")
+    def _replicas_within_bounds(self) -> ServiceSpec:
+        if not self.min_replicas <= self.replicas <= self.max_replicas:
+            raise ValueError(
+                f"replicas ({self.replicas}) must be between min_replicas ({self.min_replicas})"
+                f" and max_replicas ({self.max_replicas})"
+            )
+        return self
+
+    def server_args(self) -> list[str]:
+        """The `python -m targets.server` flags for one replica (identity flags excluded)."""
+        t = self.service_time
+        return [
+            f"--slots={self.capacity.slots}",
+            f"--backlog={self.capacity.backlog}",
+            f"--service-ms={t.mean_ms}",
+            f"--distribution={t.distribution}",
+            f"--sigma={t.sigma}",
+            f"--boot-delay={self.boot_delay_s}",
+            f"--drain-timeout={self.drain_timeout_s}",
+        ]
+
+
+class Topology(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,30}$")
+    services: dict[str, ServiceSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _service_names(self) -> Topology:
+        for name in self.services:
+            if not _NAME.fullmatch(name):
+                raise ValueError(
+                    f"service name {name!r} must be lowercase letters, digits and '-' (max 31)"
+                )
+        return self
+
+
+def load_topology(path: Path | None = None) -> Topology:
+    """The topology in `path` (the shipped `shop` topology when None)."""
+    return load_model(path or DEFAULT_TOPOLOGY, Topology)
