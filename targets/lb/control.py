@@ -1,7 +1,7 @@
 """The load balancer's control API (FastAPI): register, deregister, list targets, metrics.
 
-Bound to loopback; when a token is configured every route but `/health` needs
-`Authorization: Bearer <token>`. Deregistration is idempotent, as in ALB: an unknown target
+Bound to loopback; when a token is configured every route but `/health` and `/metrics` (read
+only, for Prometheus) needs `Authorization: Bearer <token>`. Deregistration is idempotent, as in ALB: an unknown target
 answers 200 with `"state": "unused"`.
 """
 
