@@ -1,17 +1,20 @@
-"""Starting the lab's pieces: a load balancer and the servers behind it, as real processes.
+"""One service of the lab as real processes: a load balancer and the servers behind it.
 
-The topology file of a later issue will describe many services; for now a lab is one load
-balancer with N servers, each server told to register with it after boot.
+`start_lab` boots the load balancer, then N servers, each told to register with it after boot.
+`harness/runtime.py` runs one of these per service of a topology; the demo and the end-to-end
+tests use one directly.
 """
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.supervisor import Child, Supervisor
+from harness.topology import ServiceSpec
 from targets.http.client import fetch_json
 
 
@@ -24,6 +27,23 @@ class ServerSpec:
     boot_delay_s: float = 0.0
     extra: tuple[str, ...] = ()
 
+    @classmethod
+    def of(cls, name: str, spec: ServiceSpec) -> ServerSpec:
+        """The server settings a topology gives service `name`."""
+        t = spec.service_time
+        return cls(
+            service=name,
+            slots=spec.capacity.slots,
+            backlog=spec.capacity.backlog,
+            service_ms=t.mean_ms,
+            boot_delay_s=spec.boot_delay_s,
+            extra=(
+                f"--distribution={t.distribution}",
+                f"--sigma={t.sigma}",
+                f"--drain-timeout={spec.drain_timeout_s}",
+            ),
+        )
+
 
 @dataclass(slots=True)
 class Lab:
@@ -34,6 +54,7 @@ class Lab:
     token: str
     token_file: Path
     servers: dict[str, Child] = field(default_factory=dict)
+    default: ServerSpec = field(default_factory=ServerSpec)
     _next: int = 1
 
     @property
@@ -46,7 +67,7 @@ class Lab:
 
     async def add_server(self, spec: ServerSpec | None = None, name: str | None = None) -> Child:
         """Boot one more server; it registers itself with the load balancer once serving."""
-        spec = spec or ServerSpec()
+        spec = spec or self.default
         if name is None:
             name = f"{spec.service}-{self._next}"
             self._next += 1
@@ -61,6 +82,7 @@ class Lab:
             "--seed", str(self._next),
             "--register-with", f"{host}:{port}",
             "--lb-token-file", str(self.token_file),
+            "--admin-token-file", str(self.token_file),
             *spec.extra,
         ]  # fmt: skip
         child = await self.supervisor.spawn(name, "server", "targets.server", args)
@@ -86,21 +108,33 @@ class Lab:
         return [(b"authorization", f"Bearer {self.token}".encode())]
 
 
+def write_token(run_dir: Path) -> tuple[str, Path]:
+    """A fresh secret in `run_dir/control.token`, readable by this user only."""
+    token = secrets.token_urlsafe(24)
+    token_file = run_dir / "control.token"
+    token_file.touch(mode=0o600)
+    token_file.chmod(0o600)
+    token_file.write_text(token)
+    return token, token_file
+
+
 async def start_lab(
     supervisor: Supervisor,
     servers: int = 3,
     spec: ServerSpec | None = None,
     lb_args: tuple[str, ...] = (),
+    *,
+    lb_name: str = "lb",
+    token: tuple[str, Path] | None = None,
 ) -> Lab:
     """A load balancer plus `servers` servers, all registered (initial state) when this returns."""
-    token = secrets.token_urlsafe(24)
-    token_file = supervisor.run_dir / "control.token"
-    token_file.touch(mode=0o600)
-    token_file.write_text(token)
+    secret, token_file = token or write_token(supervisor.run_dir)
     lb = await supervisor.spawn(
-        "lb", "lb", "targets.lb", ["--control-token-file", str(token_file), *lb_args]
+        lb_name,
+        "lb",
+        "targets.lb",
+        [f"--name={lb_name}", "--control-token-file", str(token_file), *lb_args],
     )
-    lab = Lab(supervisor, lb, token, token_file)
-    for _ in range(servers):
-        await lab.add_server(spec)
+    lab = Lab(supervisor, lb, secret, token_file, default=spec or ServerSpec())
+    await asyncio.gather(*(lab.add_server() for _ in range(servers)))
     return lab

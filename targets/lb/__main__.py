@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import logging
 import sys
-from collections.abc import Generator
 
-import uvicorn
-
+from targets import asgi
 from targets.http.server import HttpServer, ServerLimits
 from targets.lb.balancer import LbConfig, LoadBalancer
 from targets.lb.control import control_app
@@ -103,14 +99,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-class _ControlServer(uvicorn.Server):
-    """uvicorn inside our loop: the process's signals are ours, not uvicorn's."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
 def build(args: argparse.Namespace) -> LoadBalancer:
     health = HealthPolicy(
         interval_s=args.health_interval,
@@ -152,30 +140,16 @@ async def serve(args: argparse.Namespace) -> int:
     await http.listen(args.host, args.port)
     lb.http = http
     lb.start()
-    control = _ControlServer(
-        uvicorn.Config(
-            control_app(lb, token, args.allow_remote),
-            host=args.control_host,
-            port=args.control_port,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-        )
+    control = await asgi.start(
+        control_app(lb, token, args.allow_remote), args.control_host, args.control_port
     )
-    control_task = asyncio.get_running_loop().create_task(control.serve())
-    while not control.started:
-        if control_task.done():
-            control_task.result()  # raises the bind error
-            return 2
-        await asyncio.sleep(0.01)
-    control_port = control.servers[0].sockets[0].getsockname()[1]
+    control_port = control.port
     host, port = http.address
     announce_ready(name=args.name, address=f"{host}:{port}", control=f"127.0.0.1:{control_port}")
     signame = await wait_for_stop()
     log.info("%s: closing listeners, finishing requests in flight", signame)
     await http.shutdown(args.deregistration_delay)
-    control.should_exit = True
-    await control_task
+    await control.stop()
     await lb.close()
     return 0
 

@@ -1,8 +1,8 @@
 """The load balancer's control API (FastAPI): register, deregister, list targets, metrics.
 
 Bound to loopback; when a token is configured every route but `/health` and `/metrics` (read
-only, for Prometheus) needs `Authorization: Bearer <token>`. Deregistration is idempotent, as in ALB: an unknown target
-answers 200 with `"state": "unused"`.
+only, for Prometheus) needs `Authorization: Bearer <token>`. Deregistration is idempotent, as in
+ALB: an unknown target answers 200 with `"state": "unused"`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,180 @@
+"""Chaos actions, one small function each, registered by name (as toxiproxy registers toxics).
+
+Every action takes the running lab and a `ChaosRequest` and returns the instances it touched
+and a line saying what it did; `apply` turns that into an `Event`. Actions act only on
+processes the lab started, by pid. Adding one: write `async def name(lab, service, request)`,
+decorate it with `@action("name", needs=...)`, document it in README's chaos table.
+
+    kill      SIGKILL: the machine loses power
+    stop      SIGTERM: the server deregisters, drains, exits
+    pause     SIGSTOP: a gray failure (the port accepts, nothing answers)
+    resume    SIGCONT
+    restart   stop (if alive), then boot again under the same name
+    add       boot N new replicas (at most max_replicas)
+    remove    stop N replicas gracefully (at least min_replicas stay)
+    latency   extra latency on an instance (latency_ms)
+    errors    an error rate on an instance (error_rate, 0..1)
+    clear     remove injected faults
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from harness.runtime import ChaosRefused, Event, Instance, LabRuntime, Service
+
+RUNNING = ("running",)
+ALIVE = ("running", "paused")
+ANY = ("running", "paused", "stopped", "killed")
+
+
+@dataclass(frozen=True, slots=True)
+class ChaosRequest:
+    action: str
+    service: str
+    instance: str | None = None
+    count: int = 1
+    latency_ms: float | None = None
+    error_rate: float | None = None
+
+
+Outcome = tuple[list[str], str]
+ActionFn = Callable[[LabRuntime, Service, ChaosRequest], Awaitable[Outcome]]
+ACTIONS: dict[str, ActionFn] = {}
+
+
+def action(name: str) -> Callable[[ActionFn], ActionFn]:
+    def register(fn: ActionFn) -> ActionFn:
+        ACTIONS[name] = fn
+        return fn
+
+    return register
+
+
+async def apply(lab: LabRuntime, request: ChaosRequest) -> Event:
+    """Run one action; ChaosRefused (404/409) when it names nothing or cannot be done."""
+    fn = ACTIONS.get(request.action)
+    if fn is None:
+        raise ChaosRefused(404, f"unknown action {request.action!r}", sorted(ACTIONS))
+    if request.count < 1:
+        raise ChaosRefused(409, f"count must be at least 1 (got {request.count})")
+    service = lab.service(request.service)
+    names, detail = await fn(lab, service, request)
+    return Event(time.time(), request.action, service.name, tuple(names), detail)
+
+
+def _names(instances: list[Instance]) -> list[str]:
+    return [i.name for i in instances]
+
+
+@action("kill")
+async def kill(lab: LabRuntime, service: Service, request: ChaosRequest) -> Outcome:
+    chosen = lab.pick(service, request.instance, request.count, ALIVE)
+    for instance in chosen:
+        instance.child.kill()
+        instance.state = "killed"
+    pids = ", ".join(str(i.child.pid) for i in chosen)
+    return _names(chosen), f"SIGKILL to pid {pids}"
+
+
+@action("stop")
+async def stop(lab: LabRuntime, service: Service, request: ChaosRequest) -> Outcome:
+    chosen = lab.pick(service, request.instance, request.count, ALIVE)
+    codes = await asyncio.gather(*(_stop(i) for i in chosen))
+    return _names(chosen), f"stopped gracefully (exit {', '.join(map(str, codes))})"
+
+
+async def _stop(instance: Instance) -> int:
+    code = await instance.child.stop()
+    instance.state = "stopped"
+    return code
+
+
+@action("pause")
+async def pause(lab: LabRuntime, service: Service, request: ChaosRequest) -> Outcome:
+    chosen = lab.pick(service, request.instance, request.count, RUNNING)
+    for instance in chosen:
+        instance.child.pause()
+        instance.state = "paused"
+    return _names(chosen), "SIGSTOP: accepts connections, answers nothing"
+
+
+@action("resume")
+async def resume(lab: LabRuntime, service: Service, request: ChaosRequest) -> Outcome:
+    chosen = lab.pick(service, request.instance, request.count, ("paused",))
+    for instance in chosen:
+        instance.child.resume()
+        instance.state = "running"
+    return _names(chosen), "SIGCONT"
+
+
+@action("restart")
+async def restart(lab: LabRuntime, service: Service, request: ChaosRequest) -> Outcome:
+    chosen = lab.pick(service, request.instance, request.count, ANY)
+    for instance in chosen:
+        if instance.child.alive:
+            await instance.child.stop()
+        child = await service.pool.add_server(name=instance.name)
+        instance.child = child
+        instance.state = "running"
+    return _names(chosen), "stopped and booted again"
+
+
+@action("add")
+async def add(lab: LabRuntime, service: Service, request: ChaosRequest) -> Outcome:
+    live = len(service.live())
+    limit = service.spec.max_replicas
+    if live + request.count > limit:
+        raise ChaosRefused(409, f"{service.name} has {live} replicas; max_replicas is {limit}")
+    added = await asyncio.gather(*(lab.add(service) for _ in range(request.count)))
+    return _names(list(added)), f"{live} -> {live + request.count} replicas"
+
+
+@action("remove")
+async def remove(lab: LabRuntime, service: Service, request: ChaosRequest) -> Outcome:
+    live = len(service.live())
+    floor = service.spec.min_replicas
+    if live - request.count < floor:
+        raise ChaosRefused(
+            409,
+            f"{service.name} has {live} replicas; removing {request.count} would go below"
+            f" min_replicas {floor}",
+        )
+    chosen = lab.pick(service, request.instance, request.count, RUNNING)
+    await asyncio.gather(*(_stop(i) for i in chosen))
+    return _names(chosen), f"{live} -> {live - request.count} replicas (deregistered, drained)"
+
+
+@action("latency")
+async def latency(lab: LabRuntime, service: Service, request: ChaosRequest) -> Outcome:
+    if request.latency_ms is None or request.latency_ms < 0:
+        raise ChaosRefused(409, "latency needs latency_ms >= 0")
+    chosen = lab.pick(service, request.instance, request.count, RUNNING)
+    for instance in chosen:
+        await lab.set_faults(instance, {"latency_ms": request.latency_ms})
+    return _names(chosen), f"+{request.latency_ms:g} ms per request"
+
+
+@action("errors")
+async def errors(lab: LabRuntime, service: Service, request: ChaosRequest) -> Outcome:
+    rate = request.error_rate
+    if rate is None or not 0 <= rate <= 1:
+        raise ChaosRefused(409, "errors needs error_rate between 0 and 1")
+    chosen = lab.pick(service, request.instance, request.count, RUNNING)
+    for instance in chosen:
+        await lab.set_faults(instance, {"error_rate": rate})
+    return _names(chosen), f"{rate:.0%} of requests answer 500"
+
+
+@action("clear")
+async def clear(lab: LabRuntime, service: Service, request: ChaosRequest) -> Outcome:
+    if request.instance is None:
+        chosen = [i for i in service.instances.values() if i.state == "running"]
+    else:
+        chosen = lab.pick(service, request.instance, 1, RUNNING)
+    for instance in chosen:
+        await lab.set_faults(instance, {})
+    return _names(chosen), "faults cleared"

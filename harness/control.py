@@ -1,0 +1,150 @@
+"""The running lab's control API (FastAPI on loopback, bearer token from the run folder).
+
+    GET  /status   every instance: service, role, pid, address, state, load balancer view
+    POST /chaos    one action of chaos/actions.py: {"action", "service", "instance"?, "count"?,
+                   "latency_ms"?, "error_rate"?}; 404 names the valid choices, 409 says why not
+    GET  /events   the event log
+    GET  /metrics  harness_chaos_events_total{action,service} and instance counts (no token)
+
+The CLI, the scenario runner and the Locust chaos tab all act through it. Every action is an
+event: appended to `events.jsonl` in the run folder and counted for Prometheus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from pydantic import BaseModel, ConfigDict, Field
+
+from chaos.actions import ACTIONS, ChaosRequest, apply
+from harness.runtime import ChaosRefused, Event, LabRuntime
+from targets.fastmetrics import FastCounter
+
+
+class EventLog:
+    """Chaos events in order: in memory, in `events.jsonl`, and as a Prometheus counter."""
+
+    def __init__(self, path: Path, registry: CollectorRegistry) -> None:
+        self.path = path
+        self.events: list[Event] = []
+        self.counter = FastCounter(
+            "harness_chaos_events_total",
+            "Chaos actions applied, by action and service.",
+            ["action", "service"],
+        )
+        registry.register(self.counter)
+
+    def record(self, event: Event) -> None:
+        self.events.append(event)
+        self.counter.inc((event.action, event.service))
+        with self.path.open("a") as f:
+            f.write(json.dumps(event.as_dict()) + "\n")
+
+
+class InstanceCollector(Collector):
+    """`harness_instances{service,state}`: what the lab believes it runs, per state."""
+
+    def __init__(self, lab: LabRuntime) -> None:
+        self.lab = lab
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "harness_instances",
+            "Server instances the lab started, by service and state.",
+            labels=["service", "state"],
+        )
+        for service in self.lab.services.values():
+            for state in ("running", "paused", "stopped", "killed"):
+                count = sum(1 for i in service.instances.values() if i.state == state)
+                family.add_metric([service.name, state], count)
+        yield family
+
+
+class ChaosBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    action: Literal[
+        "kill", "stop", "pause", "resume", "restart", "add", "remove", "latency", "errors", "clear"
+    ]
+    service: str = Field(min_length=1, max_length=64)
+    instance: str | None = Field(default=None, max_length=64)
+    count: int = Field(default=1, ge=1, le=64)
+    latency_ms: float | None = Field(default=None, ge=0, le=600_000)
+    error_rate: float | None = Field(default=None, ge=0, le=1)
+
+
+class Controller:
+    """Applies chaos one action at a time (no two actions race on the same instances)."""
+
+    def __init__(self, lab: LabRuntime) -> None:
+        self.lab = lab
+        self.registry = CollectorRegistry()
+        self.events = EventLog(lab.run_dir / "events.jsonl", self.registry)
+        self.registry.register(InstanceCollector(lab))
+        self._lock = asyncio.Lock()
+
+    async def chaos(self, request: ChaosRequest) -> Event:
+        async with self._lock:
+            event = await apply(self.lab, request)
+        self.events.record(event)
+        return event
+
+
+def control_app(controller: Controller) -> FastAPI:
+    lab = controller.lab
+    app = FastAPI(
+        title="rushlab control API",
+        description="Status and chaos for the running lab. Loopback only; bearer token in "
+        "the run folder's control.token.",
+        version="1",
+    )
+
+    def check_token(authorization: Annotated[str | None, Header()] = None) -> None:
+        expected = f"Bearer {lab.token}".encode()
+        if not hmac.compare_digest((authorization or "").encode(), expected):
+            raise HTTPException(401, "Authorization: Bearer <token from control.token> required")
+
+    guarded = [Depends(check_token)]
+    refusals: dict[int | str, dict[str, Any]] = {
+        401: {"description": "missing or bad token"},
+        404: {"description": "unknown action, service or instance; `choices` lists valid ones"},
+        409: {"description": "not possible now (limits, state); `detail` says why"},
+    }
+
+    @app.get("/status", dependencies=guarded, responses={401: refusals[401]})
+    async def status() -> dict[str, Any]:
+        return await lab.status()
+
+    @app.post("/chaos", dependencies=guarded, responses=refusals)
+    async def chaos(body: ChaosBody) -> dict[str, Any]:
+        request = ChaosRequest(**body.model_dump())
+        try:
+            event = await controller.chaos(request)
+        except ChaosRefused as exc:
+            return JSONResponse(  # type: ignore[return-value]
+                {"detail": exc.message, "choices": exc.choices}, status_code=exc.status
+            )
+        return {"event": event.as_dict()}
+
+    @app.get("/events", dependencies=guarded, responses={401: refusals[401]})
+    async def events() -> dict[str, Any]:
+        return {"events": [e.as_dict() for e in controller.events.events]}
+
+    @app.get("/actions")
+    async def actions() -> dict[str, list[str]]:
+        return {"actions": sorted(ACTIONS)}
+
+    @app.get("/metrics", response_class=Response)
+    async def metrics() -> Response:
+        return Response(generate_latest(controller.registry), media_type="text/plain")
+
+    return app

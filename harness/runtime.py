@@ -1,0 +1,219 @@
+"""The running lab: every service of a topology as processes, and what chaos may do to them.
+
+`LabRuntime` starts one load balancer per service and its replicas (through `harness/lab.py`),
+keeps the state of every instance it started, and applies the actions of `chaos/actions.py`.
+It is the one object the control API, the CLI and the scenario runner share; Prometheus and
+Locust hang off it when they run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.lab import Lab, ServerSpec, start_lab, write_token
+from harness.supervisor import Child, Supervisor
+from harness.topology import ServiceSpec, Topology
+from targets.http.client import fetch_json
+from targets.http.upstream import UpstreamError
+
+
+class ChaosRefused(Exception):
+    """An action that cannot be done: `status` 404 (unknown name) or 409 (not possible now)."""
+
+    def __init__(self, status: int, message: str, choices: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.choices = choices or []
+
+
+@dataclass(slots=True)
+class Instance:
+    """A server the lab started, and what the lab did to it."""
+
+    name: str
+    service: str
+    child: Child
+    state: str = "running"  # running | paused | stopped | killed
+
+    @property
+    def alive(self) -> bool:
+        return self.child.alive and self.state in ("running", "paused")
+
+
+@dataclass(slots=True)
+class Service:
+    name: str
+    spec: ServiceSpec
+    pool: Lab
+    instances: dict[str, Instance] = field(default_factory=dict)
+
+    def live(self) -> list[Instance]:
+        return [i for i in self.instances.values() if i.alive]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One chaos action as it happened."""
+
+    at: float  # epoch seconds
+    action: str
+    service: str
+    instances: tuple[str, ...]
+    detail: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "at": self.at,
+            "action": self.action,
+            "service": self.service,
+            "instances": list(self.instances),
+            "detail": self.detail,
+        }
+
+
+class LabRuntime:
+    def __init__(self, topology: Topology, supervisor: Supervisor, seed: int = 0) -> None:
+        self.topology = topology
+        self.supervisor = supervisor
+        self.rng = random.Random(seed)
+        self.services: dict[str, Service] = {}
+        self.token, self.token_file = write_token(supervisor.run_dir)
+        self.started_at = 0.0
+
+    @property
+    def run_dir(self) -> Path:
+        return self.supervisor.run_dir
+
+    async def start(self) -> None:
+        """Every service's load balancer and replicas, started side by side."""
+        self.started_at = time.time()
+        pools = await asyncio.gather(
+            *(self._start_service(name, spec) for name, spec in self.topology.services.items())
+        )
+        for service in pools:
+            self.services[service.name] = service
+
+    async def _start_service(self, name: str, spec: ServiceSpec) -> Service:
+        pool = await start_lab(
+            self.supervisor,
+            spec.replicas,
+            ServerSpec.of(name, spec),
+            tuple(spec.load_balancer.args()),
+            lb_name=f"{name}-lb",
+            token=(self.token, self.token_file),
+        )
+        service = Service(name, spec, pool)
+        for child in pool.servers.values():
+            service.instances[child.name] = Instance(child.name, name, child)
+        return service
+
+    async def wait_healthy(self, timeout_s: float = 30.0) -> None:
+        """Until every load balancer sees all of its replicas healthy."""
+        deadline = time.monotonic() + timeout_s
+        for service in self.services.values():
+            want = len(service.live())
+            while True:
+                view = await service.pool.targets()
+                if view["counts"]["healthy"] >= want:
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"{service.name}: {view['counts']['healthy']} of {want} targets healthy"
+                        f" after {timeout_s:g} s"
+                    )
+                await asyncio.sleep(0.1)
+
+    # -- lookups used by the chaos actions ----------------------------------------------------
+    def service(self, name: str) -> Service:
+        service = self.services.get(name)
+        if service is None:
+            raise ChaosRefused(404, f"unknown service {name!r}", sorted(self.services))
+        return service
+
+    def pick(
+        self, service: Service, instance: str | None, count: int, states: tuple[str, ...]
+    ) -> list[Instance]:
+        """The named instance, or `count` random ones (seeded) among those in `states`."""
+        if instance is not None:
+            found = service.instances.get(instance)
+            if found is None:
+                raise ChaosRefused(
+                    404,
+                    f"unknown instance {instance!r} of {service.name}",
+                    sorted(service.instances),
+                )
+            if found.state not in states:
+                raise ChaosRefused(409, f"{instance} is {found.state}, not {' or '.join(states)}")
+            return [found]
+        candidates = sorted(
+            (i for i in service.instances.values() if i.state in states), key=lambda i: i.name
+        )
+        if len(candidates) < count:
+            raise ChaosRefused(
+                409,
+                f"{service.name} has {len(candidates)} instance(s) {'/'.join(states)},"
+                f" {count} asked",
+                [i.name for i in candidates],
+            )
+        return self.rng.sample(candidates, count)
+
+    async def add(self, service: Service) -> Instance:
+        child = await service.pool.add_server()
+        instance = Instance(child.name, service.name, child)
+        service.instances[child.name] = instance
+        return instance
+
+    async def set_faults(self, instance: Instance, faults: dict[str, Any]) -> None:
+        host, port = instance.child.address()
+        auth = [(b"authorization", f"Bearer {self.token}".encode())]
+        method = "PUT" if faults else "DELETE"
+        try:
+            reply = await fetch_json(
+                host, port, method, "/admin/faults", faults or None, headers=auth
+            )
+        except UpstreamError as exc:
+            raise ChaosRefused(409, f"{instance.name} did not answer: {exc}") from None
+        if reply.status != 200:
+            raise ChaosRefused(409, f"{instance.name} refused the faults: {reply.body[:200]!r}")
+
+    # -- status -------------------------------------------------------------------------------
+    async def status(self) -> dict[str, Any]:
+        """Every process the lab started, with the load balancer's view of each server."""
+        services: dict[str, Any] = {}
+        for service in self.services.values():
+            try:
+                view = await service.pool.targets()
+            except UpstreamError:
+                view = {"targets": [], "routable": 0}
+            targets = {t["id"]: t for t in view["targets"]}
+            lb = service.pool.lb
+            services[service.name] = {
+                "lb": {
+                    "name": lb.name,
+                    "pid": lb.pid,
+                    "address": lb.ready.get("address"),
+                    "control": lb.ready.get("control"),
+                    "state": "running" if lb.alive else "exited",
+                    "routable": view.get("routable", 0),
+                },
+                "instances": [
+                    {
+                        "name": i.name,
+                        "role": "server",
+                        "pid": i.child.pid,
+                        "address": i.child.ready.get("address"),
+                        "state": i.state if i.child.alive or i.state != "running" else "exited",
+                        "target": targets.get(i.name, {}).get("state", "unregistered"),
+                        "in_flight": targets.get(i.name, {}).get("in_flight", 0),
+                    }
+                    for i in sorted(service.instances.values(), key=lambda i: i.name)
+                ],
+                "replicas": {"min": service.spec.min_replicas, "max": service.spec.max_replicas},
+            }
+        return {"started_at": self.started_at, "services": services}
