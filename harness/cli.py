@@ -4,15 +4,24 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.live import Live
+from rich.table import Table
 
+from chaos.actions import ACTIONS
 from harness.demo import DemoSettings, render, run_demo
+from harness.session import LabInfo, NoLab, run_session, status_table
 from harness.supervisor import StartError
+from harness.topology import Topology, load_topology
+from harness.yamlfile import InputError, read_yaml
+from harness.yamlfile import validate as validate_yaml
 from targets.http.loop import run
 
 app = typer.Typer(
@@ -54,6 +63,142 @@ def demo(
         console.print(f"error: {exc}", style="red")
         raise typer.Exit(2) from None
     console.print(render(result))
+
+
+@app.command()
+def up(
+    topology: Annotated[
+        Path | None, typer.Option(help="topology file (default: the shipped shop topology)")
+    ] = None,
+    run_dir: Annotated[
+        Path | None, typer.Option(help="folder for logs (default runs/<time>)")
+    ] = None,
+    control_port: Annotated[int, typer.Option(help="control API port (0: any free)")] = 0,
+    live: Annotated[bool, typer.Option(help="live table of instances")] = True,
+) -> None:
+    """Start the lab in the foreground; Ctrl-C (or `harness down`) stops every process."""
+    spec = _load_topology(topology)
+    folder = _run_dir(run_dir)
+    console.print(f"starting topology {spec.name!r}; logs in {folder}/", style="bold")
+
+    def ready(info: LabInfo) -> None:
+        for name, url in info.urls.items():
+            console.print(f"  {name}: {url}")
+        console.print(f"  token: {info.token_file}  (stop with Ctrl-C or `harness down`)")
+
+    with Live(console=console, auto_refresh=False, transient=True) as screen:
+
+        def show(table: Table) -> None:
+            if live:
+                screen.update(table, refresh=True)
+
+        try:
+            run(run_session(spec, folder, on_ready=ready, render=show, control_port=control_port))
+        except (StartError, TimeoutError, OSError) as exc:
+            console.print(f"error: {exc}", style="red")
+            raise typer.Exit(2) from None
+    console.print("lab stopped", style="bold")
+
+
+@app.command()
+def down() -> None:
+    """Stop the running lab (the `harness up` process and everything it started)."""
+    info = _lab()
+    os.kill(info.pid, signal.SIGTERM)
+    console.print(f"stopping the lab in {info.run_dir} (pid {info.pid})")
+
+
+@app.command()
+def status() -> None:
+    """Every instance of the running lab: pid, address, state, load balancer view."""
+    info = _lab()
+    code, body = run(info.call("GET", "/status"))
+    if code != 200:
+        _fail(f"control API answered {code}: {body}")
+    console.print(status_table(body))
+
+
+@app.command()
+def chaos(
+    action: Annotated[str, typer.Argument(help=f"one of: {', '.join(sorted(ACTIONS))}")],
+    service: Annotated[str, typer.Argument(help="service name, e.g. orders")],
+    count: Annotated[int, typer.Option(min=1, max=64, help="how many instances")] = 1,
+    instance: Annotated[str | None, typer.Option(help="this instance (default: random)")] = None,
+    latency_ms: Annotated[float | None, typer.Option(help="for latency")] = None,
+    error_rate: Annotated[float | None, typer.Option(help="for errors, 0..1")] = None,
+) -> None:
+    """Apply one chaos action to the running lab."""
+    info = _lab()
+    payload: dict[str, object] = {"action": action, "service": service, "count": count}
+    for key, value in (
+        ("instance", instance),
+        ("latency_ms", latency_ms),
+        ("error_rate", error_rate),
+    ):
+        if value is not None:
+            payload[key] = value
+    code, body = run(info.call("POST", "/chaos", payload))
+    if code != 200:
+        detail = body.get("detail") if isinstance(body, dict) else body
+        choices = body.get("choices") if isinstance(body, dict) else None
+        _fail(
+            f"{action} {service}: {detail}" + (f" (valid: {', '.join(choices)})" if choices else "")
+        )
+    event = body["event"]
+    console.print(
+        f"{event['action']} {event['service']} {', '.join(event['instances'])}: {event['detail']}"
+    )
+
+
+@app.command()
+def validate(
+    file: Annotated[Path, typer.Argument(help="a topology or scenario file")],
+) -> None:
+    """Check a topology or scenario file; errors name file:line:col and the field."""
+    data = _read(file)
+    kind = "topology" if isinstance(data, dict) and "services" in data else "scenario"
+    try:
+        if kind == "topology":
+            validate_yaml(data, Topology, file)
+        else:
+            from harness.scenario import load_scenario  # noqa: PLC0415 - optional until it lands
+
+            load_scenario(file)
+    except InputError as exc:
+        for line in exc.problems:
+            console.print(line, style="red", highlight=False)
+        raise typer.Exit(2) from None
+    console.print(f"{file}: a valid {kind}")
+
+
+def _load_topology(path: Path | None) -> Topology:
+    try:
+        return load_topology(path)
+    except InputError as exc:
+        for line in exc.problems:
+            console.print(line, style="red", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _read(path: Path) -> object:
+    try:
+        return read_yaml(path)
+    except InputError as exc:
+        _fail(str(exc))
+        raise
+
+
+def _lab() -> LabInfo:
+    try:
+        return LabInfo.read()
+    except NoLab as exc:
+        _fail(str(exc))
+        raise
+
+
+def _fail(message: str) -> NoReturn:
+    console.print(f"error: {message}", style="red", highlight=False)
+    raise typer.Exit(2)
 
 
 def main() -> None:

@@ -88,7 +88,7 @@ class Supervisor:
     """Starts, tracks and stops the lab's processes; `async with` stops them all on exit."""
 
     def __init__(self, run_dir: Path) -> None:
-        self.run_dir = run_dir
+        self.run_dir = run_dir.resolve()  # children run in the repository root
         self.children: dict[str, Child] = {}
         run_dir.mkdir(parents=True, exist_ok=True)
 

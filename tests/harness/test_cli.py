@@ -1,0 +1,113 @@
+"""The harness command line as a user runs it: validate, up, status, chaos, down."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+
+
+def harness(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args],
+        cwd=cwd,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_validate_accepts_the_shipped_topology(tmp_path: Path) -> None:
+    """`harness validate` says a good topology is valid and exits 0."""
+    result = harness("validate", str(ROOT / "harness/topologies/shop.yaml"), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "valid topology" in result.stdout
+
+
+def test_validate_names_file_line_and_field(tmp_path: Path) -> None:
+    """A bad topology exits 2 with file:line:col and the field path of every problem."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: shop\nservices:\n  orders:\n    replicas: -1\n    capacity: {slots: 0}\n")
+    result = harness("validate", str(bad), cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"{bad}:4:5: services.orders.replicas" in result.stdout
+    assert f"{bad}:5:16: services.orders.capacity.slots" in result.stdout
+
+
+def test_commands_without_a_running_lab_say_so(tmp_path: Path) -> None:
+    """status, chaos and down exit 2 with a clear line when no lab runs."""
+    for args in (("status",), ("chaos", "kill", "orders"), ("down",)):
+        result = harness(*args, cwd=tmp_path)
+        assert result.returncode == 2
+        assert "no running lab" in result.stdout
+
+
+@pytest.mark.e2e
+def test_up_status_chaos_down(tmp_path: Path) -> None:
+    """up starts the lab, chaos acts on it, down stops it and every process it started."""
+    topology = tmp_path / "small.yaml"
+    topology.write_text("name: small\nservices:\n  orders:\n    replicas: 2\n    min_replicas: 1\n")
+    up = subprocess.Popen(
+        [sys.executable, "-m", "harness", "up", "--topology", str(topology), "--no-live"],
+        cwd=tmp_path,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        pointer = tmp_path / "runs" / "current.json"
+        deadline = time.monotonic() + 60
+        while not pointer.exists():
+            assert up.poll() is None, up.stdout.read() if up.stdout else ""
+            assert time.monotonic() < deadline, "the lab did not come up"
+            time.sleep(0.2)
+        status = harness("status", cwd=tmp_path)
+        assert status.returncode == 0, status.stdout
+        assert "orders-1" in status.stdout
+        assert "healthy" in status.stdout
+        chaos = harness("chaos", "kill", "orders", "--instance", "orders-2", cwd=tmp_path)
+        assert chaos.returncode == 0, chaos.stdout
+        assert "SIGKILL" in chaos.stdout
+        refused = harness("chaos", "remove", "orders", "--count", "2", cwd=tmp_path)
+        assert refused.returncode == 2
+        assert "min_replicas" in refused.stdout
+        run_dir = Path(json.loads(pointer.read_text())["run_dir"])
+        pids = [int(line.split()[0]) for line in _pid_lines(run_dir)]
+        assert harness("down", cwd=tmp_path).returncode == 0
+        assert up.wait(30) == 0
+        time.sleep(0.5)
+        assert [pid for pid in pids if _running(pid)] == []
+    finally:
+        if up.poll() is None:
+            up.send_signal(signal.SIGTERM)
+            up.wait(30)
+        if up.stdout is not None:
+            up.stdout.close()
+
+
+def _pid_lines(run_dir: Path) -> list[str]:
+    """The pids of the lab's processes, from `ps` filtered on the run folder's token path."""
+    out = subprocess.run(
+        ["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True
+    ).stdout
+    return [line.strip() for line in out.splitlines() if str(run_dir) in line]
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

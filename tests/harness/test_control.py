@@ -1,0 +1,160 @@
+"""The lab runtime and its control API, on real processes: status, chaos, refusals, events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+
+from harness.control import Controller, control_app
+from harness.runtime import LabRuntime
+from harness.supervisor import Supervisor
+from harness.topology import Topology
+from targets.http.client import fetch
+
+pytestmark = pytest.mark.e2e
+
+SMALL = Topology.model_validate(
+    {
+        "name": "small",
+        "services": {
+            "orders": {
+                "replicas": 2,
+                "min_replicas": 1,
+                "max_replicas": 3,
+                "service_time": {"mean_ms": 2},
+            }
+        },
+    }
+)
+
+
+class Api:
+    def __init__(self, client: httpx2.AsyncClient, lab: LabRuntime, controller: Controller):
+        self.client = client
+        self.lab = lab
+        self.controller = controller
+
+    async def chaos(self, **body: Any) -> httpx2.Response:
+        return await self.client.post("/chaos", json=body)
+
+    async def instances(self) -> dict[str, dict[str, Any]]:
+        status = (await self.client.get("/status")).json()
+        return {i["name"]: i for i in status["services"]["orders"]["instances"]}
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[Api]:
+    async with Supervisor(tmp_path / "run") as supervisor:
+        lab = LabRuntime(SMALL, supervisor, seed=3)
+        await lab.start()
+        await lab.wait_healthy()
+        controller = Controller(lab)
+        transport = httpx2.ASGITransport(app=control_app(controller))
+        headers = {"authorization": f"Bearer {lab.token}"}
+        async with httpx2.AsyncClient(
+            transport=transport, base_url="http://lab", headers=headers
+        ) as client:
+            yield Api(client, lab, controller)
+
+
+async def test_status_lists_every_process_with_pid_and_state(api: Api) -> None:
+    """Status names each service's load balancer and servers, their pids, states, LB view."""
+    status = (await api.client.get("/status")).json()
+    orders = status["services"]["orders"]
+    assert orders["lb"]["state"] == "running"
+    assert orders["lb"]["pid"] > 0
+    assert [i["name"] for i in orders["instances"]] == ["orders-1", "orders-2"]
+    assert all(i["state"] == "running" and i["target"] == "healthy" for i in orders["instances"])
+
+
+async def test_control_api_needs_the_token(api: Api) -> None:
+    """Without the bearer token the control API refuses with 401."""
+    response = await api.client.get("/status", headers={"authorization": "Bearer wrong"})
+    assert response.status_code == 401
+
+
+async def test_unknown_names_get_404_with_the_valid_choices(api: Api) -> None:
+    """An unknown service or instance is a 404 whose body lists what exists."""
+    response = await api.chaos(action="kill", service="nope")
+    assert response.status_code == 404
+    assert response.json()["choices"] == ["orders"]
+    response = await api.chaos(action="kill", service="orders", instance="orders-9")
+    assert response.status_code == 404
+    assert response.json()["choices"] == ["orders-1", "orders-2"]
+    response = await api.chaos(action="explode", service="orders")
+    assert response.status_code == 422  # not an action: the body is invalid
+
+
+async def test_impossible_actions_get_409_with_the_reason(api: Api) -> None:
+    """Removing below min_replicas or adding beyond max_replicas is a 409 saying why."""
+    response = await api.chaos(action="remove", service="orders", count=2)
+    assert response.status_code == 409
+    assert "min_replicas" in response.json()["detail"]
+    response = await api.chaos(action="add", service="orders", count=2)
+    assert response.status_code == 409
+    assert "max_replicas" in response.json()["detail"]
+    response = await api.chaos(action="resume", service="orders")
+    assert response.status_code == 409  # nothing is paused
+
+
+async def test_kill_pause_resume_act_on_the_real_processes(api: Api) -> None:
+    """kill SIGKILLs the pid, pause stops answering, resume brings it back."""
+    killed = (await api.chaos(action="kill", service="orders", instance="orders-1")).json()
+    assert killed["event"]["instances"] == ["orders-1"]
+    child = api.lab.services["orders"].instances["orders-1"].child
+    assert await asyncio.wait_for(child.process.wait(), 5) == -9
+    await api.chaos(action="pause", service="orders", instance="orders-2")
+    host, port = api.lab.services["orders"].instances["orders-2"].child.address()
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(fetch(host, port, "GET", "/health", timeout_s=5), 0.5)
+    await api.chaos(action="resume", service="orders", instance="orders-2")
+    assert (await fetch(host, port, "GET", "/health")).status == 200
+    states = {name: i["state"] for name, i in (await api.instances()).items()}
+    assert states == {"orders-1": "killed", "orders-2": "running"}
+
+
+async def test_add_and_remove_change_what_the_load_balancer_routes_to(api: Api) -> None:
+    """add boots a replica that registers; remove drains one out of the load balancer."""
+    added = (await api.chaos(action="add", service="orders")).json()["event"]
+    assert added["instances"] == ["orders-3"]
+    await api.lab.wait_healthy()
+    removed = (await api.chaos(action="remove", service="orders")).json()["event"]
+    gone = removed["instances"][0]
+    view = await api.lab.services["orders"].pool.targets()
+    assert gone not in {t["id"] for t in view["targets"]}
+    assert (await api.instances())[gone]["state"] == "stopped"
+
+
+async def test_faults_reach_the_server_and_clear(api: Api) -> None:
+    """latency and errors are injected through the server's admin API; clear removes them."""
+    await api.chaos(action="latency", service="orders", instance="orders-1", latency_ms=250)
+    await api.chaos(action="errors", service="orders", instance="orders-2", error_rate=1.0)
+    instances = api.lab.services["orders"].instances
+    auth = [(b"authorization", f"Bearer {api.lab.token}".encode())]
+    host, port = instances["orders-1"].child.address()
+    faults = (await fetch(host, port, "GET", "/admin/faults", headers=auth)).json()
+    assert faults["latency_ms"] == 250
+    host, port = instances["orders-2"].child.address()
+    assert (await fetch(host, port, "GET", "/api/orders")).status == 500
+    await api.chaos(action="clear", service="orders")
+    assert (await fetch(host, port, "GET", "/api/orders")).status == 200
+
+
+async def test_every_action_is_an_event_and_a_counter(api: Api) -> None:
+    """Each applied action lands in events.jsonl, /events and harness_chaos_events_total."""
+    await api.chaos(action="pause", service="orders", instance="orders-1")
+    await api.chaos(action="resume", service="orders", instance="orders-1")
+    await api.chaos(action="remove", service="orders", count=5)  # refused: not an event
+    lines = (api.lab.run_dir / "events.jsonl").read_text().splitlines()
+    assert [json.loads(line)["action"] for line in lines] == ["pause", "resume"]
+    events = (await api.client.get("/events")).json()["events"]
+    assert [e["instances"] for e in events] == [["orders-1"], ["orders-1"]]
+    metrics = (await api.client.get("/metrics")).text
+    assert 'harness_chaos_events_total{action="pause",service="orders"} 1.0' in metrics
+    assert 'harness_instances{service="orders",state="running"} 2.0' in metrics
