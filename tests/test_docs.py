@@ -7,6 +7,10 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from harness.control import Controller
+from harness.runtime import LabRuntime
+from harness.supervisor import Supervisor
+from harness.topology import load_topology
 from targets.lb.balancer import LbConfig, LoadBalancer
 from targets.server.app import ServerConfig, ShopServer
 
@@ -35,3 +39,10 @@ def test_every_server_metric_is_documented() -> None:
     """The application server exposes exactly the server_* metrics docs/metrics.md lists."""
     names = exposed(ShopServer(ServerConfig()).registry)
     assert names == {n for n in documented() if n.startswith("server_")}
+
+
+async def test_every_harness_metric_is_documented(tmp_path: Path) -> None:
+    """The harness control API exposes exactly the harness_* metrics docs/metrics.md lists."""
+    lab = LabRuntime(load_topology(), Supervisor(tmp_path))
+    names = exposed(Controller(lab).registry)
+    assert names == {n for n in documented() if n.startswith("harness_")}
