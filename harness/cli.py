@@ -17,7 +17,8 @@ from rich.table import Table
 
 from chaos.actions import ACTIONS
 from harness.demo import DemoSettings, render, run_demo
-from harness.session import LabInfo, NoLab, run_session, status_table
+from harness.prometheus import PrometheusError, find_binary
+from harness.session import Extra, LabInfo, NoLab, run_session, status_table, with_prometheus
 from harness.supervisor import StartError
 from harness.topology import Topology, load_topology
 from harness.yamlfile import InputError, read_yaml
@@ -75,9 +76,17 @@ def up(
     ] = None,
     control_port: Annotated[int, typer.Option(help="control API port (0: any free)")] = 0,
     live: Annotated[bool, typer.Option(help="live table of instances")] = True,
+    prometheus: Annotated[bool, typer.Option(help="run Prometheus (Debian's package)")] = True,
 ) -> None:
     """Start the lab in the foreground; Ctrl-C (or `harness down`) stops every process."""
     spec = _load_topology(topology)
+    extras: list[Extra] = []
+    if prometheus:
+        try:
+            find_binary("prometheus")
+        except PrometheusError as exc:
+            _fail(str(exc))
+        extras.append(with_prometheus)
     folder = _run_dir(run_dir)
     console.print(f"starting topology {spec.name!r}; logs in {folder}/", style="bold")
 
@@ -93,7 +102,16 @@ def up(
                 screen.update(table, refresh=True)
 
         try:
-            run(run_session(spec, folder, on_ready=ready, render=show, control_port=control_port))
+            run(
+                run_session(
+                    spec,
+                    folder,
+                    on_ready=ready,
+                    render=show,
+                    extras=extras,
+                    control_port=control_port,
+                )
+            )
         except (StartError, TimeoutError, OSError) as exc:
             console.print(f"error: {exc}", style="red")
             raise typer.Exit(2) from None

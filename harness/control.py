@@ -94,7 +94,10 @@ class Controller:
 
     async def chaos(self, request: ChaosRequest) -> Event:
         async with self._lock:
-            event = await apply(self.lab, request)
+            try:
+                event = await apply(self.lab, request)
+            finally:
+                self.lab.notify()  # even a half-done action may have changed the processes
         self.events.record(event)
         return event
 

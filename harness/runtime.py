@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.lab import Lab, ServerSpec, start_lab, write_token
+from harness.prometheus import ScrapeTarget
 from harness.supervisor import Child, Supervisor
 from harness.topology import ServiceSpec, Topology
 from targets.http.client import fetch_json
@@ -85,6 +87,10 @@ class LabRuntime:
         self.services: dict[str, Service] = {}
         self.token, self.token_file = write_token(supervisor.run_dir)
         self.started_at = 0.0
+        # Scrape targets beyond the services' own (the harness, Locust), and who to tell
+        # when the set changes (Prometheus's file_sd).
+        self.extra_targets: list[ScrapeTarget] = []
+        self.listeners: list[Callable[[], None]] = []
 
     @property
     def run_dir(self) -> Path:
@@ -128,6 +134,33 @@ class LabRuntime:
                         f" after {timeout_s:g} s"
                     )
                 await asyncio.sleep(0.1)
+
+    def scrape_targets(self) -> list[ScrapeTarget]:
+        """Every /metrics endpoint of the lab, labelled with service, role and instance."""
+        targets = list(self.extra_targets)
+        for service in self.services.values():
+            lb = service.pool.lb
+            if lb.alive:
+                targets.append(
+                    ScrapeTarget(
+                        str(lb.ready["control"]),
+                        {"service": service.name, "role": "lb", "instance": lb.name},
+                    )
+                )
+            for instance in service.instances.values():
+                if instance.alive:
+                    targets.append(
+                        ScrapeTarget(
+                            str(instance.child.ready["address"]),
+                            {"service": service.name, "role": "server", "instance": instance.name},
+                        )
+                    )
+        return targets
+
+    def notify(self) -> None:
+        """The set of processes changed (chaos): tell whoever listens."""
+        for listener in self.listeners:
+            listener()
 
     # -- lookups used by the chaos actions ----------------------------------------------------
     def service(self, name: str) -> Service:

@@ -21,6 +21,7 @@ from typing import Any
 from rich.table import Table
 
 from harness.control import Controller, control_app
+from harness.prometheus import LAB_RULES, Prometheus, ScrapeTarget, free_port
 from harness.runtime import LabRuntime
 from harness.supervisor import Supervisor
 from harness.topology import Topology
@@ -111,6 +112,16 @@ def _alive(pid: int) -> bool:
 Extra = Callable[[LabRuntime, dict[str, str]], Awaitable[None]]
 
 
+async def with_prometheus(lab: LabRuntime, urls: dict[str, str]) -> None:
+    """Prometheus scraping every process of the lab, its targets kept in step with chaos."""
+    prometheus = Prometheus(lab.run_dir, free_port())
+    prometheus.write_config([LAB_RULES])
+    prometheus.set_targets(lab.scrape_targets())
+    lab.listeners.append(lambda: prometheus.set_targets(lab.scrape_targets()))
+    await prometheus.start(lab.supervisor)
+    urls["prometheus"] = prometheus.url
+
+
 async def run_session(
     topology: Topology,
     run_dir: Path,
@@ -127,6 +138,9 @@ async def run_session(
         await lab.wait_healthy()
         controller = Controller(lab)
         control = await asgi.start(control_app(controller), "127.0.0.1", control_port)
+        lab.extra_targets.append(
+            ScrapeTarget(f"127.0.0.1:{control.port}", {"service": "lab", "role": "harness"})
+        )
         urls = {"control": f"http://127.0.0.1:{control.port}/docs"}
         for name, service in lab.services.items():
             host, port = service.pool.address
