@@ -84,6 +84,8 @@ def position(data: Any, loc: tuple[Any, ...]) -> tuple[int, int]:
             item_line, item_col = node.lc.item(part)
             line, col = item_line + 1, item_col + 1
             node = node[part]
+        elif isinstance(node, CommentedMap):
+            continue  # a union's tag (e.g. `latency` in chaos.2.latency.latency_ms): not a key
         else:
             break
     return line, col

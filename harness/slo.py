@@ -1,0 +1,285 @@
+"""The SLO engine: verdicts from series the runner already queried. Pure: no I/O, no clock.
+
+Time is run time: seconds since the start of the run (t = 0 is the start of the first load
+stage). The runner evaluates each SLO's `expr` as a Prometheus range query over the run with a
+1 s step and hands over one `Series` per expression (an expression should give one series:
+aggregate with `sum`/`max`; add `or vector(0)` when "no series" means zero, as a 5xx rate
+does). Points that are NaN or infinite (`histogram_quantile` without traffic) are ignored; a
+series with no point left where the SLO looks fails as "no data".
+
+Kinds (bounds are `max`, at most, or `min`, at least):
+
+- threshold: one number for the run or its `window`: `agg` of the points there (`max`, `min`,
+  `avg`, `last`, or `increase`: last minus first of a counter, counter resets handled as
+  Prometheus does). `measured` is that number.
+- always: every point in the window (default: the run) within the bound; `measured` is the
+  worst point.
+- recovery: after each chaos event (of the actions in `after`, default every event) at t, the
+  series is within the bound from some time r <= t + within_s through t + within_s (the end of
+  the run if sooner). The recovery time is r - t (0 when it never left the bound); `measured`
+  is the worst over the events, and `limit` is `within_s`. The expression's own smoothing
+  counts: a `[5s]` rate lags a change by up to 5 s.
+
+A violated SLO is a `Verdict` with `passed=False`, never an exception. `check_run` says whether
+the run itself can be trusted (exit code 2 when not): the load generator saturated, a Locust
+worker lost, a scrape target never up.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from harness.scenario import AlwaysSlo, RecoverySlo, Slo, ThresholdSlo
+
+Series = list[tuple[float, float]]  # (run time in seconds, value), oldest first
+Outcome = Literal["pass", "fail", "invalid"]
+
+EXIT_PASS, EXIT_VIOLATED, EXIT_INVALID = 0, 1, 2
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A chaos action as it happened, at run time `t`."""
+
+    t: float
+    action: str
+    service: str
+    instances: tuple[str, ...] = ()
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """The run an SLO judges: run time [0, duration_s]."""
+
+    duration_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One SLO's result: `measured` (None without data) against `limit`, `op` the bound's sense."""
+
+    name: str
+    kind: str
+    passed: bool
+    measured: float | None
+    limit: float
+    detail: str
+    op: str = "<="
+    expr: str = ""
+
+
+def evaluate(
+    slos: Sequence[Slo], data: Mapping[str, Series], events: Sequence[Event], run: Run
+) -> list[Verdict]:
+    """A verdict per SLO, in order; an expression missing from `data` has no data."""
+    verdicts: list[Verdict] = []
+    for slo in slos:
+        series = data.get(slo.expr, [])
+        if isinstance(slo, ThresholdSlo):
+            verdicts.append(_threshold(slo, series, run))
+        elif isinstance(slo, AlwaysSlo):
+            verdicts.append(_always(slo, series, run))
+        else:
+            verdicts.append(_recovery(slo, series, events, run))
+    return verdicts
+
+
+def _points(series: Series, start: float, end: float) -> Series:
+    return [(t, v) for t, v in series if start <= t <= end and math.isfinite(v)]
+
+
+def _span(slo: ThresholdSlo | AlwaysSlo, run: Run) -> tuple[float, float]:
+    if slo.window is None:
+        return 0.0, run.duration_s
+    return slo.window.from_s, min(slo.window.to_s, run.duration_s)
+
+
+def _verdict(
+    slo: Slo, passed: bool, measured: float | None, detail: str, limit: float | None = None
+) -> Verdict:
+    return Verdict(
+        slo.name,
+        slo.kind,
+        passed,
+        measured,
+        slo.limit if limit is None else limit,
+        detail,
+        "<=" if limit is not None else slo.op,
+        slo.expr,
+    )
+
+
+def _no_data(slo: Slo, start: float, end: float) -> Verdict:
+    return _verdict(slo, False, None, f"no data from {num(start)} s to {num(end)} s")
+
+
+def _threshold(slo: ThresholdSlo, series: Series, run: Run) -> Verdict:
+    start, end = _span(slo, run)
+    points = _points(series, start, end)
+    if not points:
+        return _no_data(slo, start, end)
+    value = aggregate(slo.agg, [v for _, v in points])
+    detail = f"{slo.agg} from {num(start)} s to {num(end)} s over {len(points)} points"
+    return _verdict(slo, slo.ok(value), value, detail)
+
+
+def aggregate(agg: str, values: Sequence[float]) -> float:
+    """`agg` of `values` (not empty); `increase` treats a drop as a counter reset."""
+    if agg == "max":
+        return max(values)
+    if agg == "min":
+        return min(values)
+    if agg == "avg":
+        return sum(values) / len(values)
+    if agg == "last":
+        return values[-1]
+    if agg == "increase":
+        return sum(b - a if b >= a else b for a, b in itertools.pairwise(values))
+    raise ValueError(f"unknown aggregation {agg!r}")
+
+
+def _always(slo: AlwaysSlo, series: Series, run: Run) -> Verdict:
+    start, end = _span(slo, run)
+    points = _points(series, start, end)
+    if not points:
+        return _no_data(slo, start, end)
+    worst_of = max if slo.max is not None else min
+    t_worst, worst = worst_of(points, key=lambda p: p[1])
+    outside = [t for t, v in points if not slo.ok(v)]
+    if outside:
+        detail = (
+            f"outside {slo.op} {num(slo.limit)} at {len(outside)} of {len(points)} points, first"
+            f" at {num(outside[0])} s; worst {num(worst)} at {num(t_worst)} s"
+        )
+    else:
+        detail = f"worst {num(worst)} at {num(t_worst)} s over {len(points)} points"
+    return _verdict(slo, not outside, worst, detail)
+
+
+def _recovery(slo: RecoverySlo, series: Series, events: Sequence[Event], run: Run) -> Verdict:
+    chosen = [e for e in events if slo.after is None or e.action in slo.after]
+    bound = f"{slo.op} {num(slo.limit)}"
+    if not chosen:
+        which = "/".join(slo.after) if slo.after else "chaos"
+        return _verdict(slo, False, None, f"no {which} event to recover from", slo.within_s)
+    times: list[float] = []
+    notes: list[str] = []
+    passed = True
+    for event in chosen:
+        label = f"{event.action} {event.service} at {num(event.t)} s"
+        horizon = min(event.t + slo.within_s, run.duration_s)
+        points = _points(series, event.t, horizon)
+        if not points:
+            passed = False
+            notes.append(f"{label}: no data until {num(horizon)} s")
+            continue
+        back = _back_at(slo, points, event.t)
+        if back is not None:
+            times.append(back - event.t)
+            notes.append(f"{label}: {bound} after {num(back - event.t)} s")
+            continue
+        passed = False
+        later = _back_at(slo, _points(series, event.t, run.duration_s), event.t)
+        if later is not None:
+            times.append(later - event.t)
+            notes.append(f"{label}: {bound} only after {num(later - event.t)} s")
+        else:
+            times.append(run.duration_s - event.t)
+            notes.append(f"{label}: not {bound} by the end of the run")
+    measured = max(times) if times else None
+    return _verdict(slo, passed, measured, "; ".join(notes), slo.within_s)
+
+
+def _back_at(slo: RecoverySlo, points: Series, since: float) -> float | None:
+    """When the last stretch of points within the bound began (`since` if every point is in
+    it); None when the last point is outside the bound."""
+    back = None
+    for i in range(len(points) - 1, -1, -1):
+        if not slo.ok(points[i][1]):
+            return back
+        back = since if i == 0 else points[i][0]
+    return back
+
+
+def check_run(
+    locust_cpu: Series,
+    workers_expected: int,
+    workers_seen: Series,
+    scrape_up: Mapping[str, Series],
+    *,
+    cpu_limit: float = 90.0,
+    cpu_grace_s: float = 3.0,
+) -> list[str]:
+    """Why the run cannot be trusted (empty: it can).
+
+    `locust_cpu` is the busiest Locust process's CPU percent; `workers_seen` the number of
+    connected Locust workers over the run (ignored when `workers_expected` is 0); `scrape_up`
+    Prometheus's `up` per scrape target. A generator at or above `cpu_limit` for more than
+    `cpu_grace_s` seconds in a row set the pace itself.
+    """
+    problems: list[str] = []
+    cpu = _points(locust_cpu, -math.inf, math.inf)
+    if not cpu:
+        problems.append("no data on Locust's CPU: cannot tell whether the load generator kept up")
+    else:
+        start, end = _longest(cpu, lambda v: v >= cpu_limit)
+        if end - start > cpu_grace_s:
+            problems.append(
+                f"Locust's CPU was at or above {num(cpu_limit)}% for {num(end - start)} s"
+                f" ({num(start)} s to {num(end)} s): the load generator, not the system under"
+                " test, set the pace (add workers)"
+            )
+    if workers_expected > 0:
+        seen = _points(workers_seen, -math.inf, math.inf)
+        if not seen:
+            problems.append(f"no data on Locust workers ({workers_expected} expected)")
+        else:
+            t_low, low = min(seen, key=lambda p: p[1])
+            if low < workers_expected:
+                problems.append(
+                    f"a Locust worker was lost: {num(low)} of {workers_expected} connected"
+                    f" at {num(t_low)} s"
+                )
+    for target, series in sorted(scrape_up.items()):
+        if not any(v >= 1 for _, v in _points(series, -math.inf, math.inf)):
+            problems.append(f"scrape target {target} was never up: its metrics are missing")
+    return problems
+
+
+def _longest(points: Series, bad: Callable[[float], bool]) -> tuple[float, float]:
+    """(first, last) run time of the longest stretch of consecutive points where `bad` holds."""
+    best = (0.0, 0.0)
+    start: float | None = None
+    for t, v in points:
+        if bad(v):
+            start = t if start is None else start
+            if t - start > best[1] - best[0]:
+                best = (start, t)
+        else:
+            start = None
+    return best
+
+
+def exit_code(verdicts: Sequence[Verdict], problems: Sequence[str]) -> int:
+    """0 every SLO passed, 1 an SLO was violated, 2 the run is invalid."""
+    if problems:
+        return EXIT_INVALID
+    return EXIT_VIOLATED if any(not v.passed for v in verdicts) else EXIT_PASS
+
+
+def outcome(verdicts: Sequence[Verdict], problems: Sequence[str]) -> Outcome:
+    """The exit code as a word."""
+    code = exit_code(verdicts, problems)
+    return "invalid" if code == EXIT_INVALID else "fail" if code == EXIT_VIOLATED else "pass"
+
+
+def num(value: float) -> str:
+    """A number for people: 4 significant digits, no trailing zeros."""
+    if math.isnan(value):
+        return "NaN"
+    return f"{value:.4g}"
