@@ -18,6 +18,7 @@ from rich.table import Table
 from chaos.actions import ACTIONS
 from harness.demo import DemoSettings, render, run_demo
 from harness.prometheus import PrometheusError, find_binary
+from harness.report import render_summary, write_reports
 from harness.session import Extra, LabInfo, NoLab, run_session, status_table, with_prometheus
 from harness.supervisor import StartError
 from harness.topology import Topology, load_topology
@@ -116,6 +117,42 @@ def up(
             console.print(f"error: {exc}", style="red")
             raise typer.Exit(2) from None
     console.print("lab stopped", style="bold")
+
+
+@app.command("run")
+def run_command(
+    scenario_file: Annotated[Path, typer.Argument(help="a scenario file (chaos/scenarios/*.yaml)")],
+    report: Annotated[
+        Path | None, typer.Option(help="folder for result.json, junit.xml, report.html")
+    ] = None,
+    run_dir: Annotated[
+        Path | None, typer.Option(help="folder for logs (default runs/<time>)")
+    ] = None,
+) -> None:
+    """Run a scenario headless and judge its SLOs: exit 0 pass, 1 violated, 2 invalid run."""
+    from harness.runner import run_scenario  # noqa: PLC0415 - imports Locust's settings module
+    from harness.scenario import load_scenario  # noqa: PLC0415
+
+    try:
+        scenario = load_scenario(scenario_file)
+        find_binary("prometheus")
+    except InputError as exc:
+        for line in exc.problems:
+            console.print(line, style="red", highlight=False)
+        raise typer.Exit(2) from None
+    except PrometheusError as exc:
+        _fail(str(exc))
+    folder = _run_dir(run_dir)
+    reports = report or folder / "report"
+    console.print(f"scenario {scenario.name!r}: {scenario.description}", style="bold")
+    try:
+        result = run(run_scenario(scenario, folder, progress=console.print))
+    except (StartError, TimeoutError, OSError, PrometheusError) as exc:
+        _fail(f"the run broke: {exc} (logs in {folder}/)")
+    paths = write_reports(result, reports)
+    console.print(render_summary(result), highlight=False)
+    console.print(f"reports: {', '.join(str(p) for p in paths.values())}")
+    raise typer.Exit(result.exit_code)
 
 
 @app.command()

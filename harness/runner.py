@@ -1,0 +1,210 @@
+"""Running a scenario: the lab, Prometheus and Locust up, the chaos timeline played on the load's
+clock, then the SLOs judged from Prometheus and the reports written.
+
+    load_scenario -> LabRuntime.start -> Prometheus (targets up) -> Locust (headless, stages)
+        -> chaos steps at their at_s -> Locust ends by itself -> range queries over the run
+        -> slo.evaluate + slo.check_run -> RunResult -> write_reports
+
+One typed `Scenario` flows from the file to the result; the verdict is data, the exit code is the
+CLI's business. When an SLO expression returns several series, the worst point (the highest for
+a `max` bound, the lowest for a `min`) at each time is judged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from chaos.actions import ChaosRequest
+from harness import slo
+from harness.control import Controller, control_app
+from harness.locust import LocustPlan, start_locust
+from harness.prometheus import LAB_RULES, Prometheus, ScrapeTarget, Series, free_port
+from harness.report import Plot, RunResult, standard_plots
+from harness.runtime import ChaosRefused, LabRuntime
+from harness.scenario import ChaosStep, Scenario, resolve_timeline
+from harness.supervisor import Supervisor
+from locustfiles.stages import Stage
+from targets import asgi
+
+SETTLE_S = 3.0  # after the load ends: one more scrape and a rule evaluation
+Progress = Callable[[str], None]
+
+
+async def run_scenario(scenario: Scenario, run_dir: Path, progress: Progress = print) -> RunResult:
+    """Run `scenario` for real; the result holds verdicts, problems, events and plots."""
+    async with Supervisor(run_dir) as supervisor:
+        lab = LabRuntime(scenario.system, supervisor, seed=scenario.seed)
+        progress(f"starting topology {scenario.system.name!r}")
+        await lab.start()
+        await lab.wait_healthy()
+        controller = Controller(lab)
+        control = await asgi.start(control_app(controller))
+        try:
+            return await _run(scenario, lab, controller, control.port, progress)
+        finally:
+            await control.stop()
+
+
+async def _run(
+    scenario: Scenario,
+    lab: LabRuntime,
+    controller: Controller,
+    control_port: int,
+    progress: Progress,
+) -> RunResult:
+    wait = scenario.load.wait_s or (0.5, 2.0)
+    plan = LocustPlan(
+        services={
+            name: "http://{}:{}".format(*service.pool.address)
+            for name, service in lab.services.items()
+        },
+        stages=tuple(Stage(s.duration_s, s.users, s.spawn_rate) for s in scenario.load.stages),
+        workers=scenario.load.workers,
+        metrics_port=free_port(),
+        worker_metrics_ports=tuple(free_port() for _ in range(scenario.load.workers)),
+        control_url=f"http://127.0.0.1:{control_port}",
+        control_token_file=lab.token_file,
+        wait_s=(wait[0], wait[1]),
+        timeout_s=scenario.load.timeout_s or 10.0,
+    )
+    lab.extra_targets.append(
+        ScrapeTarget(f"127.0.0.1:{control_port}", {"service": "lab", "role": "harness"})
+    )
+    for i, port in enumerate((plan.metrics_port, *plan.worker_metrics_ports)):
+        name = "locust" if i == 0 else f"locust-worker-{i}"
+        lab.extra_targets.append(
+            ScrapeTarget(
+                f"127.0.0.1:{port}", {"service": "load", "role": "locust", "instance": name}
+            )
+        )
+    prometheus = Prometheus(lab.run_dir, free_port())
+    prometheus.write_config([LAB_RULES])
+    prometheus.set_targets(lab.scrape_targets())
+    lab.listeners.append(lambda: prometheus.set_targets(lab.scrape_targets()))
+    await prometheus.start(lab.supervisor)
+    lab_targets = len(lab.scrape_targets()) - 1 - scenario.load.workers
+    progress(f"prometheus at {prometheus.url}; waiting for {lab_targets} scrape targets")
+    await prometheus.wait_for_targets(lab_targets, timeout_s=60)
+
+    steps = resolve_timeline(
+        scenario,
+        {name: sorted(s.instances) for name, s in lab.services.items()},
+        scenario.system,
+    )
+    progress(f"load for {scenario.duration_s:g} s, {len(steps)} chaos step(s)")
+    locust = await start_locust(lab.supervisor, plan, lab.run_dir)
+    started = time.time()
+    events = await _play(steps, controller, started, progress)
+    code = await locust.wait(timeout_s=scenario.duration_s + 60)
+    ended = time.time()
+    progress(f"load done (locust exit {code}); judging")
+    await asyncio.sleep(SETTLE_S)
+    return await _judge(scenario, prometheus, lab, started, ended, events)
+
+
+async def _play(
+    steps: list[ChaosStep], controller: Controller, started: float, progress: Progress
+) -> list[slo.Event]:
+    """Apply each step at its time; a refused step is an event too (what happened matters)."""
+    events: list[slo.Event] = []
+    for step in steps:
+        await asyncio.sleep(max(0.0, started + step.at_s - time.time()))
+        for request in _requests(step):
+            t = time.time() - started
+            try:
+                event = await controller.chaos(request)
+            except ChaosRefused as exc:
+                progress(f"{t:6.1f} s  {step.action} {step.service}: refused: {exc.message}")
+                events.append(slo.Event(t, step.action, step.service, (), f"refused: {exc}"))
+                continue
+            progress(f"{t:6.1f} s  {event.action} {event.service} {' '.join(event.instances)}")
+            events.append(slo.Event(t, event.action, event.service, event.instances, event.detail))
+    return events
+
+
+def _requests(step: ChaosStep) -> list[ChaosRequest]:
+    """The control requests for one resolved step (its instances chosen by the seed)."""
+    if step.action == "add":
+        return [ChaosRequest("add", step.service, count=max(1, len(step.instances)))]
+    if step.action == "clear" and not step.instances:
+        return [ChaosRequest("clear", step.service)]
+    return [
+        ChaosRequest(
+            step.action,
+            step.service,
+            instance=name,
+            latency_ms=step.latency_ms,
+            error_rate=step.error_rate,
+        )
+        for name in step.instances
+    ]
+
+
+async def _judge(  # noqa: PLR0917 - the run's facts, gathered by _run
+    scenario: Scenario,
+    prometheus: Prometheus,
+    lab: LabRuntime,
+    started: float,
+    ended: float,
+    events: list[slo.Event],
+) -> RunResult:
+    duration = ended - started
+
+    async def series(expr: str, worst: str = "max") -> slo.Series:
+        found = await prometheus.query_range(expr, started, ended, step=1.0)
+        return _worst(found, started, worst)
+
+    data = {s.expr: await series(s.expr, "max" if s.op == "<=" else "min") for s in scenario.slos}
+    verdicts = slo.evaluate(scenario.slos, data, events, slo.Run(duration))
+    scrape_up = {}
+    for target in lab.scrape_targets():
+        if target.labels.get("role") in ("lb", "locust"):
+            name = target.labels.get("instance", target.address)
+            scrape_up[name] = await series(f'max(up{{instance="{name}"}})')
+    problems = slo.check_run(
+        await series("max(locust_cpu_percent)"),
+        scenario.load.workers,
+        await series("max(locust_workers)", "min"),
+        scrape_up,
+    )
+    plots = []
+    for query in standard_plots(list(lab.services)):
+        lines: dict[str, slo.Series] = {}
+        for line in query.lines:
+            for found in await prometheus.query_range(line.expr, started, ended, step=1.0):
+                label = line.label.format_map(_Missing(found.labels))
+                lines[label] = [(t - started, v) for t, v in found.points]
+        plots.append(Plot(query.title, query.unit, lines))
+    return RunResult(
+        scenario=scenario.name,
+        description=scenario.description,
+        started=started,
+        ended=ended,
+        duration_s=duration,
+        events=events,
+        verdicts=verdicts,
+        problems=problems,
+        plots=plots,
+    )
+
+
+class _Missing(dict[str, str]):
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
+def _worst(found: list[Series], started: float, worst: str) -> slo.Series:
+    """One series from several: the worst value at each time, in run time."""
+    pick = max if worst == "max" else min
+    by_time: dict[float, float] = {}
+    for s in found:
+        for t, v in s.points:
+            if math.isnan(v):
+                continue
+            key = round(t - started, 3)
+            by_time[key] = pick(by_time[key], v) if key in by_time else v
+    return sorted(by_time.items())

@@ -1,0 +1,349 @@
+"""Locust plugin: a Prometheus exporter and the chaos page. Imported by a locustfile only (it
+imports locust, so neither the harness nor pytest may import it).
+
+Exporter. A listener on `events.request` counts into this process's own `CollectorRegistry`:
+
+- `locust_requests_total{name, method, result}`, result `ok` or `fail`
+- `locust_request_duration_seconds{name, method}` histogram, buckets `LATENCY_BUCKETS` (1 ms to
+  30 s, the ones every service of the lab uses)
+- `locust_failures_total{name, method, error_class}`, error class `http_503`,
+  `ConnectionRefusedError`, ... never the message (see `locustfiles/labels.py`)
+- `locust_users` (running users: a master counts its workers'), `locust_cpu_percent` (this
+  process's CPU as Locust measures it: near 100 the load generator, not the system under test,
+  is the limit), `locust_workers` (master only), `locust_info{role}`
+
+In distributed mode every worker exports the requests it made itself (the master makes none);
+sum over workers. `/metrics` is served
+- in web UI mode on the web UI's own Flask app (`http://127.0.0.1:<web port>/metrics`), and
+- on `127.0.0.1:$RUSHLAB_METRICS_PORT` when that is set (headless runs, masters, each worker).
+
+Chaos. In web UI mode, `GET /chaos` serves a small self-contained page listing the lab's
+instances per service with kill/stop/pause/resume/restart buttons per instance and add/remove/
+latency/errors/clear per service. The page calls `GET /chaos/api/status` and
+`POST /chaos/api/action` on the same Flask app, which forward to `$RUSHLAB_CONTROL_URL/status`
+and `$RUSHLAB_CONTROL_URL/chaos` with `Authorization: Bearer <token from
+$RUSHLAB_CONTROL_TOKEN_FILE>`. Locust's React UI also gets a "Chaos" tab (its documented
+`extended_tabs` hook): a read-only table of the instances, refreshed with the UI's own stats
+poll, plus a link to the page in the "Download Data" tab (the only place the UI takes links).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import gevent
+import requests
+from flask import Response, request
+from locust import events
+from locust.env import Environment
+from locust.runners import MasterRunner, WorkerRunner
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    start_http_server,
+)
+
+from locustfiles.chaospage import (
+    CHAOS_HTML,
+    ROW_KEYS,
+    ActionError,
+    same_origin,
+    status_rows,
+    validate_action,
+)
+from locustfiles.labels import BoundedNames, error_class, method_label
+from locustfiles.settings import Settings, SettingsError, load_settings
+
+try:  # the lab's lock-free collectors; PYTHONPATH holds the repo root when the harness runs us
+    from targets.fastmetrics import LATENCY_BUCKETS, FastCounter, FastHistogram
+except ImportError:  # pragma: no cover - a locustfile copied out of the repo
+    FastCounter = FastHistogram = None  # type: ignore[assignment,misc]
+    LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+logger = logging.getLogger("rushlab.plugin")
+
+STATUS_TIMEOUT_S = 3.0
+ACTION_TIMEOUT_S = 30.0  # a graceful stop drains requests in flight first
+TAB_REFRESH_S = 2.0
+
+
+class _Counter:
+    """`inc(label_values)`: a FastCounter, or prometheus_client's when targets/ is missing."""
+
+    def __init__(
+        self, registry: CollectorRegistry, name: str, doc: str, labels: Sequence[str]
+    ) -> None:
+        if FastCounter is not None:
+            fast = FastCounter(name, doc, labels)
+            registry.register(fast)
+            self.inc: Callable[[tuple[str, ...]], None] = fast.inc
+        else:  # pragma: no cover
+            slow = Counter(name, doc, labels, registry=registry)
+            self.inc = lambda values: slow.labels(*values).inc()
+
+
+class _Histogram:
+    def __init__(
+        self, registry: CollectorRegistry, name: str, doc: str, labels: Sequence[str]
+    ) -> None:
+        if FastHistogram is not None:
+            fast = FastHistogram(name, doc, labels, LATENCY_BUCKETS)
+            registry.register(fast)
+            self.observe: Callable[[tuple[str, ...], float], None] = fast.observe
+        else:  # pragma: no cover
+            slow = Histogram(name, doc, labels, registry=registry, buckets=LATENCY_BUCKETS)
+            self.observe = lambda values, seconds: slow.labels(*values).observe(seconds)
+
+
+def _role(environment: Environment) -> str:
+    if isinstance(environment.runner, MasterRunner):
+        return "master"
+    if isinstance(environment.runner, WorkerRunner):
+        return "worker"
+    return "local"
+
+
+class Exporter:
+    """This process's Locust metrics, in a registry of its own."""
+
+    def __init__(self, environment: Environment) -> None:
+        self.environment = environment
+        self.registry = CollectorRegistry()
+        self.names = BoundedNames()
+        self.requests = _Counter(
+            self.registry,
+            "locust_requests_total",
+            "Requests this Locust process made, by request name, method and result (ok|fail).",
+            ["name", "method", "result"],
+        )
+        self.duration = _Histogram(
+            self.registry,
+            "locust_request_duration_seconds",
+            "Response time as Locust measured it, by request name and method.",
+            ["name", "method"],
+        )
+        self.failures = _Counter(
+            self.registry,
+            "locust_failures_total",
+            "Failed requests by name, method and error class (http_<status> or exception class).",
+            ["name", "method", "error_class"],
+        )
+        role = _role(environment)
+        info = Gauge(
+            "locust_info",
+            "Always 1; the role label says local, master or worker.",
+            ["role"],
+            registry=self.registry,
+        )
+        info.labels(role).set(1)
+        self._gauge(
+            "locust_users",
+            "Users running now (a master: over all its workers).",
+            lambda: float(getattr(self.environment.runner, "user_count", 0)),
+        )
+        self._gauge(
+            "locust_cpu_percent",
+            "CPU use of this Locust process (near 100: the load generator is the bottleneck).",
+            lambda: float(getattr(self.environment.runner, "current_cpu_usage", 0.0)),
+        )
+        if role == "master":
+            self._gauge(
+                "locust_workers",
+                "Workers connected to this master.",
+                lambda: float(getattr(self.environment.runner, "worker_count", 0)),
+            )
+
+    def _gauge(self, name: str, doc: str, read: Callable[[], float]) -> None:
+        Gauge(name, doc, registry=self.registry).set_function(read)
+
+    def on_request(
+        self,
+        request_type: str,
+        name: str,
+        response_time: float | None,
+        exception: Any = None,
+        response: Any = None,
+        **_: Any,
+    ) -> None:
+        label = self.names(str(name))
+        method = method_label(request_type)
+        if exception is None:
+            self.requests.inc((label, method, "ok"))
+        else:
+            self.requests.inc((label, method, "fail"))
+            self.failures.inc((label, method, error_class(exception, response)))
+        if response_time is not None:
+            self.duration.observe((label, method), response_time / 1000.0)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class ControlProxy:
+    """Forwards the chaos page's calls to the harness control API; the token stays here."""
+
+    def __init__(self, control_url: str | None, token_file: str | None) -> None:
+        self.control_url = control_url
+        self.token_file = token_file
+        self._rows: list[dict[str, Any]] = []
+        self._rows_at = -1e9
+        self._refreshing = False
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        if self.token_file:
+            token = Path(self.token_file).read_text().strip()
+            headers["Authorization"] = f"Bearer {token}"
+        return headers
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """(status, JSON) of the control API's answer, or an error of our own (503, 502)."""
+        if not self.control_url:
+            return 503, {
+                "error": "no_control",
+                "detail": "this Locust has no control API: set RUSHLAB_CONTROL_URL",
+            }
+        timeout = ACTION_TIMEOUT_S if method == "POST" else STATUS_TIMEOUT_S
+        try:
+            reply = requests.request(
+                method, self.control_url + path, json=body, headers=self._headers(), timeout=timeout
+            )
+        except OSError as exc:  # requests' errors and an unreadable token file alike
+            return 502, {"error": "control_unreachable", "detail": f"{type(exc).__name__}: {exc}"}
+        try:
+            return reply.status_code, reply.json()
+        except ValueError:
+            return 502, {
+                "error": "control_bad_reply",
+                "detail": f"HTTP {reply.status_code}, not JSON: {reply.text[:200]!r}",
+            }
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The instances as table rows. Only the first call waits for the control API; after
+        that a stale table starts a refresh in the background (one at a time, at most every
+        TAB_REFRESH_S seconds) and the rows at hand are returned at once."""
+        now = time.monotonic()
+        if self._rows_at < 0:  # the first look: wait for the answer rather than show nothing
+            self._rows_at = now
+            self._refreshing = True
+            self._refresh()
+        elif not self._refreshing and now - self._rows_at >= TAB_REFRESH_S:
+            self._refreshing = True
+            self._rows_at = now
+            gevent.spawn(self._refresh)
+        return self._rows
+
+    def _refresh(self) -> None:
+        try:
+            status, data = self.call("GET", "/status")
+            if status == 200:
+                self._rows = status_rows(data)
+            else:
+                detail = data.get("detail") or data.get("error") if isinstance(data, dict) else data
+                row = dict.fromkeys(ROW_KEYS, "")
+                row.update(service="(control API)", state=f"{status}: {detail}")
+                self._rows = [row]
+        finally:
+            self._refreshing = False
+
+
+def _json_response(status: int, payload: Any) -> Response:
+    return Response(json.dumps(payload), status=status, mimetype="application/json")
+
+
+CHAOS_TAB = {"title": "Chaos", "key": "rushlab-chaos"}
+CHAOS_TABLE = {
+    "key": CHAOS_TAB["key"],
+    "structure": [{"key": key, "title": key.capitalize()} for key in ROW_KEYS],
+}
+
+
+def install_web_routes(environment: Environment, exporter: Exporter, proxy: ControlProxy) -> None:
+    """`/metrics`, `/chaos` and `/chaos/api/*` on the web UI's Flask app, plus the Chaos tab."""
+    web_ui = environment.web_ui
+    assert web_ui is not None
+    app = web_ui.app
+
+    @app.route("/metrics")
+    def metrics() -> Response:
+        return Response(exporter.exposition(), mimetype=CONTENT_TYPE_LATEST)
+
+    @app.route("/chaos")
+    def chaos_page() -> Response:
+        return Response(CHAOS_HTML, mimetype="text/html")
+
+    @app.route("/chaos/api/status")
+    def chaos_status() -> Response:
+        return _json_response(*proxy.call("GET", "/status"))
+
+    @app.route("/chaos/api/action", methods=["POST"])
+    def chaos_action() -> Response:
+        if not same_origin(
+            request.headers.get("Origin"), request.headers.get("Sec-Fetch-Site"), request.host
+        ):
+            return _json_response(403, {"error": "cross_origin", "detail": "same-origin only"})
+        try:
+            body = validate_action(request.get_json(force=True, silent=True))
+        except ActionError as exc:
+            return _json_response(400, {"error": "bad_action", "detail": str(exc)})
+        logger.info("chaos: %s", body)
+        return _json_response(*proxy.call("POST", "/chaos", body))
+
+    @app.after_request
+    def add_chaos_rows(response: Response) -> Response:
+        # Locust's UI polls /stats/requests; `extended_stats` feeds the Chaos tab's table.
+        if request.path.endswith("/stats/requests") and response.status_code == 200:
+            data = response.get_json(silent=True)
+            if isinstance(data, dict):
+                tab = {"key": CHAOS_TAB["key"], "data": proxy.rows()}
+                data["extended_stats"] = [*data.get("extended_stats", []), tab]
+                response.set_data(json.dumps(data))
+        return response
+
+    args = web_ui.template_args
+    args["extended_tabs"] = [*args.get("extended_tabs", []), CHAOS_TAB]
+    args["extended_tables"] = [*args.get("extended_tables", []), CHAOS_TABLE]
+    args["extended_csv_files"] = [
+        *args.get("extended_csv_files", []),
+        {"href": "/chaos", "title": "Chaos page: kill, pause, resume, add, remove instances"},
+    ]
+
+
+def start_metrics_server(exporter: Exporter, port: int) -> None:
+    """Serve `/metrics` on 127.0.0.1:port (a daemon thread, i.e. a greenlet under gevent's
+    patching; it ends with the process). A port in use fails Locust's start-up."""
+    start_http_server(port, addr="127.0.0.1", registry=exporter.registry)
+    logger.info("Prometheus metrics on http://127.0.0.1:%d/metrics", port)
+
+
+@events.init.add_listener
+def on_locust_init(environment: Environment, **_: Any) -> None:
+    try:
+        settings = load_settings(os.environ)
+    except SettingsError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    setup(environment, settings)
+
+
+def setup(environment: Environment, settings: Settings) -> Exporter:
+    """Count this process's requests; serve them (and, with a web UI, the chaos page)."""
+    exporter = Exporter(environment)
+    environment.events.request.add_listener(exporter.on_request)
+    if environment.web_ui is not None:
+        proxy = ControlProxy(settings.control_url, settings.control_token_file)
+        install_web_routes(environment, exporter, proxy)
+    if settings.metrics_port is not None:
+        start_metrics_server(exporter, settings.metrics_port)
+    elif environment.web_ui is None:
+        logger.warning("RUSHLAB_METRICS_PORT is not set: this process exports no metrics")
+    return exporter

@@ -1,0 +1,160 @@
+"""The environment-variable contract between the harness and the Locust processes (no Locust
+import: the harness and pytest use it too).
+
+- `RUSHLAB_SERVICES`: JSON object, service name -> base URL, e.g.
+  `{"auth": "http://127.0.0.1:4001", "orders": "http://127.0.0.1:4002", "payments": ...}`.
+  A service left out is reached through Locust's `--host` (relative paths): point `--host` at
+  a gateway and leave the variable unset.
+- `RUSHLAB_STAGES`: JSON list of stages (`locustfiles/stages.py`); when set, the run follows
+  them and stops by itself after the last one.
+- `RUSHLAB_WAIT_S`: `MIN,MAX` seconds a user waits between tasks (default `0.5,2`).
+- `RUSHLAB_TIMEOUT_S`: connect and network timeout of each request, seconds (default `10`).
+- `RUSHLAB_METRICS_PORT`: loopback port of this process's own Prometheus `/metrics` server
+  (headless runs, masters and workers; every process needs its own port, so Locust's own
+  `--processes` forking, which shares one environment, cannot use it). In web UI mode
+  `/metrics` is also on the web UI's port.
+- `RUSHLAB_CONTROL_URL`: base URL of the harness control API, for the web UI's chaos page.
+- `RUSHLAB_CONTROL_TOKEN_FILE`: file holding the control API's bearer token (read by the
+  Locust process on each call; never sent to the browser).
+
+`load_settings` reads them (raising `SettingsError` that names the variable) and `to_environ`
+writes them, so both sides share one definition.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from locustfiles.stages import Stage, StagesError, parse_stages, stages_to_json
+
+SERVICES = "RUSHLAB_SERVICES"
+STAGES = "RUSHLAB_STAGES"
+WAIT_S = "RUSHLAB_WAIT_S"
+TIMEOUT_S = "RUSHLAB_TIMEOUT_S"
+METRICS_PORT = "RUSHLAB_METRICS_PORT"
+CONTROL_URL = "RUSHLAB_CONTROL_URL"
+CONTROL_TOKEN_FILE = "RUSHLAB_CONTROL_TOKEN_FILE"  # noqa: S105  (a variable name)
+ALL = (SERVICES, STAGES, WAIT_S, TIMEOUT_S, METRICS_PORT, CONTROL_URL, CONTROL_TOKEN_FILE)
+
+DEFAULT_WAIT_S = (0.5, 2.0)
+DEFAULT_TIMEOUT_S = 10.0
+
+
+class SettingsError(ValueError):
+    """A RUSHLAB_* variable is malformed; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    services: Mapping[str, str] = field(default_factory=dict)
+    stages: tuple[Stage, ...] = ()
+    wait_s: tuple[float, float] = DEFAULT_WAIT_S
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    metrics_port: int | None = None
+    control_url: str | None = None
+    control_token_file: str | None = None
+
+
+def base_url(value: Any, *, where: str) -> str:
+    """`http(s)://host[:port][/prefix]` without a trailing slash; `SettingsError` otherwise."""
+    if not isinstance(value, str):
+        raise SettingsError(f"{where}: expected a URL string, got {value!r}")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(f"{where}: expected http://HOST:PORT, got {value!r}")
+    if parts.query or parts.fragment:
+        raise SettingsError(f"{where}: a base URL takes no query or fragment, got {value!r}")
+    try:
+        parts.port  # noqa: B018  (raises ValueError on a bad port)
+    except ValueError:
+        raise SettingsError(f"{where}: bad port in {value!r}") from None
+    return value.rstrip("/")
+
+
+def _services(text: str) -> dict[str, str]:
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"{SERVICES}: not JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{SERVICES}: expected a JSON object of service name -> base URL")
+    return {str(name): base_url(url, where=f"{SERVICES}[{name!r}]") for name, url in raw.items()}
+
+
+def _wait(text: str) -> tuple[float, float]:
+    low, sep, high = text.partition(",")
+    try:
+        pair = (float(low), float(high if sep else low))
+    except ValueError:
+        raise SettingsError(f"{WAIT_S}: expected MIN,MAX seconds, got {text!r}") from None
+    if not all(math.isfinite(x) and x >= 0 for x in pair) or pair[0] > pair[1]:
+        raise SettingsError(f"{WAIT_S}: expected 0 <= MIN <= MAX, got {text!r}")
+    return pair
+
+
+def _positive(text: str, name: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise SettingsError(f"{name}: expected a number of seconds, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise SettingsError(f"{name}: expected a number > 0, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise SettingsError(f"{METRICS_PORT}: expected a port 1..65535, got {text!r}")
+    return int(text)
+
+
+def load_settings(environ: Mapping[str, str]) -> Settings:
+    """The settings in `environ` (usually `os.environ`); unset or empty variables keep defaults."""
+
+    def get(name: str) -> str | None:
+        value = environ.get(name, "").strip()
+        return value or None
+
+    stages: tuple[Stage, ...] = ()
+    if (stages_text := get(STAGES)) is not None:
+        try:
+            stages = parse_stages(stages_text, source=STAGES)
+        except StagesError as exc:
+            raise SettingsError(str(exc)) from None
+    services = get(SERVICES)
+    wait = get(WAIT_S)
+    timeout = get(TIMEOUT_S)
+    port = get(METRICS_PORT)
+    control_url = get(CONTROL_URL)
+    return Settings(
+        services=_services(services) if services is not None else {},
+        stages=stages,
+        wait_s=_wait(wait) if wait is not None else DEFAULT_WAIT_S,
+        timeout_s=_positive(timeout, TIMEOUT_S) if timeout is not None else DEFAULT_TIMEOUT_S,
+        metrics_port=_port(port) if port is not None else None,
+        control_url=base_url(control_url, where=CONTROL_URL) if control_url else None,
+        control_token_file=get(CONTROL_TOKEN_FILE),
+    )
+
+
+def to_environ(settings: Settings) -> dict[str, str]:
+    """The RUSHLAB_* variables that `load_settings` reads back into `settings`."""
+    env = {
+        SERVICES: json.dumps(dict(settings.services)),
+        WAIT_S: f"{settings.wait_s[0]!r},{settings.wait_s[1]!r}",
+        TIMEOUT_S: repr(settings.timeout_s),
+    }
+    if settings.stages:
+        env[STAGES] = stages_to_json(settings.stages)
+    if settings.metrics_port is not None:
+        env[METRICS_PORT] = str(settings.metrics_port)
+    if settings.control_url is not None:
+        env[CONTROL_URL] = settings.control_url
+    if settings.control_token_file is not None:
+        env[CONTROL_TOKEN_FILE] = settings.control_token_file
+    return env

@@ -1,0 +1,166 @@
+"""The shop's users: the locustfile the harness runs (`locust -f locustfiles/shop.py`).
+
+Configuration comes from RUSHLAB_* environment variables (`locustfiles/settings.py` lists
+them); the harness (`harness/locust.py`) sets them. By hand, from the repo root:
+
+    RUSHLAB_SERVICES='{"auth": "http://127.0.0.1:4001", "orders": "http://127.0.0.1:4002",
+                       "payments": "http://127.0.0.1:4003"}' \\
+    RUSHLAB_METRICS_PORT=9646 .venv/bin/locust -f locustfiles/shop.py --web-host 127.0.0.1
+
+One user, one HTTP client, three services. Locust's `FastHttpSession` takes absolute URLs
+(`^https?://` is sent as is, anything else is appended to `--host`), and its geventhttpclient
+pool keeps separate keep-alive connections per host, so a single `FastHttpUser` can call the auth,
+orders and payments load balancers directly, the way one browser session of a real customer
+calls every service. (One user class per service would split one customer into three unrelated
+users; a `FastHttpSession` per service would duplicate the cookie jar and pool bookkeeping.) A
+service missing from RUSHLAB_SERVICES is called with a relative path, so pointing `--host` at a
+gateway and leaving RUSHLAB_SERVICES unset sends everything through the gateway.
+
+Requests are named by route (`/api/orders/{id}`, never one name per id), so Locust's stats and
+the Prometheus labels stay bounded. The task mix, per customer: browse the order list often, open
+one order, check the session token, log in again now and then, place an order and pay for it.
+
+When RUSHLAB_STAGES is set, `RushShape` drives the users through those stages and the run stops
+by itself after the last one (a headless process then exits); otherwise the users and spawn rate
+come from the command line or the web UI.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import sys
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:  # Locust puts only locustfiles/ on sys.path; the harness sets PYTHONPATH
+    sys.path.insert(0, _ROOT)
+
+from locust import FastHttpUser, LoadTestShape, between, task  # noqa: E402
+
+from locustfiles import plugin  # noqa: E402, F401  (the exporter and chaos page listeners)
+from locustfiles.settings import SettingsError, load_settings  # noqa: E402
+from locustfiles.stages import tick  # noqa: E402
+
+try:
+    SETTINGS = load_settings(os.environ)
+except SettingsError as exc:
+    sys.exit(f"error: {exc}")
+
+_customers = itertools.count(1)
+
+
+def _json(response: Any) -> dict[str, Any]:
+    """The reply's JSON object, or {} for a failed request or another body."""
+    if not 200 <= getattr(response, "status_code", 0) < 300:
+        return {}
+    try:
+        data = response.json()
+    except (ValueError, TypeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+class ShopUser(FastHttpUser):
+    """A customer of the shop."""
+
+    host = SETTINGS.services.get("orders") or next(iter(SETTINGS.services.values()), None)
+    wait_time = between(*SETTINGS.wait_s)
+    connection_timeout = SETTINGS.timeout_s
+    network_timeout = SETTINGS.timeout_s
+
+    def on_start(self) -> None:
+        self.customer = f"customer-{next(_customers)}"
+        self.token: str | None = None
+        self.orders: deque[str] = deque(maxlen=20)
+        self.payments: deque[str] = deque(maxlen=20)
+        self.login()
+
+    def url(self, service: str, path: str) -> str:
+        base = SETTINGS.services.get(service)
+        return base + path if base else path
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    @task(1)
+    def login(self) -> None:
+        reply = self.client.post(
+            self.url("auth", "/api/auth/login"),
+            json={"user": self.customer},
+            name="/api/auth/login",
+        )
+        self.token = _json(reply).get("token") or self.token
+
+    @task(2)
+    def verify(self) -> None:
+        self.client.get(
+            self.url("auth", "/api/auth/verify"),
+            headers=self.auth_headers(),
+            name="/api/auth/verify",
+        )
+
+    @task(6)
+    def browse_orders(self) -> None:
+        reply = self.client.get(
+            self.url("orders", "/api/orders"), headers=self.auth_headers(), name="/api/orders"
+        )
+        for order in _json(reply).get("orders", []):
+            if isinstance(order, dict) and isinstance(order.get("id"), str):
+                self.orders.append(order["id"])
+
+    @task(4)
+    def view_order(self) -> None:
+        order = random.choice(self.orders) if self.orders else f"o-{random.randint(1, 10_000)}"
+        self.client.get(
+            self.url("orders", f"/api/orders/{order}"),
+            headers=self.auth_headers(),
+            name="/api/orders/{id}",
+        )
+
+    @task(2)
+    def checkout(self) -> None:
+        items = [f"sku-{random.randint(1, 500)}" for _ in range(random.randint(1, 4))]
+        reply = self.client.post(
+            self.url("orders", "/api/orders"),
+            json={"items": items},
+            headers=self.auth_headers(),
+            name="/api/orders",
+        )
+        order = _json(reply).get("id")
+        if not isinstance(order, str):
+            return  # no order, nothing to pay
+        self.orders.append(order)
+        paid = self.client.post(
+            self.url("payments", "/api/payments"),
+            json={"order": order},
+            headers=self.auth_headers(),
+            name="/api/payments",
+        )
+        payment = _json(paid).get("id")
+        if isinstance(payment, str):
+            self.payments.append(payment)
+
+    @task(1)
+    def view_payment(self) -> None:
+        if not self.payments:
+            return
+        self.client.get(
+            self.url("payments", f"/api/payments/{random.choice(self.payments)}"),
+            headers=self.auth_headers(),
+            name="/api/payments/{id}",
+        )
+
+
+if SETTINGS.stages:
+
+    class RushShape(LoadTestShape):
+        """The stages of RUSHLAB_STAGES, back to back; None after the last ends the run."""
+
+        stages = SETTINGS.stages
+
+        def tick(self) -> tuple[int, float] | None:
+            return tick(self.stages, self.get_run_time())
