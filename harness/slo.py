@@ -239,12 +239,20 @@ def check_run(
         if not seen:
             problems.append(f"no data on Locust workers ({workers_expected} expected)")
         else:
-            t_low, low = min(seen, key=lambda p: p[1])
-            if low < workers_expected:
+            # Workers connect while the master starts: only a drop after all were in counts.
+            full = next((i for i, (_, v) in enumerate(seen) if v >= workers_expected), None)
+            if full is None:
+                most = max(v for _, v in seen)
                 problems.append(
-                    f"a Locust worker was lost: {num(low)} of {workers_expected} connected"
-                    f" at {num(t_low)} s"
+                    f"only {num(most)} of {workers_expected} Locust workers ever connected"
                 )
+            else:
+                t_low, low = min(seen[full:], key=lambda p: p[1])
+                if low < workers_expected:
+                    problems.append(
+                        f"a Locust worker was lost: {num(low)} of {workers_expected} connected"
+                        f" at {num(t_low)} s"
+                    )
     for target, series in sorted(scrape_up.items()):
         if not any(v >= 1 for _, v in _points(series, -math.inf, math.inf)):
             problems.append(f"scrape target {target} was never up: its metrics are missing")

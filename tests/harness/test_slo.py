@@ -279,9 +279,16 @@ def test_locust_cpu_missing() -> None:
 
 
 def test_worker_lost() -> None:
-    """Fewer workers than expected at any point: a worker was lost."""
-    (problem,) = check_run(ramp([10]), 2, ramp([2, 2, 1, 2]), UP)
-    assert problem == "a Locust worker was lost: 1 of 2 connected at 2 s"
+    """Fewer workers than expected after all had connected: a worker was lost."""
+    (problem,) = check_run(ramp([10]), 2, ramp([0, 1, 2, 2, 1, 2]), UP)
+    assert problem == "a Locust worker was lost: 1 of 2 connected at 4 s"
+
+
+def test_workers_connecting_at_start_are_not_lost() -> None:
+    """Workers joining while the master starts are not a loss; never all joining is."""
+    assert check_run(ramp([10]), 2, ramp([0, 1, 2, 2]), UP) == []
+    (problem,) = check_run(ramp([10]), 2, ramp([0, 1, 1]), UP)
+    assert problem == "only 1 of 2 Locust workers ever connected"
 
 
 def test_workers_ignored_in_one_process() -> None:
