@@ -19,7 +19,15 @@ from chaos.actions import ACTIONS
 from harness.demo import DemoSettings, render, run_demo
 from harness.prometheus import PrometheusError, find_binary
 from harness.report import render_summary, write_reports
-from harness.session import Extra, LabInfo, NoLab, run_session, status_table, with_prometheus
+from harness.session import (
+    Extra,
+    LabInfo,
+    NoLab,
+    run_session,
+    status_table,
+    with_locust,
+    with_prometheus,
+)
 from harness.supervisor import StartError
 from harness.topology import Topology, load_topology
 from harness.yamlfile import InputError, read_yaml
@@ -78,6 +86,13 @@ def up(
     control_port: Annotated[int, typer.Option(help="control API port (0: any free)")] = 0,
     live: Annotated[bool, typer.Option(help="live table of instances")] = True,
     prometheus: Annotated[bool, typer.Option(help="run Prometheus (Debian's package)")] = True,
+    locust: Annotated[bool, typer.Option(help="run the Locust web UI")] = True,
+    load_workers: Annotated[
+        int, typer.Option(min=0, max=64, help="Locust worker processes (0: one process)")
+    ] = 0,
+    swarm_limit_s: Annotated[
+        float, typer.Option(min=10, help="each swarm started in the UI stops after this")
+    ] = 600.0,
 ) -> None:
     """Start the lab in the foreground; Ctrl-C (or `harness down`) stops every process."""
     spec = _load_topology(topology)
@@ -88,6 +103,8 @@ def up(
         except PrometheusError as exc:
             _fail(str(exc))
         extras.append(with_prometheus)
+    if locust:
+        extras.append(with_locust(load_workers, swarm_limit_s))
     folder = _run_dir(run_dir)
     console.print(f"starting topology {spec.name!r}; logs in {folder}/", style="bold")
 

@@ -21,6 +21,7 @@ from typing import Any
 from rich.table import Table
 
 from harness.control import Controller, control_app
+from harness.locust import LocustPlan, start_locust
 from harness.prometheus import LAB_RULES, Prometheus, ScrapeTarget, free_port
 from harness.runtime import LabRuntime
 from harness.supervisor import Supervisor
@@ -110,6 +111,35 @@ def _alive(pid: int) -> bool:
 
 
 Extra = Callable[[LabRuntime, dict[str, str]], Awaitable[None]]
+
+
+def with_locust(workers: int, swarm_limit_s: float) -> Extra:
+    """The Locust web UI (with `workers` worker processes), its chaos page and exporters."""
+
+    async def start(lab: LabRuntime, urls: dict[str, str]) -> None:
+        plan = LocustPlan(
+            services={
+                name: "http://{}:{}".format(*service.pool.address)
+                for name, service in lab.services.items()
+            },
+            headless=False,
+            run_time_s=swarm_limit_s,
+            workers=workers,
+            control_url=urls["control"].removesuffix("/docs"),
+            control_token_file=lab.token_file,
+        )
+        handles = await start_locust(lab.supervisor, plan, lab.run_dir)
+        for name, (host, port) in handles.metrics.items():
+            lab.extra_targets.append(
+                ScrapeTarget(
+                    f"{host}:{port}", {"service": "load", "role": "locust", "instance": name}
+                )
+            )
+        lab.notify()
+        urls["locust"] = f"{handles.web_url}/"
+        urls["chaos page"] = f"{handles.web_url}/chaos"
+
+    return start
 
 
 async def with_prometheus(lab: LabRuntime, urls: dict[str, str]) -> None:
