@@ -52,26 +52,33 @@ def _run_dir(given: Path | None) -> Path:
     return given or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
 
 
+SHOWCASE = Path(__file__).resolve().parents[1] / "chaos" / "scenarios" / "showcase.yaml"
+
+
 @app.command()
 def demo(
-    seconds: Annotated[float, typer.Option(min=4, max=600, help="length of the load")] = 12.0,
-    servers: Annotated[int, typer.Option(min=2, max=32, help="servers at the start")] = 3,
-    users: Annotated[int, typer.Option(min=1, max=512, help="concurrent virtual users")] = 24,
+    quick: Annotated[
+        bool, typer.Option(help="one load balancer and its servers only: no Prometheus, Locust")
+    ] = False,
+    report: Annotated[Path | None, typer.Option(help="folder for the reports")] = None,
     run_dir: Annotated[
         Path | None, typer.Option(help="folder for logs (default runs/<time>)")
     ] = None,
 ) -> None:
-    """Start a load balancer and servers, load them, kill/add/stop servers mid-run, report."""
-    settings = DemoSettings(seconds=seconds, servers=servers, users=users)
-    folder = _run_dir(run_dir)
-    console.print(
-        f"starting a load balancer and {servers} servers; logs in {folder}/", style="bold"
-    )
+    """The lab in one run: the shop under a rush while servers are killed, added, removed."""
+    if quick:
+        _quick_demo(_run_dir(run_dir))
+        return
+    run_command(SHOWCASE, report=report, run_dir=run_dir)
+
+
+def _quick_demo(folder: Path) -> None:
+    settings = DemoSettings()
+    console.print(f"starting a load balancer and {settings.servers} servers; logs in {folder}/")
     try:
         result = run(run_demo(settings, folder))
     except (StartError, TimeoutError) as exc:
-        console.print(f"error: {exc}", style="red")
-        raise typer.Exit(2) from None
+        _fail(str(exc))
     console.print(render(result))
 
 

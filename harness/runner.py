@@ -100,7 +100,7 @@ async def _run(
     started = time.time()
     events = await _play(steps, controller, started, progress)
     code = await locust.wait(timeout_s=scenario.duration_s + 60)
-    ended = time.time()
+    ended = min(time.time(), started + scenario.duration_s)  # the scenario's clock, not teardown
     progress(f"load done (locust exit {code}); judging")
     await asyncio.sleep(SETTLE_S)
     return await _judge(scenario, prometheus, lab, started, ended, events)
@@ -165,11 +165,10 @@ async def _judge(  # noqa: PLR0917 - the run's facts, gathered by _run
         if target.labels.get("role") in ("lb", "locust"):
             name = target.labels.get("instance", target.address)
             scrape_up[name] = await series(f'max(up{{instance="{name}"}})')
+    # Workers leave when the last stage ends: judge the connection count before that.
+    workers = [p for p in await series("max(locust_workers)", "min") if p[0] < duration - 2]
     problems = slo.check_run(
-        await series("max(locust_cpu_percent)"),
-        scenario.load.workers,
-        await series("max(locust_workers)", "min"),
-        scrape_up,
+        await series("max(locust_cpu_percent)"), scenario.load.workers, workers, scrape_up
     )
     plots = []
     for query in standard_plots(list(lab.services)):
