@@ -17,7 +17,6 @@ import re
 import selectors
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -347,13 +346,6 @@ def raise_nofile_limit() -> int:
 
 
 # -- HTTP helpers ----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (for tools that cannot bind port 0)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def http_json(method: str, url: str, body: object = None, timeout_s: float = 5.0) -> Any:

@@ -250,6 +250,21 @@ def validate(
     console.print(f"{file}: a valid {kind}")
 
 
+dashboards_app = typer.Typer(help="Grafana dashboards as code.", no_args_is_help=True)
+app.add_typer(dashboards_app, name="dashboards")
+
+
+@dashboards_app.command("build")
+def dashboards_build(
+    out: Annotated[Path | None, typer.Option(help="folder (default dashboards/generated)")] = None,
+) -> None:
+    """Generate the dashboards' JSON and Grafana's provisioning files from the code."""
+    from dashboards.build import GENERATED, write_all  # noqa: PLC0415 - the SDK is slow to load
+
+    for path in write_all(out or GENERATED):
+        console.print(f"wrote {path}")
+
+
 def _load_topology(path: Path | None) -> Topology:
     try:
         return load_topology(path)

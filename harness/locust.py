@@ -24,13 +24,12 @@ from __future__ import annotations
 import asyncio
 import math
 import shutil
-import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from harness.supervisor import ROOT, Child, Supervisor
+from harness.supervisor import ROOT, Child, Supervisor, free_port
 from locustfiles.settings import Settings, base_url, to_environ
 from locustfiles.stages import Stage, total_duration
 
@@ -160,14 +159,6 @@ class LocustHandles:
         code = await self.main.stop(timeout_s)
         await asyncio.gather(*(w.stop(timeout_s) for w in self.workers))
         return code
-
-
-def free_port(host: str = LOOPBACK) -> int:
-    """A port free on `host` now (another process may still take it before it is bound)."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def resolve_ports(plan: LocustPlan) -> LocustPorts:

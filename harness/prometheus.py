@@ -29,7 +29,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -89,14 +88,6 @@ def find_binary(name: str = "prometheus") -> str:
             "`apt-get install prometheus` (Debian's package brings prometheus and promtool)"
         )
     return path
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Prometheus:

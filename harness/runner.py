@@ -22,11 +22,11 @@ from chaos.actions import ChaosRequest
 from harness import slo
 from harness.control import Controller, control_app
 from harness.locust import LocustPlan, start_locust
-from harness.prometheus import LAB_RULES, Prometheus, ScrapeTarget, Series, free_port
+from harness.prometheus import LAB_RULES, Prometheus, ScrapeTarget, Series
 from harness.report import Plot, RunResult, standard_plots
 from harness.runtime import ChaosRefused, LabRuntime
 from harness.scenario import ChaosStep, Scenario, resolve_timeline
-from harness.supervisor import Supervisor
+from harness.supervisor import Supervisor, free_port
 from locustfiles.stages import Stage
 from targets import asgi
 

@@ -22,9 +22,9 @@ from rich.table import Table
 
 from harness.control import Controller, control_app
 from harness.locust import LocustPlan, start_locust
-from harness.prometheus import LAB_RULES, Prometheus, ScrapeTarget, free_port
+from harness.prometheus import LAB_RULES, Prometheus, ScrapeTarget
 from harness.runtime import LabRuntime
-from harness.supervisor import Supervisor
+from harness.supervisor import Supervisor, free_port
 from harness.topology import Topology
 from targets import asgi
 from targets.http.client import fetch_json

@@ -14,6 +14,7 @@ import ctypes
 import json
 import os
 import signal
+import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,14 @@ from targets.http.upstream import UpstreamError
 
 ROOT = Path(__file__).resolve().parents[1]
 _PR_SET_PDEATHSIG = 1
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on `host` a moment ago (for programs that cannot bind port 0 and say
+    which port they got)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
 
 class StartError(Exception):
@@ -105,21 +114,7 @@ class Supervisor:
         if name in self.children and self.children[name].alive:
             raise StartError(f"{name}: already running (pid {self.children[name].pid})")
         argv = [sys.executable, "-m", module, *args]
-        log_path = self.run_dir / f"{name}.log"
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-        with log_path.open("ab") as log:
-            process = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=log,
-                cwd=ROOT,
-                env=env,
-                preexec_fn=_die_with_parent,
-                start_new_session=True,  # Ctrl-C in the terminal reaches the harness only
-            )
-        child = Child(name, role, argv, process, log_path)
-        self.children[name] = child
+        child = await self._exec(name, role, argv, log_stdout=False)
         child.ready = await self._await_ready(child, ready_timeout_s)
         child._drain = asyncio.get_running_loop().create_task(self._drain_stdout(child))
         return child
@@ -134,23 +129,8 @@ class Supervisor:
     ) -> Child:
         """Start a program that prints no ready line (Prometheus, Locust): it is ready once
         `GET http://host:port/path` answers 200. Its stdout and stderr go to its log."""
-        if name in self.children and self.children[name].alive:
-            raise StartError(f"{name}: already running (pid {self.children[name].pid})")
-        log_path = self.run_dir / f"{name}.log"
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-        with log_path.open("ab") as log:
-            process = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                cwd=ROOT,
-                env=env,
-                preexec_fn=_die_with_parent,
-                start_new_session=True,
-            )
-        child = Child(name, role, argv, process, log_path)
-        self.children[name] = child
+        child = await self._exec(name, role, argv, log_stdout=True)
+        process, log_path = child.process, child.log_path
         host, port, path = ready_url
         deadline = asyncio.get_running_loop().time() + ready_timeout_s
         while True:
@@ -169,6 +149,27 @@ class Supervisor:
                 raise StartError(f"{name}: not ready after {ready_timeout_s:g} s; log: {log_path}")
             await asyncio.sleep(0.1)
         child.ready = {"address": f"{host}:{port}"}
+        return child
+
+    async def _exec(self, name: str, role: str, argv: list[str], *, log_stdout: bool) -> Child:
+        """Start `argv` as a child of this supervisor; stderr (and stdout) to its log file."""
+        if name in self.children and self.children[name].alive:
+            raise StartError(f"{name}: already running (pid {self.children[name].pid})")
+        log_path = self.run_dir / f"{name}.log"
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+        with log_path.open("ab") as log:
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log if log_stdout else asyncio.subprocess.PIPE,
+                stderr=log,
+                cwd=ROOT,
+                env=env,
+                preexec_fn=_die_with_parent,
+                start_new_session=True,  # Ctrl-C in the terminal reaches the harness only
+            )
+        child = Child(name, role, argv, process, log_path)
+        self.children[name] = child
         return child
 
     async def _await_ready(self, child: Child, timeout_s: float) -> dict[str, Any]:

@@ -46,3 +46,11 @@ async def test_every_harness_metric_is_documented(tmp_path: Path) -> None:
     lab = LabRuntime(load_topology(), Supervisor(tmp_path))
     names = exposed(Controller(lab).registry)
     assert names == {n for n in documented() if n.startswith("harness_")}
+
+
+def test_every_locust_metric_is_documented() -> None:
+    """The exporter's locust_* names (read from its source: importing it imports locust)
+    are exactly those docs/metrics.md lists."""
+    source = (DOC.parents[1] / "locustfiles" / "plugin.py").read_text()
+    names = set(re.findall(r'"(locust_[a-z_]+)"', source))
+    assert names == {n for n in documented() if n.startswith("locust_")}

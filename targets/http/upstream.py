@@ -31,6 +31,14 @@ from targets.http.deadline import Deadline
 from targets.http.messages import Headers
 
 TIMEOUT_REASONS = frozenset({"connect_timeout", "timeout", "pool_timeout"})
+UPSTREAM_REASONS = (
+    "refused",
+    "connect_timeout",
+    "pool_timeout",
+    "reset",
+    "timeout",
+    "bad_response",
+)
 
 
 class UpstreamError(Exception):

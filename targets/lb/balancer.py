@@ -87,6 +87,7 @@ class LoadBalancer:
     def register(self, target_id: str, host: str, port: int, weight: int = 1) -> Target:
         """Add or update a target; it gets traffic once its first probe passes."""
         target = self.group.register(target_id, host, port, self.now(), weight)
+        self.metrics.target_added(target_id)
         pool = self.pools.get(target_id)
         if pool is None or pool.closed or (pool.host, pool.port) != (host, port):
             if pool is not None:

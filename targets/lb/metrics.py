@@ -14,6 +14,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from targets.fastmetrics import FastCounter, FastHistogram
+from targets.http.upstream import UPSTREAM_REASONS
 from targets.lb.core import TargetGroup, TargetState
 
 
@@ -57,6 +58,20 @@ class LbMetrics:
             ["state"],
             registry=registry,
         )
+        # Series exist at 0 before their first event, so rate() sees the first one too (a
+        # counter that appears already at 5 has no increase in Prometheus's eyes).
+        for reason in UPSTREAM_REASONS:
+            self.retries.labels(reason)
+        for status in (502, 503, 504):
+            self.requests.inc(("lb", str(status)), 0)
+
+    def target_added(self, backend: str) -> None:
+        """Zero series for a new target's failures (see above)."""
+        for reason in UPSTREAM_REASONS:
+            self.upstream_errors.labels(backend, reason)
+        for status in (500, 502, 503, 504):
+            self.requests.inc((backend, str(status)), 0)
+        self.health_checks.labels(backend, "fail")
 
     def answered(self, backend: str, status: int, seconds: float) -> None:
         """One client request is done."""

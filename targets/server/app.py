@@ -75,6 +75,9 @@ class ServerMetrics:
         )
         for collector in (self.requests, self.duration, self.queue_wait):
             registry.register(collector)
+        for endpoint in ENDPOINTS:  # failures exist at 0 before the first: rate() sees it
+            for code in ("500", "503"):
+                self.requests.inc((endpoint, code), 0)
         self.faults = Counter(
             "server_faults_injected_total",
             "Requests that an injected fault changed, by kind (latency, error, hang).",

@@ -21,9 +21,8 @@ from harness.prometheus import (
     Sample,
     ScrapeTarget,
     find_binary,
-    free_port,
 )
-from harness.supervisor import Child, Supervisor
+from harness.supervisor import Child, Supervisor, free_port
 
 RULES_TEST = f"""
 rule_files:

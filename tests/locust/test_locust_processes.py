@@ -14,8 +14,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness.lab import Lab, ServerSpec, start_lab
-from harness.locust import LocustHandles, LocustPlan, free_port, start_locust
-from harness.supervisor import Supervisor
+from harness.locust import LocustHandles, LocustPlan, start_locust
+from harness.supervisor import Supervisor, free_port
 from locustfiles.stages import Stage
 from targets.http.client import fetch
 from targets.http.messages import Request

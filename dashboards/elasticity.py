@@ -1,0 +1,702 @@
+"""The "Elasticity" dashboard: what the lab's HTML report plots, live, per service.
+
+Built with grafana-foundation-sdk (the Grafana 11.6 flavour that compose runs). Every query uses
+only the metric names of docs/metrics.md, the Locust exporter's (locustfiles/plugin.py), `up`,
+and the recording rules of harness/rules/lab.rules.yml; tests/dashboards hold it to that and run
+every expression against a real Prometheus. Rate windows are 5 s: Prometheus scrapes every 1 s.
+
+Labels: `service`, `role` and `instance` come from the scrape targets (harness/prometheus.py).
+They win over scraped labels of the same name, so the harness's own `service` label
+(harness_chaos_events_total, harness_instances) arrives as `exported_service`.
+
+Chaos events show twice over, both as annotations: from Prometheus (the harness control API's
+`harness_chaos_events_total`, always there in a harness run) and from Grafana's own store
+(events the harness posts with `dashboards.grafana.post_annotation`, tagged CHAOS_TAG).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from grafana_foundation_sdk.builders import common as common_builders
+from grafana_foundation_sdk.builders import dashboard as builders
+from grafana_foundation_sdk.builders import prometheus, stat, statetimeline, timeseries
+from grafana_foundation_sdk.cog import builder as cog
+from grafana_foundation_sdk.cog import variants
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.models import dashboard as models
+from grafana_foundation_sdk.models import prometheus as prometheus_models
+
+UID = "rushlab-elasticity"
+TITLE = "Elasticity"
+CHAOS_TAG = "chaos"
+"""Tag of the annotations the harness pushes to Grafana; the dashboard shows those tagged so."""
+
+DATASOURCE = models.DataSourceRef(type_val="prometheus", uid="${datasource}")
+GRAFANA = models.DataSourceRef(type_val="grafana", uid="-- Grafana --")
+
+SERVICE = 'service=~"$service"'
+"""The `service` variable's selector (multi-value and "All" both become a regex)."""
+RATE = "5s"
+# Locust names requests by route ("/api/orders/{id}"): the first path segment is the service.
+CLIENT_NAME = 'name=~"/api/$service.*"'
+
+
+def _by_client_service(vector: str) -> str:
+    """`vector` (Locust series) with `service` set from the request name's first segment."""
+    return f'label_replace({vector}, "service", "$1", "name", "/api/([^/]+).*")'
+
+
+# Chaos events as annotations. `changes(...) > 0` alone misses the first event of each
+# (action, service): the counter's series is born at 1 and never changes from nothing. The
+# `unless ... offset` half catches a series that did not exist one window earlier. The window
+# is Grafana's $__rate_interval (a step plus one scrape), so no event falls between two steps
+# at any zoom; `step` (the annotation query's minimum interval) keeps windows >= 5 s.
+CHAOS_EVENTS = (
+    '(changes(harness_chaos_events_total{exported_service=~"$service"}[$__rate_interval]) > 0)'
+    ' or (harness_chaos_events_total{exported_service=~"$service"}'
+    " unless harness_chaos_events_total offset $__rate_interval)"
+)
+CHAOS_ANNOTATION = "Chaos (Prometheus)"
+# Prometheus annotation settings that Grafana reads but the SDK's AnnotationQuery model does
+# not carry; `to_json` adds them (Grafana moves `expr` and `step` into `target` on load).
+PROMETHEUS_ANNOTATION_EXTRAS: dict[str, dict[str, Any]] = {
+    CHAOS_ANNOTATION: {
+        "step": "5s",
+        "titleFormat": "{{action}} {{exported_service}}",
+        "textFormat": "chaos: {{action}} on {{exported_service}} (harness control API)",
+        "tagKeys": "action,exported_service",
+        "useValueForTime": False,
+    }
+}
+
+Target = tuple[str, str]  # (expr, legend)
+
+
+class _Layout:
+    """Adds rows and panels in reading order, each with the next id."""
+
+    def __init__(self, dashboard: builders.Dashboard) -> None:
+        self.dashboard = dashboard
+        self.next_id = 1
+
+    def _id(self) -> int:
+        value = self.next_id
+        self.next_id += 1
+        return value
+
+    def row(self, title: str) -> None:
+        self.dashboard.with_row(builders.Row(title).id(self._id()).collapsed(False))
+
+    def add(self, panel: timeseries.Panel | stat.Panel | statetimeline.Panel) -> None:
+        self.dashboard.with_panel(panel.id(self._id()))
+
+
+def _queries(targets: Sequence[Target]) -> list[cog.Builder[variants.Dataquery]]:
+    """Range queries A, B, ... in code mode; a legend only where one is given."""
+    queries: list[cog.Builder[variants.Dataquery]] = []
+    for i, (expr, legend) in enumerate(targets):
+        query = (
+            prometheus.Dataquery()
+            .ref_id(chr(ord("A") + i))
+            .expr(expr)
+            .range()
+            .editor_mode(prometheus_models.QueryEditorMode.CODE)
+        )
+        if legend:
+            query.legend_format(legend)
+        queries.append(query)
+    return queries
+
+
+def _legend(width: int) -> common_builders.VizLegendOptions:
+    """A table with last and max under a wide panel; a plain list under a narrow one."""
+    legend = (
+        common_builders.VizLegendOptions()
+        .show_legend(True)
+        .placement(common.LegendPlacement.BOTTOM)
+    )
+    if width >= 12:
+        return legend.display_mode(common.LegendDisplayMode.TABLE).calcs(["lastNotNull", "max"])
+    return legend.display_mode(common.LegendDisplayMode.LIST).calcs([])
+
+
+def series(
+    title: str,
+    description: str,
+    unit: str,
+    targets: Sequence[Target],
+    *,
+    width: int = 12,
+    height: int = 8,
+    stacked: bool = False,
+    max_value: float | None = None,
+) -> timeseries.Panel:
+    """A time series panel of `targets` (expr, legend)."""
+    panel = (
+        timeseries.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DATASOURCE)
+        .unit(unit)
+        .min(0)
+        .span(width)
+        .height(height)
+        .line_width(1)
+        .fill_opacity(10)
+        .show_points(common.VisibilityMode.NEVER)
+        .legend(_legend(width))
+        .tooltip(
+            common_builders.VizTooltipOptions()
+            .mode(common.TooltipDisplayMode.MULTI)
+            .sort(common.SortOrder.DESCENDING)
+        )
+        .targets(_queries(targets))
+    )
+    if max_value is not None:
+        panel.max(max_value)
+    if stacked:
+        panel.stacking(common_builders.StackingConfig().mode(common.StackingMode.NORMAL))
+    return panel
+
+
+def single(
+    title: str,
+    description: str,
+    unit: str,
+    expr: str,
+    *,
+    thresholds: Sequence[tuple[float | None, str]] = ((None, "text"),),
+    decimals: int | None = None,
+) -> stat.Panel:
+    """A stat panel: the last value of `expr`, with a sparkline."""
+    panel = (
+        stat.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DATASOURCE)
+        .unit(unit)
+        .span(3)
+        .height(4)
+        .graph_mode(common.BigValueGraphMode.AREA)
+        .color_mode(common.BigValueColorMode.VALUE)
+        .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]))
+        .thresholds(
+            builders.ThresholdsConfig()
+            .mode(models.ThresholdsMode.ABSOLUTE)
+            .steps([models.Threshold(value=v, color=c) for v, c in thresholds])
+        )
+        .targets(_queries([(expr, "")]))
+    )
+    if decimals is not None:
+        panel.decimals(decimals)
+    return panel
+
+
+def _quantiles(bucket: str, selector: str, by: str, legend: str) -> list[Target]:
+    return [
+        (
+            f"histogram_quantile({q}, sum by ({by}, le) (rate({bucket}{{{selector}}}[{RATE}])))",
+            f"{legend} p{round(q * 100)}",
+        )
+        for q in (0.5, 0.95, 0.99)
+    ]
+
+
+def _client_quantiles() -> list[Target]:
+    bucket = f"rate(locust_request_duration_seconds_bucket{{{CLIENT_NAME}}}[{RATE}])"
+    return [
+        (
+            f"histogram_quantile({q}, sum by (service, le) ({_by_client_service(bucket)}))",
+            f"{{{{service}}}} p{round(q * 100)}",
+        )
+        for q in (0.5, 0.95, 0.99)
+    ]
+
+
+def _answered(selector: str) -> str:
+    return f"sum by (service, backend) (rate(lb_requests_total{{{selector}}}[{RATE}]))"
+
+
+def build() -> models.Dashboard:
+    """The dashboard as the SDK's model."""
+    dashboard = (
+        builders.Dashboard(TITLE)
+        .uid(UID)
+        .description(
+            "Elasticity and queue behaviour of the lab: traffic, errors, latency, instances and "
+            "targets, load balancing and server saturation per service, chaos events marked."
+        )
+        .tags(["rushlab"])
+        .editable()
+        .time("now-15m", "now")
+        .refresh("5s")
+        .timezone("browser")
+        .tooltip(models.DashboardCursorSync.CROSSHAIR)
+        .timepicker(builders.TimePicker().refresh_intervals(["1s", "5s", "10s", "30s", "1m", "5m"]))
+        .with_variable(
+            builders.DatasourceVariable("datasource")
+            .label("Prometheus")
+            .type("prometheus")
+            .current(models.VariableOption(selected=True, text="Prometheus", value="prometheus"))
+        )
+        .with_variable(
+            builders.QueryVariable("service")
+            .label("Service")
+            .datasource(DATASOURCE)
+            .query("label_values(lb_requests_total, service)")
+            .refresh(models.VariableRefresh.ON_TIME_RANGE_CHANGED)
+            .sort(models.VariableSort.ALPHABETICAL_ASC)
+            .multi(True)
+            .include_all(True)
+            .all_value(".*")
+            .current(models.VariableOption(selected=True, text=["All"], value=["$__all"]))
+        )
+        .annotation(
+            builders.AnnotationQuery()
+            .name("Annotations & Alerts")
+            .datasource(GRAFANA)
+            .type("dashboard")
+            .built_in(1)
+            .enable(True)
+            .hide(True)
+            .icon_color("rgba(0, 211, 255, 1)")
+        )
+        .annotation(
+            builders.AnnotationQuery()
+            .name(CHAOS_ANNOTATION)
+            .datasource(DATASOURCE)
+            .enable(True)
+            .icon_color("red")
+            .expr(CHAOS_EVENTS)
+        )
+        .annotation(
+            builders.AnnotationQuery()
+            .name("Chaos (pushed to Grafana)")
+            .datasource(GRAFANA)
+            .enable(True)
+            .icon_color("orange")
+            .target(
+                builders.AnnotationTarget()
+                .type("tags")
+                .tags([CHAOS_TAG])
+                .match_any(False)
+                .limit(500)
+            )
+        )
+    )
+    layout = _Layout(dashboard)
+    _overview(layout)
+    _traffic(layout)
+    _latency(layout)
+    _instances(layout)
+    _balancing(layout)
+    _saturation(layout)
+    return dashboard.build()
+
+
+def _overview(layout: _Layout) -> None:
+    layout.row("Overview")
+    lb_rate = f"sum(service:lb_requests:rate5s{{{SERVICE}}})"
+    client = f"sum(rate(locust_requests_total[{RATE}]))"
+    client_failed = f'sum(rate(locust_requests_total{{result="fail"}}[{RATE}]))'
+    share = ((None, "green"), (0.01, "orange"), (0.05, "red"))
+    for panel in (
+        single(
+            "Requests/s at the load balancers",
+            "Client requests the selected services' load balancers answered per second.",
+            "reqps",
+            lb_rate,
+        ),
+        single(
+            "Requests/s sent by clients",
+            "Requests Locust made per second, over every worker.",
+            "reqps",
+            client,
+        ),
+        single(
+            "5xx share at the load balancers",
+            "5xx answers over all answers; the ServiceErrorRateHigh alert fires above 5 %.",
+            "percentunit",
+            f"sum(service:lb_requests_5xx:rate5s{{{SERVICE}}}) / {lb_rate}",
+            thresholds=share,
+        ),
+        single(
+            "Client failure share",
+            "Requests Locust counted as failed (5xx, refused, timeouts) over all it made.",
+            "percentunit",
+            f"{client_failed} / {client}",
+            thresholds=share,
+        ),
+        single(
+            "Worst p99 at the load balancers",
+            "The highest 99th percentile latency of the selected services.",
+            "s",
+            f"max(service:lb_request_duration_seconds:p99_rate5s{{{SERVICE}}})",
+        ),
+        single(
+            "Instances up",
+            "Servers Prometheus scraped on its last try.",
+            "short",
+            f"sum(service:up_servers:sum{{{SERVICE}}})",
+            decimals=0,
+        ),
+        single(
+            "Healthy targets",
+            "Targets the load balancers deem healthy; NoHealthyTargets fires at 0.",
+            "short",
+            f"sum(service:lb_targets_healthy:sum{{{SERVICE}}})",
+            thresholds=((None, "red"), (1, "green")),
+            decimals=0,
+        ),
+        single(
+            "Locust users",
+            "Users running now (a master counts its workers').",
+            "short",
+            "max(locust_users)",
+            decimals=0,
+        ),
+    ):
+        layout.add(panel)
+
+
+def _traffic(layout: _Layout) -> None:
+    layout.row("Traffic and errors")
+    client_rate = f"rate(locust_requests_total{{{CLIENT_NAME}}}[{RATE}])"
+    client_failed = f'rate(locust_requests_total{{result="fail"}}[{RATE}])'
+    layout.add(
+        series(
+            "Requests per second",
+            "Answered by each service's load balancer, and sent by the clients (Locust, by the "
+            "service its request names). A gap between the two is requests still in flight, or "
+            "refused before reaching the load balancer.",
+            "reqps",
+            [
+                (f"service:lb_requests:rate5s{{{SERVICE}}}", "{{service}} load balancer"),
+                (f"sum by (service) ({_by_client_service(client_rate)})", "{{service}} clients"),
+            ],
+        )
+    )
+    layout.add(
+        series(
+            "Errors per second",
+            "5xx answers of each load balancer, and the failures Locust saw by error class "
+            "(http_503, ConnectionRefusedError, ...).",
+            "reqps",
+            [
+                (f"service:lb_requests_5xx:rate5s{{{SERVICE}}}", "{{service}} 5xx"),
+                (
+                    f"sum by (error_class) (rate(locust_failures_total[{RATE}]))",
+                    "clients: {{error_class}}",
+                ),
+            ],
+        )
+    )
+    layout.add(
+        series(
+            "Answers by status code at the load balancers",
+            "Every answer by code, stacked. 502/504 come after every try failed; 503 when no "
+            "target was routable (backend `lb`) or a server's capacity model rejected it.",
+            "reqps",
+            [
+                (
+                    f"sum by (service, code) (rate(lb_requests_total{{{SERVICE}}}[{RATE}]))",
+                    "{{service}} {{code}}",
+                )
+            ],
+            stacked=True,
+        )
+    )
+    layout.add(
+        series(
+            "Error share",
+            "5xx over all answers per service (the SLO view), and the clients' failure share.",
+            "percentunit",
+            [
+                (f"service:lb_requests_5xx:ratio_rate5s{{{SERVICE}}}", "{{service}} 5xx"),
+                (
+                    f"sum({client_failed}) / sum(rate(locust_requests_total[{RATE}]))",
+                    "clients failed",
+                ),
+            ],
+        )
+    )
+
+
+def _latency(layout: _Layout) -> None:
+    layout.row("Latency")
+    lb = _quantiles("lb_request_duration_seconds_bucket", SERVICE, "service", "{{service}}")
+    # p95 and p99 come precomputed from the recording rules; p50 has no rule.
+    lb[1] = (f"service:lb_request_duration_seconds:p95_rate5s{{{SERVICE}}}", lb[1][1])
+    lb[2] = (f"service:lb_request_duration_seconds:p99_rate5s{{{SERVICE}}}", lb[2][1])
+    layout.add(
+        series(
+            "Latency at the load balancers",
+            "p50, p95 and p99 from request head received to response complete, retries "
+            "included, over every backend of the service.",
+            "s",
+            lb,
+        )
+    )
+    layout.add(
+        series(
+            "Latency seen by clients (Locust)",
+            "p50, p95 and p99 of the response times Locust measured, by the service each "
+            "request names. Above the load balancer's: the client's own queueing and network.",
+            "s",
+            _client_quantiles(),
+        )
+    )
+    layout.add(
+        series(
+            "Server latency by endpoint (p95)",
+            "Arrival to response at the servers, backlog wait included: what a saturated "
+            "server shows.",
+            "s",
+            [
+                (
+                    "histogram_quantile(0.95, sum by (service, endpoint, le) "
+                    f"(rate(server_request_duration_seconds_bucket{{{SERVICE}}}[{RATE}])))",
+                    "{{service}} {{endpoint}}",
+                )
+            ],
+        )
+    )
+    layout.add(
+        series(
+            "Wait for a slot (server backlog)",
+            "How long requests that found every slot busy waited in the backlog. No data: "
+            "no request had to wait.",
+            "s",
+            _quantiles("server_queue_wait_seconds_bucket", SERVICE, "service", "{{service}}")[1:],
+        )
+    )
+
+
+def _instances(layout: _Layout) -> None:
+    layout.row("Elasticity: instances and targets")
+    layout.add(
+        series(
+            "Instances up and healthy targets",
+            "Servers Prometheus can scrape, targets the load balancer deems healthy, and "
+            "targets a new request may go to (all non-draining ones when failing open). "
+            "After a kill, `up` drops within a scrape; `healthy` after the unhealthy threshold.",
+            "short",
+            [
+                (f"service:up_servers:sum{{{SERVICE}}}", "{{service}} instances up"),
+                (f"service:lb_targets_healthy:sum{{{SERVICE}}}", "{{service}} healthy targets"),
+                (f"sum by (service) (lb_routable_targets{{{SERVICE}}})", "{{service}} routable"),
+            ],
+        )
+    )
+    layout.add(
+        series(
+            "Targets by state (load balancer view)",
+            "Registered targets by state: initial (not yet proven healthy), healthy, "
+            "unhealthy, draining (deregistered, finishing requests in flight).",
+            "short",
+            [(f"sum by (service, state) (lb_targets{{{SERVICE}}})", "{{service}} {{state}}")],
+        )
+    )
+    layout.add(
+        statetimeline.Panel()
+        .title("Target health per instance")
+        .description(
+            "1 while the load balancer deems the target healthy. A target that finished "
+            "draining disappears."
+        )
+        .datasource(DATASOURCE)
+        .span(12)
+        .height(8)
+        .show_value(common.VisibilityMode.NEVER)
+        .merge_values(True)
+        .row_height(0.8)
+        .fill_opacity(80)
+        .legend(common_builders.VizLegendOptions().show_legend(False))
+        .mappings(
+            [
+                models.ValueMap(
+                    {
+                        "0": models.ValueMappingResult(text="unhealthy", color="red", index=0),
+                        "1": models.ValueMappingResult(text="healthy", color="green", index=1),
+                    }
+                )
+            ]
+        )
+        .thresholds(
+            builders.ThresholdsConfig()
+            .mode(models.ThresholdsMode.ABSOLUTE)
+            .steps([models.Threshold(value=None, color="red"), models.Threshold(1, "green")])
+        )
+        .targets(
+            _queries(
+                [
+                    (
+                        f"max by (service, backend) (lb_target_healthy{{{SERVICE}}})",
+                        "{{service}} {{backend}}",
+                    )
+                ]
+            )
+        )
+    )
+    layout.add(
+        series(
+            "Instances by what the lab did (harness)",
+            "Server instances the harness started, by state: running, paused, stopped, "
+            "killed. From the harness control API (absent when no harness runs the lab).",
+            "short",
+            [
+                (
+                    "sum by (exported_service, state) "
+                    '(harness_instances{exported_service=~"$service"})',
+                    "{{exported_service}} {{state}}",
+                )
+            ],
+        )
+    )
+
+
+def _balancing(layout: _Layout) -> None:
+    layout.row("Load balancing")
+    answered = f'{SERVICE}, backend!="lb"'
+    layout.add(
+        series(
+            "Share of traffic per instance",
+            "Each instance's share of its service's answered requests. Round robin keeps them "
+            "level; a new instance ramps up under slow start.",
+            "percentunit",
+            [
+                (
+                    f"{_answered(answered)} / on (service) group_left () "
+                    f"sum by (service) (rate(lb_requests_total{{{answered}}}[{RATE}]))",
+                    "{{service}} {{backend}}",
+                )
+            ],
+            max_value=1,
+        )
+    )
+    layout.add(
+        series(
+            "Requests in flight per target",
+            "Requests outstanding at each target, as the load balancer counts them (what "
+            "least-outstanding-requests routes on).",
+            "short",
+            [
+                (
+                    f"sum by (service, backend) (lb_target_in_flight{{{SERVICE}}})",
+                    "{{service}} {{backend}}",
+                )
+            ],
+        )
+    )
+    layout.add(
+        series(
+            "Retries by reason",
+            "Requests sent again to another target, by why the previous try failed. No data: "
+            "no retry yet.",
+            "reqps",
+            [
+                (
+                    f"sum by (service, reason) (rate(lb_retries_total{{{SERVICE}}}[{RATE}]))",
+                    "{{service}} {{reason}}",
+                )
+            ],
+            width=8,
+        )
+    )
+    layout.add(
+        series(
+            "Upstream errors by reason",
+            "Failed exchanges with a target, by target and reason; a retried request counts "
+            "once per failed try. No data: no failure yet.",
+            "reqps",
+            [
+                (
+                    "sum by (service, backend, reason) "
+                    f"(rate(lb_upstream_errors_total{{{SERVICE}}}[{RATE}]))",
+                    "{{service}} {{backend}} {{reason}}",
+                )
+            ],
+            width=8,
+        )
+    )
+    layout.add(
+        series(
+            "Failed health checks",
+            "Active probes that failed, per target. No data: every probe passed so far.",
+            "reqps",
+            [
+                (
+                    "sum by (service, backend) "
+                    f'(rate(lb_health_checks_total{{{SERVICE}, result="fail"}}[{RATE}]))',
+                    "{{service}} {{backend}}",
+                )
+            ],
+            width=8,
+        )
+    )
+
+
+def _saturation(layout: _Layout) -> None:
+    layout.row("Servers: saturation")
+    layout.add(
+        series(
+            "Slots in use per instance",
+            "Requests holding a slot over the slots an instance has: at 100 % new requests "
+            "wait in the backlog.",
+            "percentunit",
+            [
+                (
+                    f"server_in_service{{{SERVICE}}} / server_slots{{{SERVICE}}}",
+                    "{{service}} {{instance}}",
+                )
+            ],
+            width=6,
+            max_value=1,
+        )
+    )
+    layout.add(
+        series(
+            "Requests waiting for a slot",
+            "Backlog length per instance; when the backlog is full the server answers 503.",
+            "short",
+            [(f"server_waiting{{{SERVICE}}}", "{{service}} {{instance}}")],
+            width=6,
+        )
+    )
+    layout.add(
+        series(
+            "Server answers by code",
+            "What the servers answered; 503 here is the capacity model rejecting a request.",
+            "reqps",
+            [
+                (
+                    f"sum by (service, code) (rate(server_requests_total{{{SERVICE}}}[{RATE}]))",
+                    "{{service}} {{code}}",
+                )
+            ],
+            width=6,
+            stacked=True,
+        )
+    )
+    layout.add(
+        series(
+            "Instances with a fault injected",
+            "Instances where chaos injected latency, errors or hangs (1 each).",
+            "short",
+            [(f"sum by (service) (server_fault_active{{{SERVICE}}})", "{{service}}")],
+            width=6,
+        )
+    )
+
+
+def to_json(dashboard: models.Dashboard) -> dict[str, Any]:
+    """Grafana's JSON for `dashboard`: the SDK's encoding, plus the Prometheus annotation
+    settings its model lacks (PROMETHEUS_ANNOTATION_EXTRAS)."""
+    data: dict[str, Any] = json.loads(json.dumps(dashboard, cls=JSONEncoder))
+    for annotation in data.get("annotations", {}).get("list", []):
+        annotation.update(PROMETHEUS_ANNOTATION_EXTRAS.get(annotation.get("name"), {}))
+    return data

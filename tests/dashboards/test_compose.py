@@ -1,0 +1,317 @@
+"""docker-compose.yml, its Prometheus config and the Dockerfile, checked statically (no Docker
+engine here): the compose spec, the shop topology, scrape targets, Grafana's provisioning,
+loopback-only ports. The one thing run for real is the Locust metrics forwarder."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import httpx2
+from ruamel.yaml import YAML
+
+from dashboards.build import GRAFANA_DASHBOARDS, build_all
+from harness.prometheus import LAB_RULES, find_binary
+from harness.supervisor import free_port
+from harness.topology import load_topology
+from locustfiles.settings import load_settings
+from targets.http.messages import Request
+from targets.http.server import HttpServer, ResponseWriter
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+FORWARDER = ROOT / "deploy" / "locust" / "metrics_forward.py"
+DOCKERFILE = ROOT / "Dockerfile"
+
+
+def load_yaml(path: Path) -> Any:
+    return YAML(typ="safe", pure=True).load(path)  # merge keys (<<) resolved
+
+
+def services() -> dict[str, dict[str, Any]]:
+    result: dict[str, dict[str, Any]] = load_yaml(COMPOSE)["services"]
+    return result
+
+
+def flags(service: dict[str, Any]) -> dict[str, str]:
+    """`--name=value` and `--name value` of a service's command (a bare flag maps to "")."""
+    command = [str(part) for part in service.get("command", [])]
+    out: dict[str, str] = {}
+    for i, part in enumerate(command):
+        if not part.startswith("--"):
+            continue
+        name, sep, value = part[2:].partition("=")
+        if not sep and i + 1 < len(command) and not command[i + 1].startswith("-"):
+            value = command[i + 1]
+        out[name] = value
+    return out
+
+
+def hostport(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host, int(port)
+
+
+def runs(service: dict[str, Any], module: str) -> bool:
+    return bool(service.get("command", [])[:3] == ["python", "-m", module])
+
+
+def scrape_targets() -> list[tuple[str, int, dict[str, str]]]:
+    config = load_yaml(PROMETHEUS_CONFIG)
+    return [
+        (*hostport(target), dict(group.get("labels", {})))
+        for job in config["scrape_configs"]
+        for group in job.get("static_configs", [])
+        for target in group["targets"]
+    ]
+
+
+def test_compose_file_matches_the_compose_spec() -> None:
+    """check-jsonschema's vendored compose-spec schema accepts docker-compose.yml."""
+    tool = Path(sys.executable).parent / "check-jsonschema"
+    result = subprocess.run(
+        [str(tool), "--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_has_a_name_and_bind_mounts_that_exist() -> None:
+    """A top-level name; every ./ bind mount points at a file or folder of the repo."""
+    assert load_yaml(COMPOSE)["name"] == "rushlab"
+    for name, service in services().items():
+        for volume in service.get("volumes", []):
+            source = str(volume).split(":", 1)[0]
+            if source.startswith("./"):
+                assert (ROOT / source).exists(), f"{name}: {source} does not exist"
+
+
+def test_every_server_registers_with_a_defined_load_balancer() -> None:
+    """--register-with names a load balancer service on its control port; --advertise names
+    the server's own service and port, and it waits for that load balancer to be healthy."""
+    all_services = services()
+    servers = {n: s for n, s in all_services.items() if runs(s, "targets.server")}
+    assert servers
+    for name, server in servers.items():
+        f = flags(server)
+        lb_name, lb_port = hostport(f["register-with"])
+        assert lb_name in all_services, f"{name}: no service {lb_name}"
+        lb = flags(all_services[lb_name])
+        assert runs(all_services[lb_name], "targets.lb")
+        assert int(lb["control-port"]) == lb_port
+        assert lb["control-host"] == "0.0.0.0"
+        assert "allow-remote" in lb, f"{lb_name} refuses non-loopback targets"
+        assert f["advertise"] == f"{name}:{f['port']}"
+        assert f["host"] == "0.0.0.0"
+        assert f["instance-id"] == name
+        assert server["depends_on"][lb_name]["condition"] == "service_healthy"
+        assert "healthcheck" in all_services[lb_name]
+
+
+def test_compose_runs_the_shop_topology() -> None:
+    """Per topology service: its load balancer with the topology's settings, and exactly
+    `replicas` servers with the topology's capacity and service time."""
+    all_services = services()
+    for name, spec in load_topology().services.items():
+        lb = all_services[f"{name}-lb"]
+        assert set(spec.load_balancer.args()) <= set(lb["command"]), name
+        assert flags(lb)["name"] == f"{name}-lb"
+        members = [
+            s
+            for s in all_services.values()
+            if runs(s, "targets.server") and flags(s)["register-with"].startswith(f"{name}-lb:")
+        ]
+        assert len(members) == spec.replicas, name
+        for server in members:
+            assert set(spec.server_args()) <= set(server["command"])
+            assert flags(server)["service"] == name
+
+
+def test_prometheus_targets_are_compose_services() -> None:
+    """Every static target is a compose service on the port its /metrics is served, labelled
+    service/role/instance like the harness does; every load balancer and server is scraped."""
+    all_services = services()
+    targets = scrape_targets()
+    services_of_lab = set(load_topology().services) | {"load"}
+    for host, port, labels in targets:
+        assert host in all_services, f"{host}: not a compose service"
+        assert set(labels) == {"service", "role", "instance"}
+        assert labels["instance"] == host
+        assert labels["service"] in services_of_lab
+        service, f = all_services[host], flags(all_services[host])
+        if labels["role"] == "lb":
+            assert runs(service, "targets.lb")
+            assert int(f["control-port"]) == port
+        elif labels["role"] == "server":
+            assert runs(service, "targets.server")
+            assert int(f["port"]) == port
+            assert f["service"] == labels["service"]
+        else:
+            assert labels["role"] == "locust"
+            assert labels["service"] == "load"
+            assert service["command"][0] == "locust"
+            if "master" in f:
+                assert int(f["web-port"]) == port
+            else:  # a worker's loopback-only metrics, through its forwarder
+                [sidecar] = [
+                    s for s in all_services.values() if s.get("network_mode") == f"service:{host}"
+                ]
+                assert hostport(flags(sidecar)["listen"]) == ("0.0.0.0", port)
+                metrics_port = int(service["environment"]["RUSHLAB_METRICS_PORT"])
+                assert hostport(flags(sidecar)["to"]) == ("127.0.0.1", metrics_port)
+    scraped = {host for host, _, _ in targets}
+    lab = {n for n, s in all_services.items() if runs(s, "targets.lb") or runs(s, "targets.server")}
+    assert lab <= scraped, f"not scraped: {sorted(lab - scraped)}"
+    assert len(scraped) == len(targets)
+
+
+def test_prometheus_uses_the_lab_settings_and_rules() -> None:
+    """1 s scrapes and rule evaluation, and the harness's rule file mounted where the config
+    looks for it."""
+    config = load_yaml(PROMETHEUS_CONFIG)
+    assert config["global"]["scrape_interval"] == "1s"
+    assert config["global"]["evaluation_interval"] == "1s"
+    prometheus = services()["prometheus"]
+    assert str(prometheus["image"]).startswith("prom/prometheus:")
+    mounts = dict(str(v).split(":")[:2] for v in prometheus["volumes"])
+    assert mounts["./deploy/prometheus/prometheus.yml"] == "/etc/prometheus/prometheus.yml"
+    rules_dir = mounts["./harness/rules"]
+    assert config["rule_files"] == [f"{rules_dir}/{LAB_RULES.name}"]
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
+
+
+def test_prometheus_config_passes_promtool(tmp_path: Path) -> None:
+    """promtool check config accepts deploy/prometheus/prometheus.yml (rules path made local)."""
+    text = PROMETHEUS_CONFIG.read_text().replace(
+        f"/etc/prometheus/rules/{LAB_RULES.name}", str(LAB_RULES)
+    )
+    config = tmp_path / "prometheus.yml"
+    config.write_text(text)
+    result = subprocess.run(
+        [find_binary("promtool"), "check", "config", str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_grafana_mounts_the_generated_provisioning() -> None:
+    """Grafana 11.6 (the SDK's flavour) reads dashboards/generated: provisioning and JSON."""
+    grafana = services()["grafana"]
+    flavour = version("grafana-foundation-sdk").split("!")[-1]
+    assert grafana["image"] == f"grafana/grafana:{flavour}"
+    mounts = {}
+    for volume in grafana["volumes"]:
+        source, target, mode = str(volume).split(":")
+        assert mode == "ro"
+        mounts[target] = source
+    provisioning = "./dashboards/generated/provisioning"
+    assert mounts["/etc/grafana/provisioning/datasources"] == f"{provisioning}/datasources"
+    assert mounts["/etc/grafana/provisioning/dashboards"] == f"{provisioning}/dashboards"
+    assert mounts[GRAFANA_DASHBOARDS] == "./dashboards/generated"
+    built = build_all()
+    [provider] = built["provisioning/dashboards/lab.yaml"]["providers"]
+    assert provider["options"]["path"] == GRAFANA_DASHBOARDS
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home.startswith(GRAFANA_DASHBOARDS + "/")
+    assert home.removeprefix(GRAFANA_DASHBOARDS + "/") in built
+    [datasource] = built["provisioning/datasources/prometheus.yaml"]["datasources"]
+    host, port = hostport(datasource["url"].removeprefix("http://"))
+    assert host in services()
+    assert f"--web.listen-address=0.0.0.0:{port}" in (services()[host]["command"])
+
+
+def test_ports_are_published_on_loopback_only() -> None:
+    """Every published port binds 127.0.0.1; no service shares the host's network."""
+    published = 0
+    for name, service in services().items():
+        assert service.get("network_mode", "") != "host", name
+        for port in service.get("ports", []):
+            if isinstance(port, dict):
+                assert port.get("host_ip") == "127.0.0.1", f"{name}: {port}"
+            else:
+                assert re.fullmatch(r"127\.0\.0\.1:\d+:\d+(/tcp|/udp)?", str(port)), name
+            published += 1
+    assert published >= 6  # three load balancers, Locust, Prometheus, Grafana
+
+
+def test_locust_master_workers_and_their_environment() -> None:
+    """A master and two workers of locustfiles/shop.py; RUSHLAB_SERVICES (read by the real
+    settings parser) sends each service to its load balancer's data port."""
+    all_services = services()
+    locusts = {n: s for n, s in all_services.items() if s.get("command", [""])[0] == "locust"}
+    masters = [n for n, s in locusts.items() if "master" in flags(s)]
+    workers = [n for n, s in locusts.items() if "worker" in flags(s)]
+    assert masters == ["locust"]
+    assert len(workers) == 2
+    for name, service in locusts.items():
+        assert service["command"][1:3] == ["-f", "locustfiles/shop.py"], name
+        if name in workers:
+            assert flags(service)["master-host"] == "locust"
+        settings = load_settings({k: str(v) for k, v in service["environment"].items()})
+        expected = {}
+        for svc in load_topology().services:
+            lb_port = flags(all_services[f"{svc}-lb"])["port"]
+            expected[svc] = f"http://{svc}-lb:{lb_port}"
+        assert dict(settings.services) == expected, name
+
+
+def test_dockerfile_installs_locked_dependencies_and_the_code() -> None:
+    """One python:3.11 image: requirements.lock with hashes, and every package of the lab."""
+    text = DOCKERFILE.read_text()
+    assert re.search(r"^FROM python:3\.11", text, re.MULTILINE)
+    install = re.search(r"^RUN pip install .*$", text, re.MULTILINE)
+    assert install
+    assert "--require-hashes" in install.group(0)
+    assert "-r requirements.lock" in install.group(0)
+    copied = set(re.findall(r"^COPY (\S+) ", text, re.MULTILINE))
+    assert {"requirements.lock", "targets", "harness", "locustfiles", "chaos"} <= copied
+    for service in services().values():
+        if "build" in service:
+            assert service["build"] == "."
+
+
+async def test_metrics_forwarder_passes_a_scrape_through(tmp_path: Path) -> None:
+    """deploy/locust/metrics_forward.py relays an HTTP exchange to the loopback port."""
+
+    async def metrics(request: Request, writer: ResponseWriter) -> None:
+        writer.send(200, [(b"content-type", b"text/plain")], b"locust_users 3\n")
+
+    upstream = HttpServer(metrics)
+    await upstream.listen()
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(FORWARDER),
+        f"--listen=127.0.0.1:{port}",
+        f"--to=127.0.0.1:{upstream.address[1]}",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        line = await asyncio.wait_for(process.stdout.readline(), 10)
+        assert b"forwarding" in line
+        async with httpx2.AsyncClient(timeout=5) as client:
+            reply = await client.get(f"http://127.0.0.1:{port}/metrics")
+        assert reply.status_code == 200
+        assert reply.text == "locust_users 3\n"
+    finally:
+        process.terminate()
+        assert await asyncio.wait_for(process.wait(), 10) == 0
+        await upstream.shutdown(1.0)
+
+
+def test_environment_values_are_strings() -> None:
+    """Environment values are quoted strings: YAML's true or 9646 would reach compose typed."""
+    for name, service in services().items():
+        for key, value in service.get("environment", {}).items():
+            assert isinstance(value, str), f"{name}: {key}"

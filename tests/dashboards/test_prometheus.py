@@ -1,0 +1,118 @@
+"""The dashboard's PromQL against a real Prometheus: every expression parses (with the lab's
+rules loaded), and on a running shop lab with traffic and one kill every one returns data."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from pathlib import Path
+
+import pytest
+
+from chaos.actions import ChaosRequest
+from dashboards.build import build_all
+from dashboards.queries import Query, dashboard_queries, interpolate
+from harness.control import Controller, control_app
+from harness.loadgen import run_load
+from harness.prometheus import LAB_RULES, Prometheus, PrometheusError, ScrapeTarget
+from harness.runtime import LabRuntime
+from harness.supervisor import Supervisor, free_port
+from harness.topology import load_topology
+from targets import asgi
+
+pytestmark = pytest.mark.e2e
+
+KILLED = "orders"
+LOAD_S = 14.0
+KILL_AT_S = 4.0
+CONCURRENCY = 24  # above each service's slots per replica: some requests wait for a slot
+
+
+def queries() -> list[Query]:
+    return dashboard_queries(build_all()["elasticity.json"])
+
+
+async def test_every_expression_is_valid_promql(tmp_path: Path) -> None:
+    """Prometheus accepts every panel and annotation expression ($service filled in)."""
+    async with Supervisor(tmp_path / "run") as supervisor:
+        prometheus = Prometheus(supervisor.run_dir, free_port())
+        prometheus.write_config([LAB_RULES])
+        prometheus.set_targets([])
+        await prometheus.start(supervisor)
+        refused = []
+        for query in queries():
+            for service in ("orders", ".*"):  # one service, and what "All" becomes
+                try:
+                    await prometheus.query(interpolate(query.expr, {"service": service}))
+                except PrometheusError as exc:
+                    refused.append(f"{query.where}: {exc}")
+        assert not refused, "\n".join(refused)
+
+
+async def test_every_panel_has_data_on_a_running_lab(tmp_path: Path) -> None:
+    """The shop lab under load, one server killed: each non-Locust expression gives series.
+
+    Locust's expressions are skipped (no Locust runs here; tests/locust covers its exporter).
+    The chaos annotation must mark the kill, although it is the first event of its series."""
+    checked = [q for q in queries() if not q.client_side]
+    skipped = [q for q in queries() if q.client_side]
+    async with Supervisor(tmp_path / "run") as supervisor:
+        lab = LabRuntime(load_topology(), supervisor)
+        await lab.start()
+        await lab.wait_healthy()
+        controller = Controller(lab)
+        control = await asgi.start(control_app(controller))
+        try:
+            lab.extra_targets.append(
+                ScrapeTarget(f"127.0.0.1:{control.port}", {"service": "lab", "role": "harness"})
+            )
+            prometheus = Prometheus(lab.run_dir, free_port())
+            prometheus.write_config([LAB_RULES])
+            prometheus.set_targets(lab.scrape_targets())
+            lab.listeners.append(lambda: prometheus.set_targets(lab.scrape_targets()))
+            await prometheus.start(supervisor)
+            await prometheus.wait_for_targets(len(lab.scrape_targets()), timeout_s=30)
+
+            started = time.time()
+            load = asyncio.gather(
+                *(
+                    run_load(*service.pool.address, duration_s=LOAD_S, concurrency=CONCURRENCY)
+                    for service in lab.services.values()
+                )
+            )
+            await asyncio.sleep(KILL_AT_S)
+            event = await controller.chaos(ChaosRequest("kill", KILLED))
+            results = await load
+            assert all(r.ok > 0 for r in results)
+            await asyncio.sleep(2.0)  # the last scrapes and rule evaluations land
+            ended = time.time()
+
+            empty = []
+            report = []
+            for query in checked:
+                expr = interpolate(query.expr, {"service": KILLED})
+                series = await prometheus.query_range(expr, started, ended, 1.0)
+                values = [v for s in series for _, v in s.points if math.isfinite(v)]
+                report.append(
+                    f"{len(series):3d} series  max {max(values, default=math.nan):10.4g}  "
+                    f"{query.where}"
+                )
+                if not series:
+                    empty.append(f"{query.where}: {expr}")
+            chaos = [q for q in checked if q.where.startswith("annotation")]
+            assert len(chaos) == 1
+            marks = await prometheus.query_range(
+                interpolate(chaos[0].expr, {"service": KILLED}), event.at - 3, event.at + 8, 1.0
+            )
+        finally:
+            await control.stop()
+
+    print(f"\n{len(checked)} expressions checked, {len(skipped)} skipped (Locust):")
+    print("\n".join(report))
+    print("skipped, no Locust in this test:", *(q.where for q in skipped), sep="\n  ")
+    assert not empty, "no data for:\n" + "\n".join(empty)
+    marked = [(t, s.labels) for s in marks for t, v in s.points if v > 0 and t >= event.at - 1]
+    assert marked, "the chaos annotation did not mark the kill"
+    assert all(labels.get("action") == "kill" for _, labels in marked)
+    assert all(labels.get("exported_service") == KILLED for _, labels in marked)
