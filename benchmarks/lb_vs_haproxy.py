@@ -35,7 +35,6 @@ from benchmarks.support import (
     CpuPlan,
     ProcessGroup,
     Run,
-    free_port,
     http_json,
     log,
     measure,
@@ -46,6 +45,7 @@ from benchmarks.support import (
     wait_http,
     wait_lb_healthy,
 )
+from harness.supervisor import free_port
 
 BACKENDS = 3
 ROUNDS = 2

@@ -23,7 +23,6 @@ from benchmarks.support import (
     CpuPlan,
     ProcessGroup,
     Run,
-    free_port,
     log,
     measure,
     ratio,
@@ -32,6 +31,7 @@ from benchmarks.support import (
     summarize,
     wait_http,
 )
+from harness.supervisor import free_port
 
 ROUNDS = 2
 WARMUP_S = 2.0
