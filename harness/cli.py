@@ -16,6 +16,7 @@ from rich.live import Live
 from rich.table import Table
 
 from chaos.actions import ACTIONS
+from harness.control import Grafana
 from harness.demo import DemoSettings, render, run_demo
 from harness.prometheus import PrometheusError, find_binary
 from harness.report import render_summary, write_reports
@@ -100,6 +101,14 @@ def up(
     swarm_limit_s: Annotated[
         float, typer.Option(min=10, help="each swarm started in the UI stops after this")
     ] = 600.0,
+    grafana_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="RUSHLAB_GRAFANA_URL",
+            help="a running Grafana: chaos events become annotations "
+            "(token from RUSHLAB_GRAFANA_TOKEN)",
+        ),
+    ] = None,
 ) -> None:
     """Start the lab in the foreground; Ctrl-C (or `harness down`) stops every process."""
     spec = _load_topology(topology)
@@ -112,6 +121,12 @@ def up(
         extras.append(with_prometheus)
     if locust:
         extras.append(with_locust(load_workers, swarm_limit_s))
+    grafana = None
+    if grafana_url:
+        token = os.environ.get("RUSHLAB_GRAFANA_TOKEN", "")
+        if not token:
+            _fail("--grafana-url needs a service-account token in RUSHLAB_GRAFANA_TOKEN")
+        grafana = Grafana(grafana_url.rstrip("/"), token)
     folder = _run_dir(run_dir)
     console.print(f"starting topology {spec.name!r}; logs in {folder}/", style="bold")
 
@@ -135,6 +150,7 @@ def up(
                     render=show,
                     extras=extras,
                     control_port=control_port,
+                    grafana=grafana,
                 )
             )
         except (StartError, TimeoutError, OSError) as exc:

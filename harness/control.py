@@ -7,7 +7,8 @@
     GET  /metrics  harness_chaos_events_total{action,service} and instance counts (no token)
 
 The CLI, the scenario runner and the Locust chaos tab all act through it. Every action is an
-event: appended to `events.jsonl` in the run folder and counted for Prometheus.
+event: appended to `events.jsonl` in the run folder, counted for Prometheus, and posted to
+Grafana as an annotation (tagged "chaos") when a Grafana URL is configured.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -27,8 +30,12 @@ from prometheus_client.registry import Collector
 from pydantic import BaseModel, ConfigDict, Field
 
 from chaos.actions import ACTIONS, ChaosRequest, apply
+from dashboards.elasticity import CHAOS_TAG
+from dashboards.grafana import GrafanaError, post_annotation
 from harness.runtime import ChaosRefused, Event, LabRuntime
 from targets.fastmetrics import FastCounter
+
+log = logging.getLogger(__name__)
 
 
 class EventLog:
@@ -82,15 +89,25 @@ class ChaosBody(BaseModel):
     error_rate: float | None = Field(default=None, ge=0, le=1)
 
 
+@dataclass(frozen=True, slots=True)
+class Grafana:
+    """Where chaos events go as annotations (a service-account token for its HTTP API)."""
+
+    url: str
+    token: str
+
+
 class Controller:
     """Applies chaos one action at a time (no two actions race on the same instances)."""
 
-    def __init__(self, lab: LabRuntime) -> None:
+    def __init__(self, lab: LabRuntime, grafana: Grafana | None = None) -> None:
         self.lab = lab
+        self.grafana = grafana
         self.registry = CollectorRegistry()
         self.events = EventLog(lab.run_dir / "events.jsonl", self.registry)
         self.registry.register(InstanceCollector(lab))
         self._lock = asyncio.Lock()
+        self._annotating: set[asyncio.Task[None]] = set()
 
     async def chaos(self, request: ChaosRequest) -> Event:
         async with self._lock:
@@ -99,7 +116,25 @@ class Controller:
             finally:
                 self.lab.notify()  # even a half-done action may have changed the processes
         self.events.record(event)
+        if self.grafana is not None:
+            task = asyncio.get_running_loop().create_task(self._annotate(self.grafana, event))
+            self._annotating.add(task)
+            task.add_done_callback(self._annotating.discard)
         return event
+
+    async def _annotate(self, grafana: Grafana, event: Event) -> None:
+        """Best effort: a Grafana that is down must not stop the chaos."""
+        text = f"{event.action} {event.service} {' '.join(event.instances)}: {event.detail}"
+        try:
+            await post_annotation(
+                grafana.url,
+                grafana.token,
+                text,
+                [CHAOS_TAG, event.action, event.service],
+                int(event.at * 1000),
+            )
+        except GrafanaError as exc:
+            log.warning("chaos annotation not posted to Grafana: %s", exc)
 
 
 def control_app(controller: Controller) -> FastAPI:

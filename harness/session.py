@@ -20,7 +20,7 @@ from typing import Any
 
 from rich.table import Table
 
-from harness.control import Controller, control_app
+from harness.control import Controller, Grafana, control_app
 from harness.locust import LocustPlan, start_locust
 from harness.prometheus import LAB_RULES, Prometheus, ScrapeTarget
 from harness.runtime import LabRuntime
@@ -160,13 +160,14 @@ async def run_session(
     render: Callable[[Table], None] | None = None,
     extras: list[Extra] | None = None,
     control_port: int = 0,
+    grafana: Grafana | None = None,
 ) -> None:
     """Run the lab until SIGINT/SIGTERM; `extras` start optional parts (Prometheus, Locust)."""
     async with Supervisor(run_dir) as supervisor:
         lab = LabRuntime(topology, supervisor)
         await lab.start()
         await lab.wait_healthy()
-        controller = Controller(lab)
+        controller = Controller(lab, grafana)
         control = await asgi.start(control_app(controller), "127.0.0.1", control_port)
         lab.extra_targets.append(
             ScrapeTarget(f"127.0.0.1:{control.port}", {"service": "lab", "role": "harness"})
@@ -177,6 +178,8 @@ async def run_session(
             urls[f"{name} (load balancer)"] = f"http://{host}:{port}/"
         for extra in extras or []:
             await extra(lab, urls)
+        if grafana is not None:
+            urls["grafana"] = grafana.url
         info = LabInfo(run_dir, os.getpid(), f"127.0.0.1:{control.port}", lab.token_file, urls)
         info.write()
         on_ready(info)

@@ -11,11 +11,14 @@ from typing import Any
 import httpx2
 import pytest
 
-from harness.control import Controller, control_app
+from chaos.actions import ChaosRequest
+from harness.control import Controller, Grafana, control_app
 from harness.runtime import LabRuntime
 from harness.supervisor import Supervisor
 from harness.topology import Topology
 from targets.http.client import fetch
+from targets.http.messages import Request
+from targets.http.server import HttpServer, ResponseWriter
 
 pytestmark = pytest.mark.e2e
 
@@ -158,3 +161,35 @@ async def test_every_action_is_an_event_and_a_counter(api: Api) -> None:
     metrics = (await api.client.get("/metrics")).text
     assert 'harness_chaos_events_total{action="pause",service="orders"} 1.0' in metrics
     assert 'harness_instances{service="orders",state="running"} 2.0' in metrics
+
+
+async def test_chaos_events_become_grafana_annotations(tmp_path: Path) -> None:
+    """With a Grafana configured, each chaos event is posted as an annotation tagged chaos."""
+    posted: list[tuple[str, bytes | None, dict[str, Any]]] = []
+
+    async def grafana(request: Request, writer: ResponseWriter) -> None:
+        body = json.loads(await request.body.read_all())
+        posted.append((request.path, request.header(b"authorization"), body))
+        writer.send_json(200, {"id": len(posted), "message": "Annotation added"})
+
+    fake = HttpServer(grafana)
+    await fake.listen()
+    try:
+        async with Supervisor(tmp_path / "run") as supervisor:
+            lab = LabRuntime(SMALL, supervisor, seed=3)
+            await lab.start()
+            url = "http://{}:{}".format(*fake.address)
+            controller = Controller(lab, Grafana(url, "svc-token"))
+            event = await controller.chaos(ChaosRequest("pause", "orders", instance="orders-1"))
+            for _ in range(100):
+                if posted:
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        await fake.shutdown(1)
+    ((path, auth, body),) = posted
+    assert path == "/api/annotations"
+    assert auth == b"Bearer svc-token"
+    assert body["tags"] == ["chaos", "pause", "orders"]
+    assert body["time"] == int(event.at * 1000)
+    assert "orders-1" in body["text"]
