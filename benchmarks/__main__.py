@@ -2,8 +2,8 @@
 
 Progress goes to stderr. The last line on stdout is one JSON object: the benchmark's result when
 one is named, otherwise one object keyed by benchmark name (`lb_vs_haproxy`,
-`server_vs_uvicorn`, `idle_connections`, `proxy_python_cost`); a benchmark that could not run
-holds `{"error": "..."}` instead.
+`server_vs_uvicorn`, `idle_connections`, `proxy_python_cost`, `locust_plugin_overhead`,
+`lab_timings`); a benchmark that could not run holds `{"error": "..."}` instead.
 Exit status: 0 when every benchmark ran (whether or not it met its goal, see each "ok"),
 1 when one could not run, 130 when interrupted.
 """
@@ -17,10 +17,24 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from benchmarks import idle_connections, lb_vs_haproxy, proxy_python_cost, server_vs_uvicorn
+from benchmarks import (
+    idle_connections,
+    lab_timings,
+    lb_vs_haproxy,
+    locust_plugin_overhead,
+    proxy_python_cost,
+    server_vs_uvicorn,
+)
 from benchmarks.support import BenchError, emit, log
 
-NAMES = ("lb_vs_haproxy", "server_vs_uvicorn", "idle_connections", "proxy_python_cost")
+NAMES = (
+    "lb_vs_haproxy",
+    "server_vs_uvicorn",
+    "idle_connections",
+    "proxy_python_cost",
+    "locust_plugin_overhead",
+    "lab_timings",
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -30,7 +44,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("name", nargs="?", choices=NAMES, help="run only this benchmark")
     p.add_argument(
-        "--duration", type=float, default=10.0, help="seconds per measured wrk run (default 10)"
+        "--duration",
+        type=float,
+        default=10.0,
+        help="seconds per measured wrk or Locust run (default 10)",
     )
     p.add_argument("--connections", type=int, default=50, help="wrk connections (default 50)")
     p.add_argument(
@@ -42,9 +59,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=idle_connections.CONNECTIONS,
         help=f"connections idle_connections opens (default {idle_connections.CONNECTIONS})",
     )
+    p.add_argument(
+        "--locust-users",
+        type=int,
+        default=locust_plugin_overhead.USERS,
+        help=f"users locust_plugin_overhead runs (default {locust_plugin_overhead.USERS})",
+    )
+    p.add_argument(
+        "--lab-rounds",
+        type=int,
+        default=lab_timings.ROUNDS,
+        help=f"rounds of lab_timings (default {lab_timings.ROUNDS})",
+    )
     args = p.parse_args(argv)
-    if args.duration <= 0 or args.connections < 1 or args.rounds < 1 or args.idle_connections < 1:
-        p.error("--duration, --connections, --rounds and --idle-connections must be positive")
+    counts = (args.connections, args.rounds, args.idle_connections, args.locust_users)
+    if args.duration <= 0 or min(*counts, args.lab_rounds) < 1:
+        p.error(
+            "--duration, --connections, --rounds, --idle-connections, --locust-users and"
+            " --lab-rounds must be positive"
+        )
     return args
 
 
@@ -56,6 +89,10 @@ def runners(args: argparse.Namespace) -> dict[str, Callable[[], dict[str, Any]]]
         "server_vs_uvicorn": lambda: server_vs_uvicorn.run(**load),
         "idle_connections": lambda: idle_connections.run(args.idle_connections),
         "proxy_python_cost": proxy_python_cost.run,
+        "locust_plugin_overhead": lambda: locust_plugin_overhead.run(
+            args.duration, args.locust_users, args.rounds
+        ),
+        "lab_timings": lambda: lab_timings.run(args.lab_rounds),
     }
 
 
