@@ -75,14 +75,15 @@ SHOP = {"orders": ["orders-1", "orders-2", "orders-3"], "auth": ["auth-1", "auth
 # -- the shipped scenarios -------------------------------------------------------------------
 
 
-def test_the_five_scenarios_ship() -> None:
-    """chaos/scenarios holds the five scenarios the product documents."""
+def test_the_documented_scenarios_ship() -> None:
+    """chaos/scenarios holds the five scenarios the product documents, and the demo's."""
     assert {p.stem for p in SHIPPED} == {
         "kill-under-rush",
         "add-under-rush",
         "pause-gray-failure",
         "latency-one-server",
         "graceful-scale-in",
+        "showcase",
     }
 
 
