@@ -8,32 +8,24 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from chaos.actions import ACTIONS
-from harness.control import Grafana
-from harness.demo import DemoSettings, render, run_demo
-from harness.prometheus import PrometheusError, find_binary
-from harness.report import render_summary, write_reports
-from harness.session import (
-    Extra,
-    LabInfo,
-    NoLab,
-    run_session,
-    status_table,
-    with_locust,
-    with_prometheus,
-)
-from harness.supervisor import StartError
-from harness.topology import Topology, load_topology
-from harness.yamlfile import InputError, read_yaml
-from harness.yamlfile import validate as validate_yaml
+from harness.errors import InputError
+from harness.labinfo import LabInfo, NoLab, status_table
 from targets.http.loop import run
+
+if TYPE_CHECKING:
+    from harness.topology import Topology
+
+# Commands import what they need when they run: `harness chaos` must answer in a blink, not
+# after loading FastAPI, pydantic models, the Grafana SDK and the whole lab.
+ACTION_NAMES = ("kill", "stop", "pause", "resume", "restart", "add", "remove", "latency",
+                "errors", "clear")  # fmt: skip
 
 app = typer.Typer(
     name="harness",
@@ -74,6 +66,9 @@ def demo(
 
 
 def _quick_demo(folder: Path) -> None:
+    from harness.demo import DemoSettings, render, run_demo
+    from harness.supervisor import StartError
+
     settings = DemoSettings()
     console.print(f"starting a load balancer and {settings.servers} servers; logs in {folder}/")
     try:
@@ -111,6 +106,11 @@ def up(
     ] = None,
 ) -> None:
     """Start the lab in the foreground; Ctrl-C (or `harness down`) stops every process."""
+    from harness.control import Grafana
+    from harness.prometheus import PrometheusError, find_binary
+    from harness.session import Extra, run_session, with_locust, with_prometheus
+    from harness.supervisor import StartError
+
     spec = _load_topology(topology)
     extras: list[Extra] = []
     if prometheus:
@@ -170,8 +170,11 @@ def run_command(
     ] = None,
 ) -> None:
     """Run a scenario headless and judge its SLOs: exit 0 pass, 1 violated, 2 invalid run."""
-    from harness.runner import run_scenario  # noqa: PLC0415 - imports Locust's settings module
-    from harness.scenario import load_scenario  # noqa: PLC0415
+    from harness.prometheus import PrometheusError, find_binary
+    from harness.report import render_summary, write_reports
+    from harness.runner import run_scenario
+    from harness.scenario import load_scenario
+    from harness.supervisor import StartError
 
     try:
         scenario = load_scenario(scenario_file)
@@ -215,7 +218,7 @@ def status() -> None:
 
 @app.command()
 def chaos(
-    action: Annotated[str, typer.Argument(help=f"one of: {', '.join(sorted(ACTIONS))}")],
+    action: Annotated[str, typer.Argument(help=f"one of: {', '.join(ACTION_NAMES)}")],
     service: Annotated[str, typer.Argument(help="service name, e.g. orders")],
     count: Annotated[int, typer.Option(min=1, max=64, help="how many instances")] = 1,
     instance: Annotated[str | None, typer.Option(help="this instance (default: random)")] = None,
@@ -250,13 +253,16 @@ def validate(
     file: Annotated[Path, typer.Argument(help="a topology or scenario file")],
 ) -> None:
     """Check a topology or scenario file; errors name file:line:col and the field."""
+    from harness.topology import Topology
+    from harness.yamlfile import validate as validate_yaml
+
     data = _read(file)
     kind = "topology" if isinstance(data, dict) and "services" in data else "scenario"
     try:
         if kind == "topology":
             validate_yaml(data, Topology, file)
         else:
-            from harness.scenario import load_scenario  # noqa: PLC0415 - optional until it lands
+            from harness.scenario import load_scenario
 
             load_scenario(file)
     except InputError as exc:
@@ -275,13 +281,15 @@ def dashboards_build(
     out: Annotated[Path | None, typer.Option(help="folder (default dashboards/generated)")] = None,
 ) -> None:
     """Generate the dashboards' JSON and Grafana's provisioning files from the code."""
-    from dashboards.build import GENERATED, write_all  # noqa: PLC0415 - the SDK is slow to load
+    from dashboards.build import GENERATED, write_all
 
     for path in write_all(out or GENERATED):
         console.print(f"wrote {path}")
 
 
 def _load_topology(path: Path | None) -> Topology:
+    from harness.topology import load_topology
+
     try:
         return load_topology(path)
     except InputError as exc:
@@ -291,6 +299,8 @@ def _load_topology(path: Path | None) -> Topology:
 
 
 def _read(path: Path) -> object:
+    from harness.yamlfile import read_yaml
+
     try:
         return read_yaml(path)
     except InputError as exc:

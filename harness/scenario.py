@@ -29,8 +29,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from harness.errors import InputError
 from harness.topology import DEFAULT_TOPOLOGY, Topology, load_topology
-from harness.yamlfile import InputError, position, read_yaml, validate
+from harness.yamlfile import position, read_yaml, validate
 
 TOPOLOGIES = DEFAULT_TOPOLOGY.parent
 _TOPOLOGY_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")

@@ -16,15 +16,9 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
+from harness.errors import InputError
+
 M = TypeVar("M", bound=BaseModel)
-
-
-class InputError(Exception):
-    """A file (or value) the user gave is wrong; `problems` are ready-to-print lines."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
 
 
 def read_yaml(path: Path) -> Any:

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from harness.errors import InputError
 from harness.scenario import (
     ChaosStep,
     Scenario,
@@ -21,7 +22,6 @@ from harness.scenario import (
     topology_path,
 )
 from harness.topology import DEFAULT_TOPOLOGY, load_topology
-from harness.yamlfile import InputError
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((ROOT / "chaos" / "scenarios").glob("*.yaml"))
