@@ -17,6 +17,7 @@ from harness.lab import Lab, ServerSpec, start_lab
 from harness.loadgen import GET_ONLY, run_load
 from harness.supervisor import Supervisor
 from targets.http.client import Client
+from tests.helpers import running
 
 pytestmark = pytest.mark.e2e
 
@@ -183,7 +184,7 @@ async def test_children_die_with_a_killed_harness(tmp_path: Path) -> None:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(5)
         for _ in range(50):
-            if not _running(child_pid):
+            if not running(child_pid):
                 break
             await asyncio.sleep(0.1)
         else:
@@ -195,12 +196,3 @@ async def test_children_die_with_a_killed_harness(tmp_path: Path) -> None:
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
-
-
-def _running(pid: int) -> bool:
-    """True while `pid` exists and is not a zombie waiting to be reaped."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import running
+
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
 
@@ -88,7 +90,7 @@ def test_up_status_chaos_down(tmp_path: Path) -> None:
         assert harness("down", cwd=tmp_path).returncode == 0
         assert up.wait(30) == 0
         time.sleep(0.5)
-        assert [pid for pid in pids if _running(pid)] == []
+        assert [pid for pid in pids if running(pid)] == []
     finally:
         if up.poll() is None:
             up.send_signal(signal.SIGTERM)
@@ -103,11 +105,3 @@ def _pid_lines(run_dir: Path) -> list[str]:
         ["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True
     ).stdout
     return [line.strip() for line in out.splitlines() if str(run_dir) in line]
-
-
-def _running(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
