@@ -10,6 +10,7 @@ decorate it with `@action("name", needs=...)`, document it in README's chaos tab
     pause     SIGSTOP: a gray failure (the port accepts, nothing answers)
     resume    SIGCONT
     restart   stop (if alive), then boot again under the same name
+    resize    vertical scaling: stop, then boot again with `slots` (real downtime)
     add       boot N new replicas (at most max_replicas)
     remove    stop N replicas gracefully (at least min_replicas stay)
     latency   extra latency on an instance (latency_ms)
@@ -22,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from harness.runtime import ChaosRefused, Event, Instance, LabRuntime, Service
 
@@ -39,6 +40,7 @@ class ChaosRequest:
     count: int = 1
     latency_ms: float | None = None
     error_rate: float | None = None
+    slots: int | None = None
 
 
 Outcome = tuple[list[str], str]
@@ -121,6 +123,22 @@ async def restart(lab: LabRuntime, service: Service, request: ChaosRequest) -> O
         instance.child = child
         instance.state = "running"
     return _names(chosen), "stopped and booted again"
+
+
+@action("resize")
+async def resize(lab: LabRuntime, service: Service, request: ChaosRequest) -> Outcome:
+    """Like a machine resize: capacity changes only across a stop and a start."""
+    if request.slots is None or request.slots < 1:
+        raise ChaosRefused(409, "resize needs slots >= 1")
+    chosen = lab.pick(service, request.instance, request.count, ALIVE)
+    bigger = replace(service.pool.default, slots=request.slots)
+    for instance in chosen:
+        await instance.child.stop()
+        instance.state = "stopped"
+        instance.child = await service.pool.add_server(bigger, name=instance.name)
+        instance.state = "running"
+        instance.slots = request.slots
+    return _names(chosen), f"stopped and booted again with {request.slots} slots"
 
 
 @action("add")

@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 
 # Commands import what they need when they run: `harness chaos` must answer in a blink, not
 # after loading FastAPI, pydantic models, the Grafana SDK and the whole lab.
-ACTION_NAMES = ("kill", "stop", "pause", "resume", "restart", "add", "remove", "latency",
-                "errors", "clear")  # fmt: skip
+ACTION_NAMES = ("kill", "stop", "pause", "resume", "restart", "resize", "add", "remove",
+                "latency", "errors", "clear")  # fmt: skip
 
 app = typer.Typer(
     name="harness",
@@ -224,6 +224,7 @@ def chaos(
     instance: Annotated[str | None, typer.Option(help="this instance (default: random)")] = None,
     latency_ms: Annotated[float | None, typer.Option(help="for latency")] = None,
     error_rate: Annotated[float | None, typer.Option(help="for errors, 0..1")] = None,
+    slots: Annotated[int | None, typer.Option(help="for resize: the new capacity")] = None,
 ) -> None:
     """Apply one chaos action to the running lab."""
     info = _lab()
@@ -232,6 +233,7 @@ def chaos(
         ("instance", instance),
         ("latency_ms", latency_ms),
         ("error_rate", error_rate),
+        ("slots", slots),
     ):
         if value is not None:
             payload[key] = value

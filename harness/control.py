@@ -80,13 +80,15 @@ class InstanceCollector(Collector):
 class ChaosBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     action: Literal[
-        "kill", "stop", "pause", "resume", "restart", "add", "remove", "latency", "errors", "clear"
-    ]
+        "kill", "stop", "pause", "resume", "restart", "resize", "add", "remove", "latency",
+        "errors", "clear",
+    ]  # fmt: skip
     service: str = Field(min_length=1, max_length=64)
     instance: str | None = Field(default=None, max_length=64)
     count: int = Field(default=1, ge=1, le=64)
     latency_ms: float | None = Field(default=None, ge=0, le=600_000)
     error_rate: float | None = Field(default=None, ge=0, le=1)
+    slots: int | None = Field(default=None, ge=1, le=100_000)
 
 
 @dataclass(frozen=True, slots=True)

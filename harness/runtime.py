@@ -41,6 +41,7 @@ class Instance:
     name: str
     service: str
     child: Child
+    slots: int  # its capacity: changes only across a stop and a start (resize)
     state: str = "running"  # running | paused | stopped | killed
 
     @property
@@ -116,7 +117,7 @@ class LabRuntime:
         )
         service = Service(name, spec, pool)
         for child in pool.servers.values():
-            service.instances[child.name] = Instance(child.name, name, child)
+            service.instances[child.name] = Instance(child.name, name, child, pool.default.slots)
         return service
 
     async def wait_healthy(self, timeout_s: float = 30.0) -> None:
@@ -198,7 +199,7 @@ class LabRuntime:
 
     async def add(self, service: Service) -> Instance:
         child = await service.pool.add_server()
-        instance = Instance(child.name, service.name, child)
+        instance = Instance(child.name, service.name, child, service.pool.default.slots)
         service.instances[child.name] = instance
         return instance
 
@@ -244,6 +245,7 @@ class LabRuntime:
                         "state": i.state if i.child.alive or i.state != "running" else "exited",
                         "target": targets.get(i.name, {}).get("state", "unregistered"),
                         "in_flight": targets.get(i.name, {}).get("in_flight", 0),
+                        "slots": i.slots,
                     }
                     for i in sorted(service.instances.values(), key=lambda i: i.name)
                 ],

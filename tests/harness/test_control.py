@@ -193,3 +193,19 @@ async def test_chaos_events_become_grafana_annotations(tmp_path: Path) -> None:
     assert body["tags"] == ["chaos", "pause", "orders"]
     assert body["time"] == int(event.at * 1000)
     assert "orders-1" in body["text"]
+
+
+async def test_resize_restarts_the_instance_with_its_new_capacity(api: Api) -> None:
+    """resize is a stop and a start: a new process, the new slots, registered again."""
+    before = (await api.instances())["orders-1"]
+    response = await api.chaos(action="resize", service="orders", instance="orders-1", slots=2)
+    assert response.status_code == 200, response.text
+    after = (await api.instances())["orders-1"]
+    assert after["pid"] != before["pid"]
+    assert after["slots"] == 2
+    host, port = api.lab.services["orders"].instances["orders-1"].child.address()
+    metrics = (await fetch(host, port, "GET", "/metrics")).body.decode()
+    assert "server_slots 2.0" in metrics
+    await api.lab.wait_healthy()
+    refused = await api.chaos(action="resize", service="orders", instance="orders-2")
+    assert refused.status_code == 409  # no slots given
