@@ -9,9 +9,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
+from chaos.actions import ACTIONS
+from harness.cli import ACTION_NAMES
+from harness.control import ChaosBody
 from tests.helpers import running
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,3 +109,9 @@ def _pid_lines(run_dir: Path) -> list[str]:
         ["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True
     ).stdout
     return [line.strip() for line in out.splitlines() if str(run_dir) in line]
+
+
+def test_the_cli_and_the_control_api_know_every_registered_action() -> None:
+    """The CLI's list and the control API's schema name exactly the registered actions."""
+    assert set(ACTION_NAMES) == set(ACTIONS)
+    assert set(get_args(ChaosBody.model_fields["action"].annotation)) == set(ACTIONS)
