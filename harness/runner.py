@@ -22,7 +22,7 @@ from chaos.actions import ChaosRequest
 from harness import slo
 from harness.control import Controller, control_app
 from harness.locust import LocustPlan, start_locust
-from harness.prometheus import LAB_RULES, Prometheus, ScrapeTarget, Series
+from harness.prometheus import Prometheus, Series
 from harness.report import Plot, RunResult, standard_plots
 from harness.runtime import ChaosRefused, LabRuntime
 from harness.scenario import ChaosStep, Scenario, resolve_timeline
@@ -58,10 +58,7 @@ async def _run(
 ) -> RunResult:
     wait = scenario.load.wait_s or (0.5, 2.0)
     plan = LocustPlan(
-        services={
-            name: "http://{}:{}".format(*service.pool.address)
-            for name, service in lab.services.items()
-        },
+        services=lab.service_urls(),
         stages=tuple(Stage(s.duration_s, s.users, s.spawn_rate) for s in scenario.load.stages),
         workers=scenario.load.workers,
         metrics_port=free_port(),
@@ -71,21 +68,11 @@ async def _run(
         wait_s=(wait[0], wait[1]),
         timeout_s=scenario.load.timeout_s or 10.0,
     )
-    lab.extra_targets.append(
-        ScrapeTarget(f"127.0.0.1:{control_port}", {"service": "lab", "role": "harness"})
-    )
+    lab.scrape(f"127.0.0.1:{control_port}", service="lab", role="harness")
     for i, port in enumerate((plan.metrics_port, *plan.worker_metrics_ports)):
         name = "locust" if i == 0 else f"locust-worker-{i}"
-        lab.extra_targets.append(
-            ScrapeTarget(
-                f"127.0.0.1:{port}", {"service": "load", "role": "locust", "instance": name}
-            )
-        )
-    prometheus = Prometheus(lab.run_dir, free_port())
-    prometheus.write_config([LAB_RULES])
-    prometheus.set_targets(lab.scrape_targets())
-    lab.listeners.append(lambda: prometheus.set_targets(lab.scrape_targets()))
-    await prometheus.start(lab.supervisor)
+        lab.scrape(f"127.0.0.1:{port}", service="load", role="locust", instance=name)
+    prometheus = await lab.start_prometheus()
     lab_targets = len(lab.scrape_targets()) - 1 - scenario.load.workers
     progress(f"prometheus at {prometheus.url}; waiting for {lab_targets} scrape targets")
     await prometheus.wait_for_targets(lab_targets, timeout_s=60)

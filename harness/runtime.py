@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.lab import Lab, ServerSpec, start_lab, write_token
-from harness.prometheus import ScrapeTarget
-from harness.supervisor import Child, Supervisor
+from harness.prometheus import LAB_RULES, Prometheus, ScrapeTarget
+from harness.supervisor import Child, Supervisor, free_port
 from harness.topology import ServiceSpec, Topology
 from targets.http.client import fetch_json
 from targets.http.upstream import UpstreamError
@@ -157,6 +157,26 @@ class LabRuntime:
                         )
                     )
         return targets
+
+    def service_urls(self) -> dict[str, str]:
+        """Each service's entry point (its load balancer), as Locust is told."""
+        return {
+            name: "http://{}:{}".format(*service.pool.address)
+            for name, service in self.services.items()
+        }
+
+    def scrape(self, address: str, **labels: str) -> None:
+        """One more /metrics endpoint beyond the services' own (the harness, Locust)."""
+        self.extra_targets.append(ScrapeTarget(address, labels))
+
+    async def start_prometheus(self) -> Prometheus:
+        """Prometheus scraping every process of the lab, its targets kept in step with chaos."""
+        prometheus = Prometheus(self.run_dir, free_port())
+        prometheus.write_config([LAB_RULES])
+        prometheus.set_targets(self.scrape_targets())
+        self.listeners.append(lambda: prometheus.set_targets(self.scrape_targets()))
+        await prometheus.start(self.supervisor)
+        return prometheus
 
     def notify(self) -> None:
         """The set of processes changed (chaos): tell whoever listens."""

@@ -20,9 +20,8 @@ from rich.table import Table
 from harness.control import Controller, Grafana, control_app
 from harness.labinfo import LabInfo, status_table
 from harness.locust import LocustPlan, start_locust
-from harness.prometheus import LAB_RULES, Prometheus, ScrapeTarget
 from harness.runtime import LabRuntime
-from harness.supervisor import Supervisor, free_port
+from harness.supervisor import Supervisor
 from harness.topology import Topology
 from targets import asgi
 
@@ -34,10 +33,7 @@ def with_locust(workers: int, swarm_limit_s: float) -> Extra:
 
     async def start(lab: LabRuntime, urls: dict[str, str]) -> None:
         plan = LocustPlan(
-            services={
-                name: "http://{}:{}".format(*service.pool.address)
-                for name, service in lab.services.items()
-            },
+            services=lab.service_urls(),
             headless=False,
             run_time_s=swarm_limit_s,
             workers=workers,
@@ -46,11 +42,7 @@ def with_locust(workers: int, swarm_limit_s: float) -> Extra:
         )
         handles = await start_locust(lab.supervisor, plan, lab.run_dir)
         for name, (host, port) in handles.metrics.items():
-            lab.extra_targets.append(
-                ScrapeTarget(
-                    f"{host}:{port}", {"service": "load", "role": "locust", "instance": name}
-                )
-            )
+            lab.scrape(f"{host}:{port}", service="load", role="locust", instance=name)
         lab.notify()
         urls["locust"] = f"{handles.web_url}/"
         urls["chaos page"] = f"{handles.web_url}/chaos"
@@ -60,12 +52,7 @@ def with_locust(workers: int, swarm_limit_s: float) -> Extra:
 
 async def with_prometheus(lab: LabRuntime, urls: dict[str, str]) -> None:
     """Prometheus scraping every process of the lab, its targets kept in step with chaos."""
-    prometheus = Prometheus(lab.run_dir, free_port())
-    prometheus.write_config([LAB_RULES])
-    prometheus.set_targets(lab.scrape_targets())
-    lab.listeners.append(lambda: prometheus.set_targets(lab.scrape_targets()))
-    await prometheus.start(lab.supervisor)
-    urls["prometheus"] = prometheus.url
+    urls["prometheus"] = (await lab.start_prometheus()).url
 
 
 async def run_session(
@@ -85,9 +72,7 @@ async def run_session(
         await lab.wait_healthy()
         controller = Controller(lab, grafana)
         control = await asgi.start(control_app(controller), "127.0.0.1", control_port)
-        lab.extra_targets.append(
-            ScrapeTarget(f"127.0.0.1:{control.port}", {"service": "lab", "role": "harness"})
-        )
+        lab.scrape(f"127.0.0.1:{control.port}", service="lab", role="harness")
         urls = {"control": f"http://127.0.0.1:{control.port}/docs"}
         for name, service in lab.services.items():
             host, port = service.pool.address
