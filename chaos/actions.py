@@ -41,6 +41,7 @@ class ChaosRequest:
     latency_ms: float | None = None
     error_rate: float | None = None
     slots: int | None = None
+    cause: str | None = None  # who asked and why (the autoscaler's decision); in the event
 
 
 Outcome = tuple[list[str], str]
@@ -65,6 +66,8 @@ async def apply(lab: LabRuntime, request: ChaosRequest) -> Event:
         raise ChaosRefused(409, f"count must be at least 1 (got {request.count})")
     service = lab.service(request.service)
     names, detail = await fn(lab, service, request)
+    if request.cause:
+        detail = f"{detail} [{request.cause}]"
     return Event(time.time(), request.action, service.name, tuple(names), detail)
 
 

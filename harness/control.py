@@ -89,6 +89,7 @@ class ChaosBody(BaseModel):
     latency_ms: float | None = Field(default=None, ge=0, le=600_000)
     error_rate: float | None = Field(default=None, ge=0, le=1)
     slots: int | None = Field(default=None, ge=1, le=100_000)
+    cause: str | None = Field(default=None, max_length=300)  # who asked, e.g. the autoscaler
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,6 +69,7 @@ async def _run(
         timeout_s=scenario.load.timeout_s or 10.0,
     )
     lab.scrape(f"127.0.0.1:{control_port}", service="lab", role="harness")
+    await lab.start_autoscalers(("127.0.0.1", control_port))
     for i, port in enumerate((plan.metrics_port, *plan.worker_metrics_ports)):
         name = "locust" if i == 0 else f"locust-worker-{i}"
         lab.scrape(f"127.0.0.1:{port}", service="load", role="locust", instance=name)

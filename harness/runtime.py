@@ -9,6 +9,8 @@ Locust hang off it when they run.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import random
 import time
 from collections.abc import Callable
@@ -92,6 +94,7 @@ class LabRuntime:
         # when the set changes (Prometheus's file_sd).
         self.extra_targets: list[ScrapeTarget] = []
         self.listeners: list[Callable[[], None]] = []
+        self.autoscalers: dict[str, Child] = {}  # by service
 
     @property
     def run_dir(self) -> Path:
@@ -136,6 +139,30 @@ class LabRuntime:
                     )
                 await asyncio.sleep(0.1)
 
+    async def start_autoscalers(self, control: tuple[str, int]) -> None:
+        """An autoscaler process for each service with `autoscaling`, acting through `control`
+        (the harness control API, which must be serving)."""
+        for name, service in self.services.items():
+            policy = service.spec.autoscaler_policy()
+            if policy is None or service.spec.autoscaling is None:
+                continue
+            lb_host, lb_port = service.pool.control
+            self.autoscalers[name] = await self.supervisor.spawn(
+                f"autoscaler-{name}",
+                "autoscaler",
+                "targets.autoscaler",
+                [
+                    f"--service={name}",
+                    f"--lb-control={lb_host}:{lb_port}",
+                    f"--lab-control={control[0]}:{control[1]}",
+                    f"--token-file={self.token_file}",
+                    f"--metric={service.spec.autoscaling.metric}",
+                    f"--policy={json.dumps(dataclasses.asdict(policy))}",
+                ],
+            )
+        if self.autoscalers:
+            self.notify()
+
     def scrape_targets(self) -> list[ScrapeTarget]:
         """Every /metrics endpoint of the lab, labelled with service, role and instance."""
         targets = list(self.extra_targets)
@@ -156,6 +183,14 @@ class LabRuntime:
                             {"service": service.name, "role": "server", "instance": instance.name},
                         )
                     )
+            scaler = self.autoscalers.get(service.name)
+            if scaler is not None and scaler.alive:
+                targets.append(
+                    ScrapeTarget(
+                        str(scaler.ready["address"]),
+                        {"service": service.name, "role": "autoscaler", "instance": scaler.name},
+                    )
+                )
         return targets
 
     def service_urls(self) -> dict[str, str]:
@@ -270,5 +305,12 @@ class LabRuntime:
                     for i in sorted(service.instances.values(), key=lambda i: i.name)
                 ],
                 "replicas": {"min": service.spec.min_replicas, "max": service.spec.max_replicas},
+                "autoscaler": _process(self.autoscalers.get(service.name)),
             }
         return {"started_at": self.started_at, "services": services}
+
+
+def _process(child: Child | None) -> dict[str, Any] | None:
+    if child is None:
+        return None
+    return {"name": child.name, "pid": child.pid, "state": "running" if child.alive else "exited"}

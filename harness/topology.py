@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from harness.yamlfile import load_model
+from targets.autoscaler.core import ConfigError, Policy
 
 DEFAULT_TOPOLOGY = Path(__file__).resolve().parent / "topologies" / "shop.yaml"
 
@@ -86,6 +87,28 @@ class LoadBalancerSpec(_Strict):
         ]
 
 
+class AutoscalingSpec(_Strict):
+    """Target tracking (targets/autoscaler): hold `metric` per ready replica near `target`.
+
+    The replica bounds are the service's `min_replicas` (at least 1) and `max_replicas`; the
+    other fields are `targets.autoscaler.core.Policy`'s, with lab-scale defaults.
+    """
+
+    metric: Literal["in_flight", "request_rate"] = "in_flight"
+    target: float = Field(gt=0, le=1_000_000)
+    tolerance: float = Field(default=0.1, ge=0, lt=1)
+    scale_out_step_max: int = Field(default=4, ge=1, le=64)
+    scale_out_period_s: float = Field(default=15.0, gt=0, le=1800)
+    scale_in_stabilization_s: float = Field(default=30.0, ge=0, le=3600)
+    warmup_s: float = Field(default=5.0, ge=0, le=3600)
+    evaluation_interval_s: float = Field(default=1.0, gt=0, le=60)
+
+    def policy(self, min_replicas: int, max_replicas: int) -> Policy:
+        """The core's policy for a service with these bounds (ConfigError naming a field)."""
+        fields = self.model_dump(exclude={"metric"})
+        return Policy(min_replicas=min_replicas, max_replicas=max_replicas, **fields)
+
+
 class ServiceSpec(_Strict):
     """A horizontally scaled service: N identical replicas behind one load balancer."""
 
@@ -97,6 +120,7 @@ class ServiceSpec(_Strict):
     boot_delay_s: float = Field(default=0.0, ge=0, le=600)
     drain_timeout_s: float = Field(default=10.0, ge=0, le=3600)
     load_balancer: LoadBalancerSpec = LoadBalancerSpec()
+    autoscaling: AutoscalingSpec | None = None
 
     @model_validator(mode="after")
     def _replicas_within_bounds(self) -> ServiceSpec:
@@ -105,7 +129,20 @@ class ServiceSpec(_Strict):
                 f"replicas ({self.replicas}) must be between min_replicas ({self.min_replicas})"
                 f" and max_replicas ({self.max_replicas})"
             )
+        if self.autoscaling is not None:
+            if self.min_replicas < 1:
+                raise ValueError("autoscaling needs min_replicas >= 1 (no scale to zero)")
+            try:
+                self.autoscaling.policy(self.min_replicas, self.max_replicas)
+            except ConfigError as exc:
+                raise ValueError(f"autoscaling: {exc}") from None
         return self
+
+    def autoscaler_policy(self) -> Policy | None:
+        """The autoscaler core's policy, when the service autoscales."""
+        if self.autoscaling is None:
+            return None
+        return self.autoscaling.policy(self.min_replicas, self.max_replicas)
 
     def server_args(self) -> list[str]:
         """The `python -m targets.server` flags for one replica (identity flags excluded)."""

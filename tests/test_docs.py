@@ -11,6 +11,8 @@ from harness.control import Controller
 from harness.runtime import LabRuntime
 from harness.supervisor import Supervisor
 from harness.topology import load_topology
+from targets.autoscaler.adapter import Endpoints, ServiceAutoscaler
+from targets.autoscaler.core import Policy
 from targets.lb.balancer import LbConfig, LoadBalancer
 from targets.server.app import ServerConfig, ShopServer
 
@@ -46,6 +48,14 @@ async def test_every_harness_metric_is_documented(tmp_path: Path) -> None:
     lab = LabRuntime(load_topology(), Supervisor(tmp_path))
     names = exposed(Controller(lab).registry)
     assert names == {n for n in documented() if n.startswith("harness_")}
+
+
+def test_every_autoscaler_metric_is_documented() -> None:
+    """The autoscaler exposes exactly the autoscaler_* metrics docs/metrics.md lists."""
+    registry = CollectorRegistry()
+    endpoints = Endpoints(("127.0.0.1", 1), ("127.0.0.1", 1), "token")
+    ServiceAutoscaler("web", Policy(target=1.0), "in_flight", endpoints, registry)
+    assert exposed(registry) == {n for n in documented() if n.startswith("autoscaler_")}
 
 
 def test_every_locust_metric_is_documented() -> None:

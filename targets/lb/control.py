@@ -39,9 +39,10 @@ class TargetOut(BaseModel):
     state: str
     reason: str
     in_flight: int
+    requests: int  # answered so far (any status): an autoscaler's request-rate source
 
     @classmethod
-    def of(cls, t: Target) -> TargetOut:
+    def of(cls, t: Target, requests: int = 0) -> TargetOut:
         return cls(
             id=t.id,
             host=t.host,
@@ -50,6 +51,7 @@ class TargetOut(BaseModel):
             state=t.state.value,
             reason=str(t.reason),
             in_flight=t.in_flight,
+            requests=requests,
         )
 
 
@@ -98,12 +100,13 @@ def control_app(lb: LoadBalancer, token: str | None, allow_remote: bool = False)
     @app.get("/targets", dependencies=guarded, responses=auth_errors)
     async def list_targets() -> GroupOut:
         group = lb.group
+        answered = lb.metrics.answered_by()
         return GroupOut(
             name=lb.config.name,
             algorithm=group.config.algorithm.value,
             routable=group.routable(),
             counts={state.value: n for state, n in group.counts().items()},
-            targets=[TargetOut.of(t) for t in group.targets.values()],
+            targets=[TargetOut.of(t, answered.get(t.id, 0)) for t in group.targets.values()],
         )
 
     @app.post(

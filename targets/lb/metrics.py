@@ -73,6 +73,13 @@ class LbMetrics:
             self.requests.inc((backend, str(status)), 0)
         self.health_checks.labels(backend, "fail")
 
+    def answered_by(self) -> dict[str, int]:
+        """Client requests answered so far, per backend (every status code)."""
+        totals: dict[str, int] = {}
+        for (backend, _code), value in self.requests.values.items():
+            totals[backend] = totals.get(backend, 0) + int(value)
+        return totals
+
     def answered(self, backend: str, status: int, seconds: float) -> None:
         """One client request is done."""
         self.requests.inc((backend, _CODES.get(status) or str(status)))
