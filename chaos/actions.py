@@ -65,10 +65,11 @@ async def apply(lab: LabRuntime, request: ChaosRequest) -> Event:
     if request.count < 1:
         raise ChaosRefused(409, f"count must be at least 1 (got {request.count})")
     service = lab.service(request.service)
+    at = time.time()  # when the action began: a drain or a boot takes a while
     names, detail = await fn(lab, service, request)
     if request.cause:
         detail = f"{detail} [{request.cause}]"
-    return Event(time.time(), request.action, service.name, tuple(names), detail)
+    return Event(at, request.action, service.name, tuple(names), detail)
 
 
 def _names(instances: list[Instance]) -> list[str]:
@@ -135,13 +136,17 @@ async def resize(lab: LabRuntime, service: Service, request: ChaosRequest) -> Ou
         raise ChaosRefused(409, "resize needs slots >= 1")
     chosen = lab.pick(service, request.instance, request.count, ALIVE)
     bigger = replace(service.pool.default, slots=request.slots)
+    started = time.monotonic()
     for instance in chosen:
         await instance.child.stop()
         instance.state = "stopped"
         instance.child = await service.pool.add_server(bigger, name=instance.name)
         instance.state = "running"
         instance.slots = request.slots
-    return _names(chosen), f"stopped and booted again with {request.slots} slots"
+    took = time.monotonic() - started
+    return _names(chosen), (
+        f"stopped and booted again with {request.slots} slots in {took:.1f} s (then health checks)"
+    )
 
 
 @action("add")

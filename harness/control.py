@@ -101,7 +101,8 @@ class Grafana:
 
 
 class Controller:
-    """Applies chaos one action at a time (no two actions race on the same instances)."""
+    """Applies chaos one action at a time per service (no two actions race on the same
+    instances); services do not wait for each other, so a slow drain in one blocks no other."""
 
     def __init__(self, lab: LabRuntime, grafana: Grafana | None = None) -> None:
         self.lab = lab
@@ -109,11 +110,11 @@ class Controller:
         self.registry = CollectorRegistry()
         self.events = EventLog(lab.run_dir / "events.jsonl", self.registry)
         self.registry.register(InstanceCollector(lab))
-        self._lock = asyncio.Lock()
+        self._locks: dict[str, asyncio.Lock] = {}
         self._annotating: set[asyncio.Task[None]] = set()
 
     async def chaos(self, request: ChaosRequest) -> Event:
-        async with self._lock:
+        async with self._locks.setdefault(request.service, asyncio.Lock()):
             try:
                 event = await apply(self.lab, request)
             finally:

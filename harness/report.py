@@ -94,8 +94,9 @@ def _quantiles(metric: str, selector: str) -> tuple[Line, ...]:
     )
 
 
-def standard_plots(services: Sequence[str]) -> list[PlotQuery]:
-    """The plots a report shows for `services`, as queries for the runner to make."""
+def standard_plots(services: Sequence[str], autoscaled: Sequence[str] = ()) -> list[PlotQuery]:
+    """The plots a report shows for `services` (and the `autoscaled` ones' autoscalers), as
+    queries for the runner to make."""
     plots = [
         PlotQuery(
             "Requests per second",
@@ -161,6 +162,41 @@ def standard_plots(services: Sequence[str]) -> list[PlotQuery]:
                         "{backend}",
                         f"sum by (backend) (rate({answered}[5s]))"
                         f" / scalar(sum(rate({answered}[5s])))",
+                    ),
+                ),
+            )
+        )
+    for s in autoscaled:
+        selector = f'{{service="{s}"}}'
+        plots.append(
+            PlotQuery(
+                f"{s}: replicas, desired versus current",
+                "count",
+                tuple(
+                    Line(kind, f"max(autoscaler_{kind}_replicas{selector})")
+                    for kind in ("desired", "current", "ready")
+                ),
+            )
+        )
+        plots.append(
+            PlotQuery(
+                f"{s}: load per replica versus target",
+                "per replica",
+                (
+                    Line("{metric}", f"max by (metric) (autoscaler_metric{selector})"),
+                    Line("target", f"max(autoscaler_metric_target{selector})"),
+                ),
+            )
+        )
+        plots.append(
+            PlotQuery(
+                f"{s}: scaling decisions per second",
+                "1/s",
+                (
+                    Line(
+                        "{direction} {reason}",
+                        "sum by (direction, reason) (rate(autoscaler_decisions_total"
+                        f'{{service="{s}",direction!="none"}}[5s])) > 0',
                     ),
                 ),
             )

@@ -13,6 +13,7 @@ a `max` bound, the lowest for a `min`) at each time is judged.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import time
 from collections.abc import Callable
@@ -67,6 +68,7 @@ async def _run(
         control_token_file=lab.token_file,
         wait_s=(wait[0], wait[1]),
         timeout_s=scenario.load.timeout_s or 10.0,
+        locustfile=scenario.load.locustfile_path,
     )
     lab.scrape(f"127.0.0.1:{control_port}", service="lab", role="harness")
     await lab.start_autoscalers(("127.0.0.1", control_port))
@@ -86,32 +88,53 @@ async def _run(
     progress(f"load for {scenario.duration_s:g} s, {len(steps)} chaos step(s)")
     locust = await start_locust(lab.supervisor, plan, lab.run_dir)
     started = time.time()
-    events = await _play(steps, controller, started, progress)
+    refused = await _play(steps, controller, started, progress)
     code = await locust.wait(timeout_s=scenario.duration_s + 60)
     ended = min(time.time(), started + scenario.duration_s)  # the scenario's clock, not teardown
     progress(f"load done (locust exit {code}); judging")
     await asyncio.sleep(SETTLE_S)
+    # Every applied action is in the controller's log, the timeline's and any other caller's
+    # (an autoscaler's decisions); refused timeline steps are events too.
+    applied = [
+        slo.Event(e.at - started, e.action, e.service, e.instances, e.detail)
+        for e in controller.events.events
+    ]
+    events = sorted([*applied, *refused], key=lambda event: event.t)
     return await _judge(scenario, prometheus, lab, started, ended, events)
 
 
 async def _play(
     steps: list[ChaosStep], controller: Controller, started: float, progress: Progress
 ) -> list[slo.Event]:
-    """Apply each step at its time; a refused step is an event too (what happened matters)."""
-    events: list[slo.Event] = []
-    for step in steps:
-        await asyncio.sleep(max(0.0, started + step.at_s - time.time()))
-        for request in _requests(step):
-            t = time.time() - started
-            try:
-                event = await controller.chaos(request)
-            except ChaosRefused as exc:
-                progress(f"{t:6.1f} s  {step.action} {step.service}: refused: {exc.message}")
-                events.append(slo.Event(t, step.action, step.service, (), f"refused: {exc}"))
-                continue
-            progress(f"{t:6.1f} s  {event.action} {event.service} {' '.join(event.instances)}")
-            events.append(slo.Event(t, event.action, event.service, event.instances, event.detail))
-    return events
+    """Apply each step at its time; steps due at the same time run side by side (the
+    controller still orders those on one service). Returns the refused steps as events (the
+    controller logs the applied ones)."""
+    refused: list[slo.Event] = []
+    for at_s, group in itertools.groupby(steps, key=lambda step: step.at_s):
+        await asyncio.sleep(max(0.0, started + at_s - time.time()))
+        requests = [(step, request) for step in group for request in _requests(step)]
+        done = await asyncio.gather(
+            *(_apply(step, request, controller, started, progress) for step, request in requests)
+        )
+        refused.extend(event for event in done if event is not None)
+    return refused
+
+
+async def _apply(
+    step: ChaosStep,
+    request: ChaosRequest,
+    controller: Controller,
+    started: float,
+    progress: Progress,
+) -> slo.Event | None:
+    t = time.time() - started
+    try:
+        event = await controller.chaos(request)
+    except ChaosRefused as exc:
+        progress(f"{t:6.1f} s  {step.action} {step.service}: refused: {exc.message}")
+        return slo.Event(t, step.action, step.service, (), f"refused: {exc}")
+    progress(f"{t:6.1f} s  {event.action} {event.service} {' '.join(event.instances)}")
+    return None
 
 
 def _requests(step: ChaosStep) -> list[ChaosRequest]:
@@ -127,6 +150,7 @@ def _requests(step: ChaosStep) -> list[ChaosRequest]:
             instance=name,
             latency_ms=step.latency_ms,
             error_rate=step.error_rate,
+            slots=step.slots,
         )
         for name in step.instances
     ]
@@ -159,7 +183,8 @@ async def _judge(  # noqa: PLR0917 - the run's facts, gathered by _run
         await series("max(locust_cpu_percent)"), scenario.load.workers, workers, scrape_up
     )
     plots = []
-    for query in standard_plots(list(lab.services)):
+    autoscaled = [name for name, service in lab.services.items() if service.spec.autoscaling]
+    for query in standard_plots(list(lab.services), autoscaled):
         lines: dict[str, slo.Series] = {}
         for line in query.lines:
             for found in await prometheus.query_range(line.expr, started, ended, step=1.0):

@@ -66,7 +66,7 @@ class Service:
 class Event:
     """One chaos action as it happened."""
 
-    at: float  # epoch seconds
+    at: float  # epoch seconds when the action began
     action: str
     service: str
     instances: tuple[str, ...]

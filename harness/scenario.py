@@ -34,11 +34,13 @@ from harness.topology import DEFAULT_TOPOLOGY, Topology, load_topology
 from harness.yamlfile import position, read_yaml, validate
 
 TOPOLOGIES = DEFAULT_TOPOLOGY.parent
+LOCUSTFILES = Path(__file__).resolve().parents[1] / "locustfiles"
 _TOPOLOGY_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
 
 Action = Literal[
-    "kill", "stop", "pause", "resume", "restart", "add", "remove", "latency", "errors", "clear"
-]
+    "kill", "stop", "pause", "resume", "restart", "resize", "add", "remove", "latency", "errors",
+    "clear",
+]  # fmt: skip
 Loc = tuple[str | int, ...]
 
 
@@ -65,9 +67,12 @@ class Load(_Strict):
 
     `wait_s` (seconds a user waits between tasks, [min, max]) and `timeout_s` (per request)
     override the locustfile's defaults (RUSHLAB_WAIT_S, RUSHLAB_TIMEOUT_S) when given.
+    `locustfile` names the users: `shop` (customers of the shop, the default) or `compare`
+    (the same reader against every service, users split evenly: designs side by side).
     """
 
     stages: list[Stage] = Field(min_length=1)
+    locustfile: Literal["shop", "compare"] = "shop"
     workers: int = Field(default=0, ge=0, le=256)  # Locust worker processes; 0: one process
     wait_s: tuple[float, float] | None = None
     timeout_s: float | None = Field(default=None, gt=0, le=3600)
@@ -82,6 +87,10 @@ class Load(_Strict):
     @property
     def duration_s(self) -> float:
         return sum(stage.duration_s for stage in self.stages)
+
+    @property
+    def locustfile_path(self) -> Path:
+        return LOCUSTFILES / f"{self.locustfile}.py"
 
 
 # -- chaos -----------------------------------------------------------------------------------
@@ -134,6 +143,13 @@ class Restart(_Targeted):
     action: Literal["restart"]
 
 
+class Resize(_Targeted):
+    """Vertical scaling: stop, then boot again with `slots` (real downtime for that instance)."""
+
+    action: Literal["resize"]
+    slots: int = Field(ge=1, le=100_000)
+
+
 class Remove(_Targeted):
     """Scale in: stop replicas gracefully (at least min_replicas stay)."""
 
@@ -171,7 +187,7 @@ class Clear(_Step):
 
 
 ChaosEvent = Annotated[
-    Kill | Stop | Pause | Resume | Restart | Add | Remove | Latency | Errors | Clear,
+    Kill | Stop | Pause | Resume | Restart | Resize | Add | Remove | Latency | Errors | Clear,
     Field(discriminator="action"),
 ]
 
@@ -226,7 +242,7 @@ class ThresholdSlo(_Slo):
     """One number for the run (or `window`): `agg` of the series there, within the bound."""
 
     kind: Literal["threshold"]
-    agg: Literal["max", "min", "avg", "last", "increase"] = "max"
+    agg: Literal["max", "min", "avg", "last", "increase", "seconds_nonzero"] = "max"
     window: Window | None = None
 
 
@@ -402,6 +418,7 @@ class ChaosStep:
     instances: tuple[str, ...]  # acted on; for `add`, the names the new replicas get
     latency_ms: float | None = None
     error_rate: float | None = None
+    slots: int | None = None
 
 
 class TimelineError(ValueError):
@@ -421,6 +438,7 @@ _PICK_FROM: dict[str, tuple[str, ...]] = {
     "pause": _RUNNING,
     "resume": ("paused",),
     "restart": ("running", "paused", "stopped", "killed"),
+    "resize": _ALIVE,
     "remove": _RUNNING,
     "latency": _RUNNING,
     "errors": _RUNNING,
@@ -432,6 +450,7 @@ _AFTER = {
     "pause": "paused",
     "resume": "running",
     "restart": "running",
+    "resize": "running",
     "remove": "stopped",
 }
 
@@ -452,10 +471,10 @@ def resolve_timeline(
     """The chaos list in time order (ties keep file order) with every instance decided.
 
     `instances_by_service` names the running instances at t = 0. An instance left open is
-    chosen with `random.Random(scenario.seed)` among those the action may act on then (kill and
-    stop: running or paused; pause, remove, latency, errors: running; resume: paused; restart:
-    any), following the states the earlier steps left; `clear` without an instance clears
-    every running one. With `topology`, `add` and `remove` respect max_replicas and
+    chosen with `random.Random(scenario.seed)` among those the action may act on then (kill,
+    stop and resize: running or paused; pause, remove, latency, errors: running; resume:
+    paused; restart: any), following the states the earlier steps left; `clear` without an
+    instance clears every running one. With `topology`, `add` and `remove` respect max_replicas and
     min_replicas. Raises TimelineError.
     """
     rng = random.Random(scenario.seed)
@@ -496,6 +515,7 @@ def resolve_timeline(
                 tuple(chosen),
                 latency_ms=event.latency_ms if isinstance(event, Latency) else None,
                 error_rate=event.error_rate if isinstance(event, Errors) else None,
+                slots=event.slots if isinstance(event, Resize) else None,
             )
         )
     return steps

@@ -10,8 +10,9 @@ series with no point left where the SLO looks fails as "no data".
 Kinds (bounds are `max`, at most, or `min`, at least):
 
 - threshold: one number for the run or its `window`: `agg` of the points there (`max`, `min`,
-  `avg`, `last`, or `increase`: last minus first of a counter, counter resets handled as
-  Prometheus does). `measured` is that number.
+  `avg`, `last`, `increase`: last minus first of a counter, counter resets handled as
+  Prometheus does, or `seconds_nonzero`: how many seconds the series was not 0, one per 1 s
+  point - downtime, from a failure rate). `measured` is that number.
 - always: every point in the window (default: the run) within the bound; `measured` is the
   worst point.
 - recovery: after each chaos event (of the actions in `after`, default every event) at t, the
@@ -140,6 +141,8 @@ def aggregate(agg: str, values: Sequence[float]) -> float:
         return values[-1]
     if agg == "increase":
         return sum(b - a if b >= a else b for a, b in itertools.pairwise(values))
+    if agg == "seconds_nonzero":
+        return float(sum(1 for v in values if v != 0))  # the runner's step is 1 s
     raise ValueError(f"unknown aggregation {agg!r}")
 
 

@@ -20,15 +20,14 @@ Requests are named by route (`/api/orders/{id}`, never one name per id), so Locu
 the Prometheus labels stay bounded. The task mix, per customer: browse the order list often, open
 one order, check the session token, log in again now and then, place an order and pay for it.
 
-When RUSHLAB_STAGES is set, `RushShape` drives the users through those stages and the run stops
-by itself after the last one (a headless process then exits); otherwise the users and spawn rate
-come from the command line or the web UI.
+When RUSHLAB_STAGES is set, `RushShape` (locustfiles/common.py) drives the users through those
+stages and the run stops by itself after the last one (a headless process then exits); otherwise
+the users and spawn rate come from the command line or the web UI.
 """
 
 from __future__ import annotations
 
 import itertools
-import os
 import random
 import sys
 from collections import deque
@@ -39,16 +38,9 @@ _ROOT = str(Path(__file__).resolve().parents[1])
 if _ROOT not in sys.path:  # Locust puts only locustfiles/ on sys.path; the harness sets PYTHONPATH
     sys.path.insert(0, _ROOT)
 
-from locust import FastHttpUser, LoadTestShape, between, task  # noqa: E402
+from locust import FastHttpUser, between, task  # noqa: E402
 
-from locustfiles import plugin  # noqa: E402, F401  (the exporter and chaos page listeners)
-from locustfiles.settings import SettingsError, load_settings  # noqa: E402
-from locustfiles.stages import tick  # noqa: E402
-
-try:
-    SETTINGS = load_settings(os.environ)
-except SettingsError as exc:
-    sys.exit(f"error: {exc}")
+from locustfiles.common import SETTINGS, RushShape  # noqa: E402, F401  (Locust finds the shape)
 
 _customers = itertools.count(1)
 
@@ -153,14 +145,3 @@ class ShopUser(FastHttpUser):
             headers=self.auth_headers(),
             name="/api/payments/{id}",
         )
-
-
-if SETTINGS.stages:
-
-    class RushShape(LoadTestShape):
-        """The stages of RUSHLAB_STAGES, back to back; None after the last ends the run."""
-
-        stages = SETTINGS.stages
-
-        def tick(self) -> tuple[int, float] | None:
-            return tick(self.stages, self.get_run_time())

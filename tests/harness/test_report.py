@@ -235,11 +235,14 @@ def test_standard_plots_use_documented_metrics() -> None:
     documented = set(
         re.findall(r"^\| `([a-z_]+)` \|", (ROOT / "docs/metrics.md").read_text(), re.MULTILINE)
     )
-    plots = standard_plots(["orders", "auth"])
+    plots = standard_plots(["orders", "auth"], autoscaled=["orders"])
     titles = [p.title for p in plots]
     assert "orders: share of traffic per instance" in titles
     assert "auth: instances and targets" in titles
+    assert "orders: replicas, desired versus current" in titles
+    assert "auth: replicas, desired versus current" not in titles
+    pattern = r"\b((?:lb|server|autoscaler)_[a-z_]+?)(?:_bucket)?\b"
     for plot in plots:
         for line in plot.lines:
-            for name in re.findall(r"\b((?:lb|server)_[a-z_]+?)(?:_bucket)?\b", line.expr):
+            for name in re.findall(pattern, line.expr):
                 assert name in documented, (plot.title, name)

@@ -76,7 +76,7 @@ SHOP = {"orders": ["orders-1", "orders-2", "orders-3"], "auth": ["auth-1", "auth
 
 
 def test_the_documented_scenarios_ship() -> None:
-    """chaos/scenarios holds the five scenarios the product documents, and the demo's."""
+    """chaos/scenarios holds the scenarios the product documents, and the demo's."""
     assert {p.stem for p in SHIPPED} == {
         "kill-under-rush",
         "add-under-rush",
@@ -84,19 +84,22 @@ def test_the_documented_scenarios_ship() -> None:
         "latency-one-server",
         "graceful-scale-in",
         "showcase",
+        "vertical-vs-horizontal",
+        "autoscale-rush",
     }
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
 def test_shipped_scenario_loads(path: Path) -> None:
-    """Each shipped scenario validates, is named after its file, runs 30-40 s, has SLOs."""
+    """Each shipped scenario validates, is named after its file, runs 30-60 s, has SLOs,
+    on a shipped topology."""
     scenario = load_scenario(path)
     assert scenario.name == path.stem
     assert scenario.description
-    assert 30 <= scenario.duration_s <= 40
-    assert scenario.chaos
+    assert 30 <= scenario.duration_s <= 60
+    assert scenario.chaos or any(s.autoscaling for s in scenario.system.services.values())
     assert scenario.slos
-    assert scenario.system.name == "shop"
+    assert scenario.system.name in {"shop", "scaling", "elastic"}
     steps = resolve_timeline(scenario, instance_names(scenario.system), scenario.system)
     assert len(steps) == len(scenario.chaos)
 
@@ -378,6 +381,29 @@ def test_timeline_follows_instance_states() -> None:
         ("orders-1",),  # restart brings a killed instance back
         ("orders-1", "orders-2"),
     ]
+
+
+def test_resize_carries_its_slots_and_refuses_a_killed_instance(tmp_path: Path) -> None:
+    """resize picks a live instance, keeps it running, and needs slots (a field error)."""
+    scenario = build(
+        [
+            {"at_s": 1, "action": "resize", "service": "orders", "slots": 32},
+            {"at_s": 2, "action": "kill", "service": "orders", "instance": "orders-2"},
+            {
+                "at_s": 3,
+                "action": "resize",
+                "service": "orders",
+                "instance": "orders-2",
+                "slots": 4,
+            },
+        ]
+    )
+    with pytest.raises(TimelineError, match="resize: at 3 s orders-2 is killed, not running"):
+        resolve_timeline(scenario, SHOP)
+    [step] = resolve_timeline(build(scenario.model_dump()["chaos"][:1]), SHOP)
+    assert (step.action, step.slots, len(step.instances)) == ("resize", 32, 1)
+    text = HEAD + "chaos:\n  - {at_s: 5, action: resize, service: orders}\n"
+    check_error(tmp_path, text, "8:*: chaos.0.resize.slots", "Field required")
 
 
 def test_action_on_an_instance_in_the_wrong_state() -> None:

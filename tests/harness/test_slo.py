@@ -74,6 +74,12 @@ def test_threshold_increase_of_a_counter() -> None:
     check({"kind": "threshold", "max": 3, "agg": "increase"}, ramp([5, 9, 2, 4]), False, 8)
 
 
+def test_threshold_seconds_nonzero_counts_downtime() -> None:
+    """seconds_nonzero counts the 1 s points where the series is not 0 (a failure rate)."""
+    check({"kind": "threshold", "min": 1, "agg": "seconds_nonzero"}, ramp([0, 4, 9, 0, 2]), True, 3)
+    check({"kind": "threshold", "max": 0, "agg": "seconds_nonzero"}, ramp([0, 0, 0]), True, 0)
+
+
 def test_threshold_window() -> None:
     """Only points inside the window (bounds included) count."""
     series = ramp([9, 9, 1, 2, 3, 9, 9])
