@@ -293,6 +293,7 @@ def build() -> models.Dashboard:
     _traffic(layout)
     _latency(layout)
     _instances(layout)
+    _autoscaling(layout)
     _balancing(layout)
     _saturation(layout)
     return dashboard.build()
@@ -555,6 +556,64 @@ def _instances(layout: _Layout) -> None:
                     "{{exported_service}} {{state}}",
                 )
             ],
+        )
+    )
+
+
+def _autoscaling(layout: _Layout) -> None:
+    layout.row("Elasticity: autoscaler")
+    layout.add(
+        series(
+            "Replicas: desired versus current",
+            "What the autoscaler's last decision asked for (desired), what runs (current: "
+            "ready + warming) and what counts (ready: healthy for warmup_s). Desired above "
+            "current while new replicas boot; the red chaos marks are its add/remove actions.",
+            "short",
+            [
+                (
+                    f"max by (service) (autoscaler_{kind}_replicas{{{SERVICE}}})",
+                    f"{{{{service}}}} {kind}",
+                )
+                for kind in ("desired", "current", "ready")
+            ],
+            width=8,
+        )
+    )
+    layout.add(
+        series(
+            "Load per replica versus target",
+            "The metric the autoscaler tracks (in-flight requests or requests per second per "
+            "ready replica, averaged over an evaluation interval) and the value it holds it at. "
+            "Above the target (plus tolerance) it scales out; below, after the stabilization "
+            "window, in.",
+            "short",
+            [
+                (
+                    f"max by (service, metric) (autoscaler_metric{{{SERVICE}}})",
+                    "{{service}} {{metric}}",
+                ),
+                (
+                    f"max by (service, metric) (autoscaler_metric_target{{{SERVICE}}})",
+                    "{{service}} target",
+                ),
+            ],
+            width=8,
+        )
+    )
+    layout.add(
+        series(
+            "Scaling decisions per second",
+            "Evaluations that changed the desired count, by direction and reason (above_target, "
+            "rate_limited, at_max, below_target, ...; see docs/metrics.md).",
+            "short",
+            [
+                (
+                    "sum by (service, direction, reason) (rate(autoscaler_decisions_total"
+                    f'{{{SERVICE},direction!="none"}}[5s]))',
+                    "{{service}} {{direction}} {{reason}}",
+                )
+            ],
+            width=8,
         )
     )
 

@@ -18,7 +18,7 @@ from harness.loadgen import run_load
 from harness.prometheus import LAB_RULES, Prometheus, PrometheusError, ScrapeTarget
 from harness.runtime import LabRuntime
 from harness.supervisor import Supervisor, free_port
-from harness.topology import load_topology
+from harness.topology import AutoscalingSpec, Topology, load_topology
 from targets import asgi
 
 pytestmark = pytest.mark.e2e
@@ -27,6 +27,14 @@ KILLED = "orders"
 LOAD_S = 14.0
 KILL_AT_S = 4.0
 CONCURRENCY = 24  # above each service's slots per replica: some requests wait for a slot
+
+
+def shop_with_an_autoscaler() -> Topology:
+    """The shop, its orders service watched by an autoscaler that will not act in this test
+    (a target far above the load; scale-in would wait its 30 s window)."""
+    shop = load_topology()
+    orders = shop.services[KILLED].model_copy(update={"autoscaling": AutoscalingSpec(target=1e5)})
+    return shop.model_copy(update={"services": {**shop.services, KILLED: orders}})
 
 
 def queries() -> list[Query]:
@@ -51,19 +59,21 @@ async def test_every_expression_is_valid_promql(tmp_path: Path) -> None:
 
 
 async def test_every_panel_has_data_on_a_running_lab(tmp_path: Path) -> None:
-    """The shop lab under load, one server killed: each non-Locust expression gives series.
+    """The shop lab under load (orders autoscaled), one server killed: each non-Locust
+    expression gives series.
 
     Locust's expressions are skipped (no Locust runs here; tests/locust covers its exporter).
     The chaos annotation must mark the kill, although it is the first event of its series."""
     checked = [q for q in queries() if not q.client_side]
     skipped = [q for q in queries() if q.client_side]
     async with Supervisor(tmp_path / "run") as supervisor:
-        lab = LabRuntime(load_topology(), supervisor)
+        lab = LabRuntime(shop_with_an_autoscaler(), supervisor)
         await lab.start()
         await lab.wait_healthy()
         controller = Controller(lab)
         control = await asgi.start(control_app(controller))
         try:
+            await lab.start_autoscalers(("127.0.0.1", control.port))
             lab.extra_targets.append(
                 ScrapeTarget(f"127.0.0.1:{control.port}", {"service": "lab", "role": "harness"})
             )
