@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from harness.supervisor import Supervisor
 from harness.topology import load_topology
 from targets.autoscaler.adapter import Endpoints, ServiceAutoscaler
 from targets.autoscaler.core import Policy
+from targets.dns.core import Zone
+from targets.dns.server import DnsServer
 from targets.lb.balancer import LbConfig, LoadBalancer
 from targets.server.app import ServerConfig, ShopServer
 
@@ -56,6 +59,13 @@ def test_every_autoscaler_metric_is_documented() -> None:
     endpoints = Endpoints(("127.0.0.1", 1), ("127.0.0.1", 1), "token")
     ServiceAutoscaler("web", Policy(target=1.0), "in_flight", endpoints, registry)
     assert exposed(registry) == {n for n in documented() if n.startswith("autoscaler_")}
+
+
+def test_every_dns_metric_is_documented() -> None:
+    """The DNS server exposes exactly the dns_* metrics docs/metrics.md lists."""
+    zone = Zone.from_json({"zone": "lab.", "records": []}, rng=random.Random(0))
+    names = exposed(DnsServer(zone, CollectorRegistry()).registry)
+    assert names == {n for n in documented() if n.startswith("dns_")}
 
 
 def test_every_locust_metric_is_documented() -> None:

@@ -1,0 +1,157 @@
+"""`python -m targets.dns` as a real process: flags, bad zone files, and one end-to-end run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import dns.asyncquery
+import dns.flags
+import dns.message
+import pytest
+
+from targets.dns.__main__ import load_zone
+from targets.dns.client import CachingResolver
+from targets.dns.core import ZoneError
+from targets.http.client import fetch, fetch_json
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+ZONE: dict[str, Any] = {
+    "zone": "lab.",
+    "records": [
+        {"name": "shop.lab.", "ttl": 2, "values": ["127.0.0.1"]},
+        {"name": "api.lab.", "ttl": 2, "set_id": "blue", "weight": 1, "values": ["127.0.0.11"]},
+    ],
+}
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "targets.dns", *args],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def write_zone(tmp_path: Path, zone: object) -> str:
+    path = tmp_path / "zone.json"
+    path.write_text(json.dumps(zone))
+    return str(path)
+
+
+def test_help_documents_the_flags():
+    """--help lists the zone file, listen, control and token flags."""
+    out = run_cli("--help").stdout
+    for flag in ("--zone-file", "--listen", "--control", "--control-token-file", "--seed"):
+        assert flag in out
+
+
+def test_bad_zone_file_exits_2_naming_file_and_field(tmp_path):
+    """A zone with a bad field stops the process before it listens, naming file and field."""
+    zone = json.loads(json.dumps(ZONE))
+    zone["records"][1]["weight"] = 300
+    path = write_zone(tmp_path, zone)
+    result = run_cli("--zone-file", path)
+    assert result.returncode == 2
+    assert f"{path}: records[1].weight: must be 0..255 (got 300)" in result.stderr
+    assert result.stdout == ""
+
+
+def test_unreadable_or_broken_zone_files_are_zone_errors(tmp_path):
+    """A missing file and broken JSON are refused with the file's name (in-process)."""
+    with pytest.raises(ZoneError) as missing:
+        load_zone(str(tmp_path / "missing.json"), random.Random(0))
+    assert str(missing.value).startswith(f"--zone-file: cannot read {tmp_path}/missing.json")
+    broken = tmp_path / "broken.json"
+    broken.write_text("{")
+    with pytest.raises(ZoneError) as bad_json:
+        load_zone(str(broken), random.Random(0))
+    assert str(bad_json.value).startswith(f"{broken}: not JSON: ")
+
+
+def test_bad_listen_address_exits_2(tmp_path):
+    """--listen without a port stops the process with exit code 2, naming the flag."""
+    result = run_cli("--zone-file", write_zone(tmp_path, ZONE), "--listen", "127.0.0.1")
+    assert result.returncode == 2
+    assert "--listen: expected HOST:PORT" in result.stderr
+
+
+@pytest.mark.e2e
+async def test_record_change_is_seen_once_the_ttl_runs_out(tmp_path):
+    """The real process answers, takes a record change through the control API, and a caching
+    client sees the new address only once the old answer's TTL has run out."""
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret\n")
+    log = (tmp_path / "stderr.log").open("wb")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "targets.dns",
+        "--zone-file",
+        write_zone(tmp_path, ZONE),
+        "--control-token-file",
+        str(token_file),
+        "--seed",
+        "1",
+        cwd=ROOT,
+        env=ENV,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=log,
+    )
+    try:
+        assert proc.stdout is not None
+        ready = json.loads(await asyncio.wait_for(proc.stdout.readline(), 30))
+        assert ready["event"] == "ready"
+        host, _, port = ready["address"].rpartition(":")
+        chost, _, cport = ready["control"].rpartition(":")
+
+        reply = await dns.asyncquery.udp(
+            dns.message.make_query("shop.lab.", "A"), host, port=int(port), timeout=5
+        )
+        assert reply.flags & dns.flags.AA
+        assert [r.to_text() for r in reply.answer[0]] == ["127.0.0.1"]
+        assert reply.answer[0].ttl == 2
+
+        now = [0.0]
+        client = CachingResolver((host, int(port)), clock=lambda: now[0], timeout_s=5)
+        assert await asyncio.to_thread(client.resolve, "shop.lab.") == "127.0.0.1"
+
+        auth = [(b"authorization", b"Bearer s3cret")]
+        change = {"records": [{"ttl": 2, "values": ["127.0.0.2"]}]}
+        denied = await fetch_json(chost, int(cport), "PUT", "/records/shop.lab.", change)
+        assert denied.status == 401
+        changed = await fetch_json(
+            chost, int(cport), "PUT", "/records/shop.lab.", change, headers=auth, timeout_s=10
+        )
+        assert changed.status == 200, changed.body
+
+        now[0] = 1.9  # within the TTL: the cached, stale answer
+        assert await asyncio.to_thread(client.resolve, "shop.lab.") == "127.0.0.1"
+        now[0] = 2.0  # the TTL has run out: asked again
+        assert await asyncio.to_thread(client.resolve, "shop.lab.") == "127.0.0.2"
+        assert (client.hits, client.misses) == (1, 2)
+
+        metrics = (await fetch(chost, int(cport), "GET", "/metrics", timeout_s=10)).body.decode()
+        assert 'dns_queries_total{name="shop.lab.",qtype="A",rcode="NOERROR"} 3.0' in metrics
+
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 15) == 0
+        assert await proc.stdout.read() == b""  # exactly one line on stdout
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        log.close()
