@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.supervisor import Child, Supervisor
+from harness.supervisor import Child, Supervisor, free_port
 from harness.topology import ServiceSpec
 from targets.http.client import fetch_json
 
@@ -55,6 +55,10 @@ class Lab:
     token_file: Path
     servers: dict[str, Child] = field(default_factory=dict)
     default: ServerSpec = field(default_factory=ServerSpec)
+    # When set, server `<service>-<n>` listens on `<ip_prefix><n>:<port>` (DNS answers name
+    # servers by address alone); otherwise on 127.0.0.1 and any free port.
+    ip_prefix: str | None = None
+    port: int = 0
     _next: int = 1
 
     @property
@@ -72,6 +76,9 @@ class Lab:
             name = f"{spec.service}-{self._next}"
             self._next += 1
         host, port = self.control
+        placement = []
+        if self.ip_prefix is not None:
+            placement = ["--host", self.host_of(name), "--port", str(self.port)]
         args = [
             "--service", spec.service,
             "--instance-id", name,
@@ -83,11 +90,19 @@ class Lab:
             "--register-with", f"{host}:{port}",
             "--lb-token-file", str(self.token_file),
             "--admin-token-file", str(self.token_file),
+            *placement,
             *spec.extra,
         ]  # fmt: skip
         child = await self.supervisor.spawn(name, "server", "targets.server", args)
         self.servers[name] = child
         return child
+
+    def host_of(self, name: str) -> str:
+        """The loopback address server `name` (`<service>-<n>`) listens on, with `ip_prefix`."""
+        number = name.rpartition("-")[2]
+        if self.ip_prefix is None or not number.isdigit() or not 1 <= int(number) <= 254:
+            raise ValueError(f"{name}: no address of its own (ip_prefix {self.ip_prefix!r})")
+        return f"{self.ip_prefix}{int(number)}"
 
     async def targets(self) -> dict[str, Any]:
         """The load balancer's view: `GET /targets` of its control API."""
@@ -126,8 +141,12 @@ async def start_lab(
     *,
     lb_name: str = "lb",
     token: tuple[str, Path] | None = None,
+    ip_prefix: str | None = None,
 ) -> Lab:
-    """A load balancer plus `servers` servers, all registered (initial state) when this returns."""
+    """A load balancer plus `servers` servers, all registered (initial state) when this returns.
+
+    With `ip_prefix` (e.g. "127.11.0."), server n listens on `<ip_prefix><n>`, all on one port.
+    """
     secret, token_file = token or write_token(supervisor.run_dir)
     lb = await supervisor.spawn(
         lb_name,
@@ -136,5 +155,7 @@ async def start_lab(
         [f"--name={lb_name}", "--control-token-file", str(token_file), *lb_args],
     )
     lab = Lab(supervisor, lb, secret, token_file, default=spec or ServerSpec())
+    if ip_prefix is not None:
+        lab.ip_prefix, lab.port = ip_prefix, free_port(f"{ip_prefix}1")
     await asyncio.gather(*(lab.add_server() for _ in range(servers)))
     return lab

@@ -62,6 +62,8 @@ class LocustPlan:
     timeout_s: float = 10.0
     control_url: str | None = None
     control_token_file: Path | None = None
+    dns: tuple[str, int] | None = None
+    """The lab's DNS server, for users that resolve service names (RUSHLAB_DNS)."""
     locustfile: Path = LOCUSTFILE
     report_name: str | None = "locust"
     """Prefix of the csv/html/json reports in the run folder; None writes none."""
@@ -205,6 +207,7 @@ def build_commands(plan: LocustPlan, run_dir: Path, ports: LocustPorts) -> list[
         control_token_file=(
             str(plan.control_token_file.absolute()) if plan.control_token_file else None
         ),
+        dns=plan.dns,
     )
     locust = [
         sys.executable,

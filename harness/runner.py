@@ -30,6 +30,7 @@ from harness.scenario import ChaosStep, Scenario, resolve_timeline
 from harness.supervisor import Supervisor, free_port
 from locustfiles.stages import Stage
 from targets import asgi
+from targets.runtime import parse_hostport
 
 SETTLE_S = 3.0  # after the load ends: one more scrape and a rule evaluation
 Progress = Callable[[str], None]
@@ -58,8 +59,12 @@ async def _run(
     progress: Progress,
 ) -> RunResult:
     wait = scenario.load.wait_s or (0.5, 2.0)
+    services = lab.service_urls()
+    if scenario.load.via_dns:
+        services |= lab.dns_urls()
+    dns = lab.dns_address
     plan = LocustPlan(
-        services=lab.service_urls(),
+        services=services,
         stages=tuple(Stage(s.duration_s, s.users, s.spawn_rate) for s in scenario.load.stages),
         workers=scenario.load.workers,
         metrics_port=free_port(),
@@ -69,6 +74,7 @@ async def _run(
         wait_s=(wait[0], wait[1]),
         timeout_s=scenario.load.timeout_s or 10.0,
         locustfile=scenario.load.locustfile_path,
+        dns=parse_hostport(dns, flag="dns") if scenario.load.via_dns and dns else None,
     )
     lab.scrape(f"127.0.0.1:{control_port}", service="lab", role="harness")
     await lab.start_autoscalers(("127.0.0.1", control_port))

@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.dns import fqdn, zone_file
 from harness.lab import Lab, ServerSpec, start_lab, write_token
 from harness.prometheus import LAB_RULES, Prometheus, ScrapeTarget
 from harness.supervisor import Child, Supervisor, free_port
-from harness.topology import ServiceSpec, Topology
+from harness.topology import DnsSpec, ServiceSpec, Topology
 from targets.http.client import fetch_json
 from targets.http.upstream import UpstreamError
 
@@ -95,6 +96,7 @@ class LabRuntime:
         self.extra_targets: list[ScrapeTarget] = []
         self.listeners: list[Callable[[], None]] = []
         self.autoscalers: dict[str, Child] = {}  # by service
+        self.dns: Child | None = None  # the DNS server, when the topology has `dns`
 
     @property
     def run_dir(self) -> Path:
@@ -103,13 +105,22 @@ class LabRuntime:
     async def start(self) -> None:
         """Every service's load balancer and replicas, started side by side."""
         self.started_at = time.time()
+        direct = self.topology.direct_services()
         pools = await asyncio.gather(
-            *(self._start_service(name, spec) for name, spec in self.topology.services.items())
+            *(
+                # a service DNS answers server by server: each on its own 127.<10+i>.0.<n>
+                self._start_service(name, spec, f"127.{10 + i}.0." if name in direct else None)
+                for i, (name, spec) in enumerate(self.topology.services.items())
+            )
         )
         for service in pools:
             self.services[service.name] = service
+        if self.topology.dns is not None:
+            await self._start_dns(self.topology.dns)
 
-    async def _start_service(self, name: str, spec: ServiceSpec) -> Service:
+    async def _start_service(
+        self, name: str, spec: ServiceSpec, ip_prefix: str | None = None
+    ) -> Service:
         pool = await start_lab(
             self.supervisor,
             spec.replicas,
@@ -117,11 +128,50 @@ class LabRuntime:
             tuple(spec.load_balancer.args()),
             lb_name=f"{name}-lb",
             token=(self.token, self.token_file),
+            ip_prefix=ip_prefix,
         )
         service = Service(name, spec, pool)
         for child in pool.servers.values():
             service.instances[child.name] = Instance(child.name, name, child, pool.default.slots)
         return service
+
+    async def _start_dns(self, dns: DnsSpec) -> None:
+        """The DNS server, its zone written from where the services run now."""
+        servers = {
+            name: [
+                (i.name, i.child.address())
+                for i in sorted(service.instances.values(), key=lambda i: _number(i.name))
+            ]
+            for name, service in self.services.items()
+        }
+        lbs = {name: service.pool.address for name, service in self.services.items()}
+        path = self.run_dir / "dns-zone.json"
+        path.write_text(json.dumps(zone_file(dns, lbs, servers), indent=2))
+        self.dns = await self.supervisor.spawn(
+            "dns",
+            "dns",
+            "targets.dns",
+            [f"--zone-file={path}", f"--control-token-file={self.token_file}", "--name=dns"],
+        )
+
+    def dns_urls(self) -> dict[str, str]:
+        """Each service a DNS record names, by that name (`http://shop.lab:PORT`): clients
+        resolve it through the lab's DNS server (`dns_address`)."""
+        dns = self.topology.dns
+        if dns is None:
+            return {}
+        urls: dict[str, str] = {}
+        for record in dns.records:
+            service = self.services[record.service]
+            pool = service.pool
+            port = pool.address[1] if record.via == "load_balancer" else pool.port
+            urls[record.service] = f"http://{fqdn(dns, record)}:{port}"
+        return urls
+
+    @property
+    def dns_address(self) -> str | None:
+        """HOST:PORT (UDP) of the lab's DNS server, when it runs."""
+        return None if self.dns is None else str(self.dns.ready["address"])
 
     async def wait_healthy(self, timeout_s: float = 30.0) -> None:
         """Until every load balancer sees all of its replicas healthy."""
@@ -191,6 +241,9 @@ class LabRuntime:
                         {"service": service.name, "role": "autoscaler", "instance": scaler.name},
                     )
                 )
+        if self.dns is not None and self.dns.alive:
+            labels = {"service": "dns", "role": "dns", "instance": self.dns.name}
+            targets.append(ScrapeTarget(str(self.dns.ready["control"]), labels))
         return targets
 
     def service_urls(self) -> dict[str, str]:
@@ -308,6 +361,12 @@ class LabRuntime:
                 "autoscaler": _process(self.autoscalers.get(service.name)),
             }
         return {"started_at": self.started_at, "services": services}
+
+
+def _number(name: str) -> int:
+    """n of `<service>-<n>`: instances in the order they were started."""
+    number = name.rpartition("-")[2]
+    return int(number) if number.isdigit() else 0
 
 
 def _process(child: Child | None) -> dict[str, Any] | None:

@@ -78,6 +78,8 @@ async def run_session(
         for name, service in lab.services.items():
             host, port = service.pool.address
             urls[f"{name} (load balancer)"] = f"http://{host}:{port}/"
+        if lab.dns_address is not None:
+            urls["dns (udp, e.g. dig @HOST -p PORT shop.lab)"] = lab.dns_address
         for extra in extras or []:
             await extra(lab, urls)
         if grafana is not None:

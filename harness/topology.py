@@ -158,9 +158,58 @@ class ServiceSpec(_Strict):
         ]
 
 
+class DnsHealthSpec(_Strict):
+    """Route 53-style health checks of the servers a record points at (lab-scale interval)."""
+
+    interval_s: float = Field(default=1.0, gt=0, le=60)
+    timeout_s: float = Field(default=0.5, gt=0, le=30)
+    failure_threshold: int = Field(default=3, ge=1, le=10)
+    success_threshold: int = Field(default=3, ge=1, le=10)
+
+    @model_validator(mode="after")
+    def _timeout_below_interval(self) -> DnsHealthSpec:
+        if self.timeout_s > self.interval_s:
+            raise ValueError(
+                f"timeout_s ({self.timeout_s}) must not exceed interval_s ({self.interval_s})"
+            )
+        return self
+
+
+class DnsRecordSpec(_Strict):
+    """A name of the lab's zone pointing at a service.
+
+    `via: load_balancer` answers the service's load balancer (one address: `simple`). `via:
+    servers` answers its servers directly, each on its own loopback address: `simple` lists
+    them all (DNS round robin, no health checks), `weighted` answers one healthy server per
+    query (equal weights), `failover` answers the first server while its health check passes,
+    else the second.
+    """
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,30}$")  # relative to the zone
+    service: str
+    via: Literal["load_balancer", "servers"] = "load_balancer"
+    policy: Literal["simple", "weighted", "failover"] = "simple"
+    ttl_s: int = Field(default=60, ge=0, le=86_400)
+    health: DnsHealthSpec = DnsHealthSpec()
+
+    @model_validator(mode="after")
+    def _one_address_behind_a_load_balancer(self) -> DnsRecordSpec:
+        if self.via == "load_balancer" and self.policy != "simple":
+            raise ValueError("a load balancer is one address: via load_balancer takes simple")
+        return self
+
+
+class DnsSpec(_Strict):
+    """The lab's authoritative DNS server (targets/dns) and the names it serves."""
+
+    zone: str = Field(default="lab", pattern=r"^[a-z][a-z0-9-]{0,30}$")
+    records: list[DnsRecordSpec] = Field(min_length=1)
+
+
 class Topology(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,30}$")
     services: dict[str, ServiceSpec] = Field(min_length=1)
+    dns: DnsSpec | None = None
 
     @model_validator(mode="after")
     def _service_names(self) -> Topology:
@@ -170,6 +219,32 @@ class Topology(_Strict):
                     f"service name {name!r} must be lowercase letters, digits and '-' (max 31)"
                 )
         return self
+
+    @model_validator(mode="after")
+    def _dns_records_name_services(self) -> Topology:
+        seen: set[str] = set()
+        for record in self.dns.records if self.dns else []:
+            spec = self.services.get(record.service)
+            if spec is None:
+                raise ValueError(
+                    f"dns record {record.name!r}: no service {record.service!r}"
+                    f" (services: {', '.join(sorted(self.services))})"
+                )
+            if record.name in seen:
+                raise ValueError(f"dns record {record.name!r} is defined twice")
+            seen.add(record.name)
+            if record.via == "servers" and record.policy == "failover" and spec.replicas < 2:
+                raise ValueError(
+                    f"dns record {record.name!r}: failover needs a primary and a secondary"
+                    f" server ({record.service} has {spec.replicas} replica(s))"
+                )
+        return self
+
+    def direct_services(self) -> set[str]:
+        """Services some DNS record answers with server addresses: each server then listens
+        on its own loopback address, all on one port."""
+        records = self.dns.records if self.dns else []
+        return {r.service for r in records if r.via == "servers"}
 
 
 def load_topology(path: Path | None = None) -> Topology:

@@ -6,13 +6,20 @@ Locust splits every stage's users evenly between them and a failure on one side 
 other's users down. Each user reads one order after another (`GET /api/orders/{id}`); requests
 are named `<service> /api/orders/{id}`, so Locust's stats and `locust_requests_total{name}` show
 the sides apart.
+
+With RUSHLAB_DNS set, a service URL whose host is a name (`http://shop.lab:4001`) is resolved
+through the lab's DNS server by each user, who caches the answer for its TTL (like a browser or
+an OS stub resolver) and connects to that address with the name in `Host`. A name that does
+not resolve is a failed request (`NameNotFound`, `ResolveTimeout`, ...), as a client sees it.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import random
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 _ROOT = str(Path(__file__).resolve().parents[1])
 if _ROOT not in sys.path:  # Locust puts only locustfiles/ on sys.path; the harness sets PYTHONPATH
@@ -21,10 +28,22 @@ if _ROOT not in sys.path:  # Locust puts only locustfiles/ on sys.path; the harn
 from locust import FastHttpUser, between, task  # noqa: E402
 
 from locustfiles.common import SETTINGS, RushShape  # noqa: E402, F401  (Locust finds the shape)
+from targets.dns.client import CachingResolver, ResolveError  # noqa: E402
+
+
+def _is_name(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return True
+    return False
 
 
 def user_for(service: str, base_url: str) -> type[FastHttpUser]:
     """A user class that reads orders from `service` only."""
+    parts = urlsplit(base_url)
+    hostname, port = parts.hostname or "", parts.port or 80
+    by_name = SETTINGS.dns is not None and _is_name(hostname)
 
     class ServiceUser(FastHttpUser):
         host = base_url
@@ -32,10 +51,30 @@ def user_for(service: str, base_url: str) -> type[FastHttpUser]:
         connection_timeout = SETTINGS.timeout_s
         network_timeout = SETTINGS.timeout_s
 
+        def on_start(self) -> None:
+            self.resolver = CachingResolver(SETTINGS.dns) if by_name and SETTINGS.dns else None
+
         @task
         def view_order(self) -> None:
+            path = f"/api/orders/o-{random.randint(1, 10_000)}"
+            name = f"{service} /api/orders/{{id}}"
+            if self.resolver is None:
+                self.client.get(path, name=name)
+                return
+            try:
+                address = self.resolver.resolve(hostname)
+            except ResolveError as exc:
+                self.environment.events.request.fire(
+                    request_type="GET",
+                    name=name,
+                    response_time=0,
+                    response_length=0,
+                    exception=exc,
+                    context={},
+                )
+                return
             self.client.get(
-                f"/api/orders/o-{random.randint(1, 10_000)}", name=f"{service} /api/orders/{{id}}"
+                f"http://{address}:{port}{path}", name=name, headers={"Host": parts.netloc}
             )
 
     name = "".join(part.title() for part in service.split("-")) + "User"

@@ -16,6 +16,9 @@ import: the harness and pytest use it too).
 - `RUSHLAB_CONTROL_URL`: base URL of the harness control API, for the web UI's chaos page.
 - `RUSHLAB_CONTROL_TOKEN_FILE`: file holding the control API's bearer token (read by the
   Locust process on each call; never sent to the browser).
+- `RUSHLAB_DNS`: `HOST:PORT` of the lab's DNS server; when set, users that support it
+  (`locustfiles/compare.py`) resolve service host names through it, caching each answer for
+  its TTL as a real client does.
 
 `load_settings` reads them (raising `SettingsError` that names the variable) and `to_environ`
 writes them, so both sides share one definition.
@@ -39,7 +42,8 @@ TIMEOUT_S = "RUSHLAB_TIMEOUT_S"
 METRICS_PORT = "RUSHLAB_METRICS_PORT"
 CONTROL_URL = "RUSHLAB_CONTROL_URL"
 CONTROL_TOKEN_FILE = "RUSHLAB_CONTROL_TOKEN_FILE"  # noqa: S105  (a variable name)
-ALL = (SERVICES, STAGES, WAIT_S, TIMEOUT_S, METRICS_PORT, CONTROL_URL, CONTROL_TOKEN_FILE)
+DNS = "RUSHLAB_DNS"
+ALL = (SERVICES, STAGES, WAIT_S, TIMEOUT_S, METRICS_PORT, CONTROL_URL, CONTROL_TOKEN_FILE, DNS)
 
 DEFAULT_WAIT_S = (0.5, 2.0)
 DEFAULT_TIMEOUT_S = 10.0
@@ -58,6 +62,7 @@ class Settings:
     metrics_port: int | None = None
     control_url: str | None = None
     control_token_file: str | None = None
+    dns: tuple[str, int] | None = None
 
 
 def base_url(value: Any, *, where: str) -> str:
@@ -107,6 +112,13 @@ def _positive(text: str, name: str) -> float:
     return value
 
 
+def _dns(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise SettingsError(f"{DNS}: expected HOST:PORT of a DNS server, got {text!r}")
+    return host, int(port)
+
+
 def _port(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 65535:
         raise SettingsError(f"{METRICS_PORT}: expected a port 1..65535, got {text!r}")
@@ -139,6 +151,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         metrics_port=_port(port) if port is not None else None,
         control_url=base_url(control_url, where=CONTROL_URL) if control_url else None,
         control_token_file=get(CONTROL_TOKEN_FILE),
+        dns=_dns(dns) if (dns := get(DNS)) is not None else None,
     )
 
 
@@ -157,4 +170,6 @@ def to_environ(settings: Settings) -> dict[str, str]:
         env[CONTROL_URL] = settings.control_url
     if settings.control_token_file is not None:
         env[CONTROL_TOKEN_FILE] = settings.control_token_file
+    if settings.dns is not None:
+        env[DNS] = f"{settings.dns[0]}:{settings.dns[1]}"
     return env

@@ -86,6 +86,7 @@ def test_the_documented_scenarios_ship() -> None:
         "showcase",
         "vertical-vs-horizontal",
         "autoscale-rush",
+        "dns-without-lb",
     }
 
 
@@ -99,7 +100,7 @@ def test_shipped_scenario_loads(path: Path) -> None:
     assert 30 <= scenario.duration_s <= 60
     assert scenario.chaos or any(s.autoscaling for s in scenario.system.services.values())
     assert scenario.slos
-    assert scenario.system.name in {"shop", "scaling", "elastic"}
+    assert scenario.system.name in {"shop", "scaling", "elastic", "dns"}
     steps = resolve_timeline(scenario, instance_names(scenario.system), scenario.system)
     assert len(steps) == len(scenario.chaos)
 
@@ -404,6 +405,13 @@ def test_resize_carries_its_slots_and_refuses_a_killed_instance(tmp_path: Path) 
     assert (step.action, step.slots, len(step.instances)) == ("resize", 32, 1)
     text = HEAD + "chaos:\n  - {at_s: 5, action: resize, service: orders}\n"
     check_error(tmp_path, text, "8:*: chaos.0.resize.slots", "Field required")
+
+
+def test_via_dns_needs_dns_records_and_the_compare_users(tmp_path: Path) -> None:
+    """Users resolve names only with a topology that has dns and the compare locustfile."""
+    text = HEAD.replace("load:\n", "load:\n  via_dns: true\n")
+    check_error(tmp_path, text, "4:3: load.via_dns", "topology 'shop' has no dns records")
+    check_error(tmp_path, text, "4:3: load.via_dns", "only the compare locustfile resolves")
 
 
 def test_action_on_an_instance_in_the_wrong_state() -> None:

@@ -70,6 +70,7 @@ def test_settings_round_trip_through_the_environment(
         metrics_port=port,
         control_url="http://127.0.0.1:9000" if control else None,
         control_token_file="/tmp/token" if control else None,
+        dns=("127.0.0.1", 5353) if control else None,
     )
     environ = to_environ(settings)
     assert set(environ) <= set(env.ALL)
@@ -88,6 +89,7 @@ def test_settings_round_trip_through_the_environment(
         (env.WAIT_S, "2,1", "RUSHLAB_WAIT_S: expected 0 <= MIN <= MAX"),
         (env.WAIT_S, "a,b", "RUSHLAB_WAIT_S: expected MIN,MAX"),
         (env.TIMEOUT_S, "0", "RUSHLAB_TIMEOUT_S: expected a number > 0"),
+        (env.DNS, "127.0.0.1", "RUSHLAB_DNS: expected HOST:PORT of a DNS server"),
         (env.METRICS_PORT, "0", "RUSHLAB_METRICS_PORT: expected a port"),
         (env.METRICS_PORT, "http", "RUSHLAB_METRICS_PORT: expected a port"),
         (env.CONTROL_URL, "ftp://x", "RUSHLAB_CONTROL_URL: expected http://"),
