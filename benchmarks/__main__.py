@@ -3,7 +3,8 @@
 Progress goes to stderr. The last line on stdout is one JSON object: the benchmark's result when
 one is named, otherwise one object keyed by benchmark name (`lb_vs_haproxy`,
 `server_vs_uvicorn`, `idle_connections`, `proxy_python_cost`, `locust_plugin_overhead`,
-`lab_timings`); a benchmark that could not run holds `{"error": "..."}` instead.
+`lab_timings`, `gateway_vs_haproxy`, `limiter_core`); a benchmark that could not run holds
+`{"error": "..."}` instead.
 Exit status: 0 when every benchmark ran (whether or not it met its goal, see each "ok"),
 1 when one could not run, 130 when interrupted.
 """
@@ -18,9 +19,11 @@ from types import FrameType
 from typing import Any
 
 from benchmarks import (
+    gateway_vs_haproxy,
     idle_connections,
     lab_timings,
     lb_vs_haproxy,
+    limiter_core,
     locust_plugin_overhead,
     proxy_python_cost,
     server_vs_uvicorn,
@@ -34,6 +37,8 @@ NAMES = (
     "proxy_python_cost",
     "locust_plugin_overhead",
     "lab_timings",
+    "gateway_vs_haproxy",
+    "limiter_core",
 )
 
 
@@ -93,6 +98,8 @@ def runners(args: argparse.Namespace) -> dict[str, Callable[[], dict[str, Any]]]
             args.duration, args.locust_users, args.rounds
         ),
         "lab_timings": lambda: lab_timings.run(args.lab_rounds),
+        "gateway_vs_haproxy": lambda: gateway_vs_haproxy.run(**load),
+        "limiter_core": lambda: limiter_core.run(rounds=max(3, args.rounds)),
     }
 
 

@@ -5,6 +5,7 @@ load balancers and servers into the zone file `python -m targets.dns` serves (sc
 targets/dns/core.py):
 
     via load_balancer          one A record: the load balancer's address
+    via gateway                one A record: the API gateway's address
     via servers, simple        one A record listing every server (DNS round robin, no health)
     via servers, weighted      one record per server, weight 1, each with a health check
     via servers, failover      the first server PRIMARY, the second SECONDARY, both checked
@@ -33,17 +34,20 @@ def zone_file(
     dns: DnsSpec,
     load_balancers: Mapping[str, Address],
     servers: Mapping[str, Sequence[tuple[str, Address]]],
+    gateway: Address | None = None,
 ) -> dict[str, Any]:
     """The zone as JSON: `servers[service]` lists (instance name, address) in instance order."""
     records: list[dict[str, Any]] = []
     checks: list[dict[str, Any]] = []
     for spec in dns.records:
         name = fqdn(dns, spec) + "."
-        if spec.via == "load_balancer":
-            host, _port = load_balancers[spec.service]
-            records.append({"name": name, "ttl": spec.ttl_s, "values": [host]})
+        if spec.via != "servers":
+            entry = gateway if spec.via == "gateway" else load_balancers[spec.service or ""]
+            if entry is None:
+                raise ValueError(f"dns record {spec.name!r} is via gateway, and none runs")
+            records.append({"name": name, "ttl": spec.ttl_s, "values": [entry[0]]})
             continue
-        members = list(servers[spec.service])
+        members = list(servers[spec.service or ""])
         if spec.policy == "simple":
             hosts = [host for _, (host, _port) in members]
             records.append({"name": name, "ttl": spec.ttl_s, "values": hosts})

@@ -42,7 +42,9 @@ class LocustPlan:
     """What Locust run to start. Ports left at 0 are picked free on loopback at start."""
 
     services: Mapping[str, str]
-    """Service name -> base URL of its load balancer (or gateway), e.g. http://127.0.0.1:4001."""
+    """Service name -> base URL of its load balancer, e.g. http://127.0.0.1:4001."""
+    host: str | None = None
+    """Locust's --host: where the services left out of `services` are (the API gateway)."""
     stages: tuple[Stage, ...] = ()
     """When given, the run follows them and stops after the last (users/spawn_rate/run_time
     are then unused)."""
@@ -76,6 +78,8 @@ class LocustPlan:
     def __post_init__(self) -> None:
         for name, url in self.services.items():
             base_url(url, where=f"services[{name!r}]")
+        if self.host is not None:
+            base_url(self.host, where="host")
         if self.headless and not self.stages and self.run_time_s is None:
             raise ValueError("a headless run must be bounded: give stages or run_time_s")
         if self.run_time_s is not None and not (
@@ -215,6 +219,7 @@ def build_commands(plan: LocustPlan, run_dir: Path, ports: LocustPorts) -> list[
         "locust",
         "-f",
         str(plan.locustfile),
+        *(("--host", plan.host) if plan.host else ()),
         "--loglevel",
         plan.loglevel,
     ]

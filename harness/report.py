@@ -94,9 +94,11 @@ def _quantiles(metric: str, selector: str) -> tuple[Line, ...]:
     )
 
 
-def standard_plots(services: Sequence[str], autoscaled: Sequence[str] = ()) -> list[PlotQuery]:
-    """The plots a report shows for `services` (and the `autoscaled` ones' autoscalers), as
-    queries for the runner to make."""
+def standard_plots(
+    services: Sequence[str], autoscaled: Sequence[str] = (), gateway: bool = False
+) -> list[PlotQuery]:
+    """The plots a report shows for `services` (and the `autoscaled` ones' autoscalers, and
+    the API gateway's routes when one runs), as queries for the runner to make."""
     plots = [
         PlotQuery(
             "Requests per second",
@@ -166,6 +168,8 @@ def standard_plots(services: Sequence[str], autoscaled: Sequence[str] = ()) -> l
                 ),
             )
         )
+    if gateway:
+        plots += _gateway_plots()
     for s in autoscaled:
         selector = f'{{service="{s}"}}'
         plots.append(
@@ -202,6 +206,41 @@ def standard_plots(services: Sequence[str], autoscaled: Sequence[str] = ()) -> l
             )
         )
     return plots
+
+
+def _gateway_plots() -> list[PlotQuery]:
+    return [
+        PlotQuery(
+            "gateway: requests per second by route and status",
+            "req/s",
+            (
+                Line(
+                    "{route} {code}", "sum by (route, code) (rate(gateway_requests_total[5s])) > 0"
+                ),
+            ),
+        ),
+        PlotQuery(
+            "gateway: rate-limit decisions per second by route",
+            "req/s",
+            (
+                Line(
+                    "{route} {outcome}",
+                    "sum by (route, outcome) (rate(gateway_limiter_decisions_total[5s])) > 0",
+                ),
+            ),
+        ),
+        PlotQuery(
+            "gateway: p95 latency by route",
+            "s",
+            (
+                Line(
+                    "{route}",
+                    "histogram_quantile(0.95, sum by (route, le)"
+                    " (rate(gateway_request_duration_seconds_bucket[5s])))",
+                ),
+            ),
+        ),
+    ]
 
 
 # -- result.json -----------------------------------------------------------------------------

@@ -59,12 +59,13 @@ async def _run(
     progress: Progress,
 ) -> RunResult:
     wait = scenario.load.wait_s or (0.5, 2.0)
-    services = lab.service_urls()
-    if scenario.load.via_dns:
-        services |= lab.dns_urls()
+    services, host = lab.entry_points(
+        side_by_side=scenario.load.locustfile == "compare", via_dns=scenario.load.via_dns
+    )
     dns = lab.dns_address
     plan = LocustPlan(
         services=services,
+        host=host,
         stages=tuple(Stage(s.duration_s, s.users, s.spawn_rate) for s in scenario.load.stages),
         workers=scenario.load.workers,
         metrics_port=free_port(),
@@ -190,7 +191,8 @@ async def _judge(  # noqa: PLR0917 - the run's facts, gathered by _run
     )
     plots = []
     autoscaled = [name for name, service in lab.services.items() if service.spec.autoscaling]
-    for query in standard_plots(list(lab.services), autoscaled):
+    gateway = lab.gateway is not None
+    for query in standard_plots(list(lab.services), autoscaled, gateway):
         lines: dict[str, slo.Series] = {}
         for line in query.lines:
             for found in await prometheus.query_range(line.expr, started, ended, step=1.0):

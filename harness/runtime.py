@@ -22,7 +22,7 @@ from harness.dns import fqdn, zone_file
 from harness.lab import Lab, ServerSpec, start_lab, write_token
 from harness.prometheus import LAB_RULES, Prometheus, ScrapeTarget
 from harness.supervisor import Child, Supervisor, free_port
-from harness.topology import DnsSpec, ServiceSpec, Topology
+from harness.topology import DnsSpec, GatewaySpec, ServiceSpec, Topology
 from targets.http.client import fetch_json
 from targets.http.upstream import UpstreamError
 
@@ -97,6 +97,7 @@ class LabRuntime:
         self.listeners: list[Callable[[], None]] = []
         self.autoscalers: dict[str, Child] = {}  # by service
         self.dns: Child | None = None  # the DNS server, when the topology has `dns`
+        self.gateway: Child | None = None  # the API gateway, when the topology has one
 
     @property
     def run_dir(self) -> Path:
@@ -115,6 +116,8 @@ class LabRuntime:
         )
         for service in pools:
             self.services[service.name] = service
+        if self.topology.gateway is not None:
+            await self._start_gateway(self.topology.gateway)
         if self.topology.dns is not None:
             await self._start_dns(self.topology.dns)
 
@@ -135,6 +138,25 @@ class LabRuntime:
             service.instances[child.name] = Instance(child.name, name, child, pool.default.slots)
         return service
 
+    async def _start_gateway(self, spec: GatewaySpec) -> None:
+        """The API gateway, each route aimed at its service's load balancer."""
+        upstreams = {name: service.pool.address for name, service in self.services.items()}
+        path = self.run_dir / "gateway.json"
+        path.write_text(json.dumps(spec.config(upstreams), indent=2))
+        self.gateway = await self.supervisor.spawn(
+            "gateway",
+            "gateway",
+            "targets.gateway",
+            [f"--config={path}", f"--control-token-file={self.token_file}"],
+        )
+
+    @property
+    def gateway_url(self) -> str | None:
+        """The API gateway's base URL, when one runs."""
+        if self.gateway is None:
+            return None
+        return "http://{}:{}".format(*self.gateway.address())
+
     async def _start_dns(self, dns: DnsSpec) -> None:
         """The DNS server, its zone written from where the services run now."""
         servers = {
@@ -145,8 +167,9 @@ class LabRuntime:
             for name, service in self.services.items()
         }
         lbs = {name: service.pool.address for name, service in self.services.items()}
+        gateway = self.gateway.address() if self.gateway is not None else None
         path = self.run_dir / "dns-zone.json"
-        path.write_text(json.dumps(zone_file(dns, lbs, servers), indent=2))
+        path.write_text(json.dumps(zone_file(dns, lbs, servers, gateway), indent=2))
         self.dns = await self.supervisor.spawn(
             "dns",
             "dns",
@@ -162,8 +185,11 @@ class LabRuntime:
             return {}
         urls: dict[str, str] = {}
         for record in dns.records:
-            service = self.services[record.service]
-            pool = service.pool
+            if record.service is None:  # via gateway
+                if self.gateway is not None:
+                    urls["gateway"] = f"http://{fqdn(dns, record)}:{self.gateway.address()[1]}"
+                continue
+            pool = self.services[record.service].pool
             port = pool.address[1] if record.via == "load_balancer" else pool.port
             urls[record.service] = f"http://{fqdn(dns, record)}:{port}"
         return urls
@@ -241,6 +267,9 @@ class LabRuntime:
                         {"service": service.name, "role": "autoscaler", "instance": scaler.name},
                     )
                 )
+        if self.gateway is not None and self.gateway.alive:
+            labels = {"service": "gateway", "role": "gateway", "instance": self.gateway.name}
+            targets.append(ScrapeTarget(str(self.gateway.ready["control"]), labels))
         if self.dns is not None and self.dns.alive:
             labels = {"service": "dns", "role": "dns", "instance": self.dns.name}
             targets.append(ScrapeTarget(str(self.dns.ready["control"]), labels))
@@ -252,6 +281,28 @@ class LabRuntime:
             name: "http://{}:{}".format(*service.pool.address)
             for name, service in self.services.items()
         }
+
+    def entry_points(
+        self, *, side_by_side: bool = False, via_dns: bool = False
+    ) -> tuple[dict[str, str], str | None]:
+        """Where load generators send requests: (name -> base URL, Locust's --host).
+
+        Users that compare side by side get one entry each: every gateway route that strips
+        its prefix (routes compared, e.g. one per rate-limit algorithm), else every service.
+        The others go through the API gateway when one runs (relative paths on `--host`), else
+        straight to each load balancer. With `via_dns`, by DNS name where a record gives one.
+        """
+        urls = self.service_urls()
+        if via_dns:
+            urls |= self.dns_urls()
+        gateway = urls.pop("gateway", None) or self.gateway_url
+        if gateway is None:
+            return urls, None
+        if not side_by_side:
+            return {}, gateway
+        spec = self.topology.gateway
+        routes = [r for r in spec.routes if r.strip_prefix] if spec else []
+        return ({r.name: gateway + r.path for r in routes} if routes else urls), None
 
     def scrape(self, address: str, **labels: str) -> None:
         """One more /metrics endpoint beyond the services' own (the harness, Locust)."""

@@ -67,14 +67,15 @@ class Load(_Strict):
 
     `wait_s` (seconds a user waits between tasks, [min, max]) and `timeout_s` (per request)
     override the locustfile's defaults (RUSHLAB_WAIT_S, RUSHLAB_TIMEOUT_S) when given.
-    `locustfile` names the users: `shop` (customers of the shop, the default) or `compare`
-    (the same reader against every service, users split evenly: designs side by side).
+    `locustfile` names the users: `shop` (customers of the shop, the default), `compare`
+    (the same reader against every service, users split evenly: designs side by side) or
+    `noisy` (the customers plus one client flooding the orders route).
     `via_dns`: users reach the services the topology's DNS records name by those names,
-    resolved through the lab's DNS server and cached for their TTL (`compare` only).
+    resolved through the lab's DNS server and cached for their TTL.
     """
 
     stages: list[Stage] = Field(min_length=1)
-    locustfile: Literal["shop", "compare"] = "shop"
+    locustfile: Literal["shop", "compare", "noisy"] = "shop"
     via_dns: bool = False
     workers: int = Field(default=0, ge=0, le=256)  # Locust worker processes; 0: one process
     wait_s: tuple[float, float] | None = None
@@ -351,8 +352,6 @@ def check_scenario(scenario: Scenario, topology: Topology) -> list[tuple[Loc, st
         problems.append(
             (("load", "via_dns"), f"topology {topology.name!r} has no dns records to resolve")
         )
-    if scenario.load.via_dns and scenario.load.locustfile != "compare":
-        problems.append((("load", "via_dns"), "only the compare locustfile resolves names"))
     playable = True
     for i, step in enumerate(scenario.chaos):
         if step.at_s > end:

@@ -32,8 +32,10 @@ def with_locust(workers: int, swarm_limit_s: float) -> Extra:
     """The Locust web UI (with `workers` worker processes), its chaos page and exporters."""
 
     async def start(lab: LabRuntime, urls: dict[str, str]) -> None:
+        services, host = lab.entry_points()
         plan = LocustPlan(
-            services=lab.service_urls(),
+            services=services,
+            host=host,
             headless=False,
             run_time_s=swarm_limit_s,
             workers=workers,
@@ -78,6 +80,8 @@ async def run_session(
         for name, service in lab.services.items():
             host, port = service.pool.address
             urls[f"{name} (load balancer)"] = f"http://{host}:{port}/"
+        if lab.gateway_url is not None:
+            urls["gateway"] = lab.gateway_url + "/"
         if lab.dns_address is not None:
             urls["dns (udp, e.g. dig @HOST -p PORT shop.lab)"] = lab.dns_address
         for extra in extras or []:

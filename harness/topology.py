@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from harness.yamlfile import load_model
 from targets.autoscaler.core import ConfigError, Policy
+from targets.gateway.config import config_from_json
+from targets.gateway.routes import RouteError
 
 DEFAULT_TOPOLOGY = Path(__file__).resolve().parent / "topologies" / "shop.yaml"
 
@@ -158,6 +160,62 @@ class ServiceSpec(_Strict):
         ]
 
 
+class LimitSpec(_Strict):
+    """A rate limit on a gateway route (targets/limiter): `rate` per second, `burst` at once,
+    per `key`: `client` (the X-Client-Id header, else the address), `address`, or the route."""
+
+    name: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_-]{0,40}$")
+    key: Literal["client", "address", "route"] = "client"
+    algorithm: Literal[
+        "token_bucket", "leaky_bucket_shaping", "leaky_bucket_policing", "gcra", "sliding_window"
+    ] = "token_bucket"
+    rate: float = Field(gt=0, le=1_000_000)
+    burst: int = Field(default=1, ge=1, le=1_000_000)
+
+    @property
+    def label(self) -> str:
+        return self.name or f"{self.key}-{self.algorithm}"
+
+
+class RouteSpec(_Strict):
+    """A gateway route to a service's load balancer (targets/gateway/routes.py): `path` is a
+    prefix (default), `exact`, or has `{param}` segments; the most specific route wins."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,40}$")
+    path: str = Field(pattern=r"^/")
+    service: str
+    match: Literal["prefix", "exact"] = "prefix"
+    methods: list[Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]] = []
+    strip_prefix: bool = False
+    timeout_s: float = Field(default=30.0, gt=0, le=3600)  # API Gateway HTTP API's default
+    limits: list[LimitSpec] = []
+
+
+class GatewaySpec(_Strict):
+    """The API gateway in front of the services' load balancers (targets/gateway)."""
+
+    client_header: str = Field(default="x-client-id", pattern=r"^[A-Za-z0-9-]{1,64}$")
+    routes: list[RouteSpec] = Field(min_length=1)
+
+    def config(self, upstreams: dict[str, tuple[str, int]]) -> dict[str, object]:
+        """The gateway's config file, each route aimed at its service's load balancer."""
+        return {
+            "name": "gateway",
+            "client_header": self.client_header,
+            "routes": [
+                {
+                    **route.model_dump(exclude={"limits"}),
+                    "upstream": "{}:{}".format(*upstreams[route.service]),
+                    "limits": [
+                        {**limit.model_dump(exclude={"name"}), "name": limit.label}
+                        for limit in route.limits
+                    ],
+                }
+                for route in self.routes
+            ],
+        }
+
+
 class DnsHealthSpec(_Strict):
     """Route 53-style health checks of the servers a record points at (lab-scale interval)."""
 
@@ -178,24 +236,26 @@ class DnsHealthSpec(_Strict):
 class DnsRecordSpec(_Strict):
     """A name of the lab's zone pointing at a service.
 
-    `via: load_balancer` answers the service's load balancer (one address: `simple`). `via:
-    servers` answers its servers directly, each on its own loopback address: `simple` lists
-    them all (DNS round robin, no health checks), `weighted` answers one healthy server per
-    query (equal weights), `failover` answers the first server while its health check passes,
-    else the second.
+    `via: load_balancer` answers the service's load balancer (one address: `simple`); `via:
+    gateway` the API gateway (no `service`). `via: servers` answers its servers directly,
+    each on its own loopback address: `simple` lists them all (DNS round robin, no health
+    checks), `weighted` answers one healthy server per query (equal weights), `failover`
+    answers the first server while its health check passes, else the second.
     """
 
     name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,30}$")  # relative to the zone
-    service: str
-    via: Literal["load_balancer", "servers"] = "load_balancer"
+    service: str | None = None  # required, except via gateway
+    via: Literal["load_balancer", "servers", "gateway"] = "load_balancer"
     policy: Literal["simple", "weighted", "failover"] = "simple"
     ttl_s: int = Field(default=60, ge=0, le=86_400)
     health: DnsHealthSpec = DnsHealthSpec()
 
     @model_validator(mode="after")
     def _one_address_behind_a_load_balancer(self) -> DnsRecordSpec:
-        if self.via == "load_balancer" and self.policy != "simple":
-            raise ValueError("a load balancer is one address: via load_balancer takes simple")
+        if self.via != "servers" and self.policy != "simple":
+            raise ValueError(f"via {self.via} is one address: it takes policy simple")
+        if (self.service is None) != (self.via == "gateway"):
+            raise ValueError("give the service, except for a record via gateway (which has none)")
         return self
 
 
@@ -209,6 +269,7 @@ class DnsSpec(_Strict):
 class Topology(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,30}$")
     services: dict[str, ServiceSpec] = Field(min_length=1)
+    gateway: GatewaySpec | None = None
     dns: DnsSpec | None = None
 
     @model_validator(mode="after")
@@ -224,7 +285,9 @@ class Topology(_Strict):
     def _dns_records_name_services(self) -> Topology:
         seen: set[str] = set()
         for record in self.dns.records if self.dns else []:
-            spec = self.services.get(record.service)
+            if record.via == "gateway":
+                continue
+            spec = self.services.get(record.service or "")
             if spec is None:
                 raise ValueError(
                     f"dns record {record.name!r}: no service {record.service!r}"
@@ -240,11 +303,30 @@ class Topology(_Strict):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _gateway_routes(self) -> Topology:
+        if self.gateway is None:
+            if any(r.via == "gateway" for r in (self.dns.records if self.dns else [])):
+                raise ValueError("a dns record is via gateway, but the topology has no gateway")
+            return self
+        for i, route in enumerate(self.gateway.routes):
+            if route.service not in self.services:
+                raise ValueError(
+                    f"gateway.routes[{i}].service: no service {route.service!r}"
+                    f" (services: {', '.join(sorted(self.services))})"
+                )
+        upstreams = {name: ("127.0.0.1", 1) for name in self.services}
+        try:
+            config_from_json(self.gateway.config(upstreams))
+        except RouteError as exc:
+            raise ValueError(f"gateway.{exc}") from None
+        return self
+
     def direct_services(self) -> set[str]:
         """Services some DNS record answers with server addresses: each server then listens
         on its own loopback address, all on one port."""
         records = self.dns.records if self.dns else []
-        return {r.service for r in records if r.via == "servers"}
+        return {r.service for r in records if r.via == "servers" and r.service}
 
 
 def load_topology(path: Path | None = None) -> Topology:

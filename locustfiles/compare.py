@@ -15,11 +15,9 @@ not resolve is a failed request (`NameNotFound`, `ResolveTimeout`, ...), as a cl
 
 from __future__ import annotations
 
-import ipaddress
 import random
 import sys
 from pathlib import Path
-from urllib.parse import urlsplit
 
 _ROOT = str(Path(__file__).resolve().parents[1])
 if _ROOT not in sys.path:  # Locust puts only locustfiles/ on sys.path; the harness sets PYTHONPATH
@@ -27,23 +25,17 @@ if _ROOT not in sys.path:  # Locust puts only locustfiles/ on sys.path; the harn
 
 from locust import FastHttpUser, between, task  # noqa: E402
 
-from locustfiles.common import SETTINGS, RushShape  # noqa: E402, F401  (Locust finds the shape)
-from targets.dns.client import CachingResolver, ResolveError  # noqa: E402
-
-
-def _is_name(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return True
-    return False
+from locustfiles.common import (  # noqa: E402
+    SETTINGS,
+    Endpoint,
+    ResolveError,
+    RushShape,  # noqa: F401  (Locust finds the shape)
+    resolve_failed,
+)
 
 
 def user_for(service: str, base_url: str) -> type[FastHttpUser]:
     """A user class that reads orders from `service` only."""
-    parts = urlsplit(base_url)
-    hostname, port = parts.hostname or "", parts.port or 80
-    by_name = SETTINGS.dns is not None and _is_name(hostname)
 
     class ServiceUser(FastHttpUser):
         host = base_url
@@ -52,30 +44,17 @@ def user_for(service: str, base_url: str) -> type[FastHttpUser]:
         network_timeout = SETTINGS.timeout_s
 
         def on_start(self) -> None:
-            self.resolver = CachingResolver(SETTINGS.dns) if by_name and SETTINGS.dns else None
+            self.endpoint = Endpoint(base_url)
 
         @task
         def view_order(self) -> None:
-            path = f"/api/orders/o-{random.randint(1, 10_000)}"
             name = f"{service} /api/orders/{{id}}"
-            if self.resolver is None:
-                self.client.get(path, name=name)
-                return
             try:
-                address = self.resolver.resolve(hostname)
+                url, headers = self.endpoint.url(f"/api/orders/o-{random.randint(1, 10_000)}")
             except ResolveError as exc:
-                self.environment.events.request.fire(
-                    request_type="GET",
-                    name=name,
-                    response_time=0,
-                    response_length=0,
-                    exception=exc,
-                    context={},
-                )
+                resolve_failed(self, "GET", name, exc)
                 return
-            self.client.get(
-                f"http://{address}:{port}{path}", name=name, headers={"Host": parts.netloc}
-            )
+            self.client.get(url, name=name, headers=headers)
 
     name = "".join(part.title() for part in service.split("-")) + "User"
     ServiceUser.__name__ = ServiceUser.__qualname__ = name

@@ -40,7 +40,13 @@ if _ROOT not in sys.path:  # Locust puts only locustfiles/ on sys.path; the harn
 
 from locust import FastHttpUser, between, task  # noqa: E402
 
-from locustfiles.common import SETTINGS, RushShape  # noqa: E402, F401  (Locust finds the shape)
+from locustfiles.common import (  # noqa: E402
+    SETTINGS,
+    Endpoint,
+    ResolveError,
+    RushShape,  # noqa: F401  (Locust finds the shape)
+    resolve_failed,
+)
 
 _customers = itertools.count(1)
 
@@ -57,7 +63,8 @@ def _json(response: Any) -> dict[str, Any]:
 
 
 class ShopUser(FastHttpUser):
-    """A customer of the shop."""
+    """A customer of the shop. Every request carries `X-Client-Id: <customer>`, the key a
+    gateway's per-client rate limits count by."""
 
     host = SETTINGS.services.get("orders") or next(iter(SETTINGS.services.values()), None)
     wait_time = between(*SETTINGS.wait_s)
@@ -69,37 +76,44 @@ class ShopUser(FastHttpUser):
         self.token: str | None = None
         self.orders: deque[str] = deque(maxlen=20)
         self.payments: deque[str] = deque(maxlen=20)
+        # A service missing from RUSHLAB_SERVICES is reached through --host (the gateway).
+        self.endpoints = {
+            service: Endpoint(url)
+            for service, url in {"": self.host or "", **SETTINGS.services}.items()
+            if url
+        }
         self.login()
 
-    def url(self, service: str, path: str) -> str:
-        base = SETTINGS.services.get(service)
-        return base + path if base else path
-
-    def auth_headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+    def call(self, method: str, service: str, path: str, name: str, **kwargs: Any) -> Any:
+        """One request to `service` (through its own URL, else --host), named by route."""
+        endpoint = self.endpoints.get(service) or self.endpoints.get("")
+        headers = {"X-Client-Id": self.customer}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        url = path
+        if endpoint is not None:
+            try:
+                url, extra = endpoint.url(path)
+            except ResolveError as exc:
+                resolve_failed(self, method, name, exc)
+                return None
+            headers |= extra
+        return self.client.request(method, url, name=name, headers=headers, **kwargs)
 
     @task(1)
     def login(self) -> None:
-        reply = self.client.post(
-            self.url("auth", "/api/auth/login"),
-            json={"user": self.customer},
-            name="/api/auth/login",
+        reply = self.call(
+            "POST", "auth", "/api/auth/login", "/api/auth/login", json={"user": self.customer}
         )
         self.token = _json(reply).get("token") or self.token
 
     @task(2)
     def verify(self) -> None:
-        self.client.get(
-            self.url("auth", "/api/auth/verify"),
-            headers=self.auth_headers(),
-            name="/api/auth/verify",
-        )
+        self.call("GET", "auth", "/api/auth/verify", "/api/auth/verify")
 
     @task(6)
     def browse_orders(self) -> None:
-        reply = self.client.get(
-            self.url("orders", "/api/orders"), headers=self.auth_headers(), name="/api/orders"
-        )
+        reply = self.call("GET", "orders", "/api/orders", "/api/orders")
         for order in _json(reply).get("orders", []):
             if isinstance(order, dict) and isinstance(order.get("id"), str):
                 self.orders.append(order["id"])
@@ -107,30 +121,18 @@ class ShopUser(FastHttpUser):
     @task(4)
     def view_order(self) -> None:
         order = random.choice(self.orders) if self.orders else f"o-{random.randint(1, 10_000)}"
-        self.client.get(
-            self.url("orders", f"/api/orders/{order}"),
-            headers=self.auth_headers(),
-            name="/api/orders/{id}",
-        )
+        self.call("GET", "orders", f"/api/orders/{order}", "/api/orders/{id}")
 
     @task(2)
     def checkout(self) -> None:
         items = [f"sku-{random.randint(1, 500)}" for _ in range(random.randint(1, 4))]
-        reply = self.client.post(
-            self.url("orders", "/api/orders"),
-            json={"items": items},
-            headers=self.auth_headers(),
-            name="/api/orders",
-        )
+        reply = self.call("POST", "orders", "/api/orders", "/api/orders", json={"items": items})
         order = _json(reply).get("id")
         if not isinstance(order, str):
             return  # no order, nothing to pay
         self.orders.append(order)
-        paid = self.client.post(
-            self.url("payments", "/api/payments"),
-            json={"order": order},
-            headers=self.auth_headers(),
-            name="/api/payments",
+        paid = self.call(
+            "POST", "payments", "/api/payments", "/api/payments", json={"order": order}
         )
         payment = _json(paid).get("id")
         if isinstance(payment, str):
@@ -140,8 +142,5 @@ class ShopUser(FastHttpUser):
     def view_payment(self) -> None:
         if not self.payments:
             return
-        self.client.get(
-            self.url("payments", f"/api/payments/{random.choice(self.payments)}"),
-            headers=self.auth_headers(),
-            name="/api/payments/{id}",
-        )
+        payment = random.choice(self.payments)
+        self.call("GET", "payments", f"/api/payments/{payment}", "/api/payments/{id}")

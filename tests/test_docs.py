@@ -16,6 +16,7 @@ from targets.autoscaler.adapter import Endpoints, ServiceAutoscaler
 from targets.autoscaler.core import Policy
 from targets.dns.core import Zone
 from targets.dns.server import DnsServer
+from targets.gateway.gateway import Gateway, GatewayConfig
 from targets.lb.balancer import LbConfig, LoadBalancer
 from targets.server.app import ServerConfig, ShopServer
 
@@ -59,6 +60,12 @@ def test_every_autoscaler_metric_is_documented() -> None:
     endpoints = Endpoints(("127.0.0.1", 1), ("127.0.0.1", 1), "token")
     ServiceAutoscaler("web", Policy(target=1.0), "in_flight", endpoints, registry)
     assert exposed(registry) == {n for n in documented() if n.startswith("autoscaler_")}
+
+
+def test_every_gateway_metric_is_documented() -> None:
+    """The API gateway exposes exactly the gateway_* metrics docs/metrics.md lists."""
+    names = exposed(Gateway(GatewayConfig()).registry)
+    assert names == {n for n in documented() if n.startswith("gateway_")}
 
 
 def test_every_dns_metric_is_documented() -> None:

@@ -59,7 +59,7 @@ def test_weighted_server_records_have_health_checks_on_each_server() -> None:
         ),
         (
             {"records": [{"name": "x", "service": "direct", "policy": "failover"}]},
-            "a load balancer is one address",
+            "via load_balancer is one address",
         ),
         (
             {

@@ -87,6 +87,9 @@ def test_the_documented_scenarios_ship() -> None:
         "vertical-vs-horizontal",
         "autoscale-rush",
         "dns-without-lb",
+        "rate-limit-burst",
+        "noisy-neighbour",
+        "service-down-behind-gateway",
     }
 
 
@@ -98,9 +101,19 @@ def test_shipped_scenario_loads(path: Path) -> None:
     assert scenario.name == path.stem
     assert scenario.description
     assert 30 <= scenario.duration_s <= 60
-    assert scenario.chaos or any(s.autoscaling for s in scenario.system.services.values())
+    system = scenario.system
+    limited = system.gateway is not None and any(r.limits for r in system.gateway.routes)
+    autoscaled = any(s.autoscaling for s in system.services.values())
+    assert scenario.chaos or autoscaled or limited  # something happens to the system
     assert scenario.slos
-    assert scenario.system.name in {"shop", "scaling", "elastic", "dns"}
+    assert scenario.system.name in {
+        "shop",
+        "scaling",
+        "elastic",
+        "dns",
+        "ratelimits",
+        "shop-guarded",
+    }
     steps = resolve_timeline(scenario, instance_names(scenario.system), scenario.system)
     assert len(steps) == len(scenario.chaos)
 
@@ -407,11 +420,10 @@ def test_resize_carries_its_slots_and_refuses_a_killed_instance(tmp_path: Path) 
     check_error(tmp_path, text, "8:*: chaos.0.resize.slots", "Field required")
 
 
-def test_via_dns_needs_dns_records_and_the_compare_users(tmp_path: Path) -> None:
-    """Users resolve names only with a topology that has dns and the compare locustfile."""
-    text = HEAD.replace("load:\n", "load:\n  via_dns: true\n")
-    check_error(tmp_path, text, "4:3: load.via_dns", "topology 'shop' has no dns records")
-    check_error(tmp_path, text, "4:3: load.via_dns", "only the compare locustfile resolves")
+def test_via_dns_needs_dns_records(tmp_path: Path) -> None:
+    """Users resolve names only with a topology that has dns records."""
+    text = HEAD.replace("load:\n", "topology: scaling\nload:\n  via_dns: true\n")
+    check_error(tmp_path, text, "5:3: load.via_dns", "topology 'scaling' has no dns records")
 
 
 def test_action_on_an_instance_in_the_wrong_state() -> None:

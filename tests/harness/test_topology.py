@@ -60,3 +60,44 @@ def test_core_rules_are_reported_through_the_topology(tmp_path: Path) -> None:
     """A rule only the core knows (interval within the scale-out period) names the field."""
     [line] = problems(tmp_path, 1, "{target: 2, evaluation_interval_s: 20, scale_out_period_s: 10}")
     assert "autoscaling: evaluation_interval_s: must be > 0 and <= scale_out_period_s" in line
+
+
+GATEWAY = """\
+name: t
+services:
+  web: {{replicas: 1}}
+gateway:
+  routes:
+{routes}
+"""
+
+
+def gateway_problems(tmp_path: Path, routes: str) -> list[str]:
+    path = tmp_path / "topology.yaml"
+    path.write_text(GATEWAY.format(routes=routes))
+    with pytest.raises(InputError) as caught:
+        load_topology(path)
+    return [line.removeprefix(f"{path}:") for line in caught.value.problems]
+
+
+def test_gateway_rate_must_be_positive_at_its_line(tmp_path: Path) -> None:
+    """A limit with rate 0 is refused at its own line and field path."""
+    routes = "    - {name: a, path: /a, service: web, limits: [{rate: 0}]}"
+    [line] = gateway_problems(tmp_path, routes)
+    assert line.startswith("6:51: gateway.routes.0.limits.0.rate: Input should be greater than 0")
+
+
+def test_gateway_route_to_an_unknown_service(tmp_path: Path) -> None:
+    """A route naming no service of the topology says which, and lists the services."""
+    [line] = gateway_problems(tmp_path, "    - {name: a, path: /a, service: nope}")
+    assert "gateway.routes[0].service: no service 'nope' (services: web)" in line
+
+
+def test_gateway_overlapping_exact_routes(tmp_path: Path) -> None:
+    """Two exact routes for the same path and methods cannot be told apart."""
+    routes = (
+        "    - {name: a, path: /a, service: web, match: exact}\n"
+        "    - {name: b, path: /a, service: web, match: exact}"
+    )
+    [line] = gateway_problems(tmp_path, routes)
+    assert "gateway.routes[1].path: '/a' overlaps routes[0] ('/a') for the same methods" in line
