@@ -31,6 +31,7 @@ from benchmarks.support import (
     ratio,
     require_tool,
     self_pinned,
+    start_haproxy,
     summarize,
     wait_http,
 )
@@ -106,17 +107,6 @@ def start_gateway(group: ProcessGroup, backends: list[int], cpu: int | None) -> 
     return Contender("gateway", url, [gateway])
 
 
-def start_haproxy(group: ProcessGroup, backends: list[int], cpu: int | None) -> Contender:
-    haproxy = require_tool("haproxy")
-    port = free_port()
-    conf = group.dir / "haproxy.cfg"
-    conf.write_text(haproxy_config(port, backends))
-    proc = group.spawn("haproxy", [haproxy, "-db", "-f", str(conf)], cpu=cpu, ready_line=False)
-    url = f"http://127.0.0.1:{port}{PATH}"
-    wait_http(url, "HAProxy to route", proc)
-    return Contender("haproxy", url, [proc])
-
-
 def run(duration_s: float = 10.0, connections: int = 50, rounds: int = ROUNDS) -> dict[str, Any]:
     """Run the comparison; the result object."""
     for tool, package in (("wrk", "wrk"), ("nginx", "nginx-light"), ("haproxy", "haproxy")):
@@ -125,7 +115,8 @@ def run(duration_s: float = 10.0, connections: int = 50, rounds: int = ROUNDS) -
     with self_pinned(plan.load), ProcessGroup("bench-gw-") as group:
         backends = start_backends(group, plan.load)
         gateway = start_gateway(group, backends, plan.sut)
-        haproxy = start_haproxy(group, backends, plan.sut)
+        port = free_port()
+        haproxy = start_haproxy(group, haproxy_config(port, backends), port, PATH, plan.sut)
         log(f"backends: nginx on ports {backends}; {gateway.url} vs {haproxy.url}")
         runs = measure(
             [gateway, haproxy],

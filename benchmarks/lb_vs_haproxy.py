@@ -41,6 +41,7 @@ from benchmarks.support import (
     ratio,
     require_tool,
     self_pinned,
+    start_haproxy,
     summarize,
     wait_http,
     wait_lb_healthy,
@@ -150,18 +151,6 @@ def start_lb(group: ProcessGroup, backends: list[int], cpu: int | None) -> Conte
     return Contender("lb", url, [lb])
 
 
-def start_haproxy(group: ProcessGroup, backends: list[int], cpu: int | None) -> Contender:
-    """HAProxy in the foreground (`-db`) with a generated config."""
-    haproxy = require_tool("haproxy")
-    port = free_port()
-    conf = group.dir / "haproxy.cfg"
-    conf.write_text(haproxy_config(port, backends))
-    proc = group.spawn("haproxy", [haproxy, "-db", "-f", str(conf)], cpu=cpu, ready_line=False)
-    url = f"http://127.0.0.1:{port}{PATH}"
-    wait_http(url, "HAProxy to proxy", proc)
-    return Contender("haproxy", url, [proc])
-
-
 def run(duration_s: float = 10.0, connections: int = 50, rounds: int = ROUNDS) -> dict[str, Any]:
     """Run the comparison; the result object (see the README for its fields)."""
     for tool, package in (("wrk", "wrk"), ("nginx", "nginx-light"), ("haproxy", "haproxy")):
@@ -170,7 +159,8 @@ def run(duration_s: float = 10.0, connections: int = 50, rounds: int = ROUNDS) -
     with self_pinned(plan.load), ProcessGroup("bench-lb-") as group:
         backends = start_backends(group, plan.load)
         lb = start_lb(group, backends, plan.sut)
-        haproxy = start_haproxy(group, backends, plan.sut)
+        port = free_port()
+        haproxy = start_haproxy(group, haproxy_config(port, backends), port, PATH, plan.sut)
         log(f"backends: nginx on ports {backends}; {lb.url} vs {haproxy.url}")
         runs = measure(
             [lb, haproxy],

@@ -627,3 +627,16 @@ def emit(result: dict[str, Any]) -> None:
     """Print the result as one JSON line on stdout (the last line a benchmark prints there)."""
     sys.stdout.write(json.dumps(result, sort_keys=False) + "\n")
     sys.stdout.flush()
+
+
+def start_haproxy(
+    group: ProcessGroup, config: str, port: int, path: str, cpu: int | None
+) -> Contender:
+    """HAProxy in the foreground (`-db`) with `config` (which binds `port`), once `path` answers."""
+    haproxy = require_tool("haproxy")
+    conf = group.dir / "haproxy.cfg"
+    conf.write_text(config)
+    proc = group.spawn("haproxy", [haproxy, "-db", "-f", str(conf)], cpu=cpu, ready_line=False)
+    url = f"http://127.0.0.1:{port}{path}"
+    wait_http(url, "HAProxy to proxy", proc)
+    return Contender("haproxy", url, [proc])

@@ -14,15 +14,14 @@ Grafana as an annotation (tagged "chaos") when a Grafana URL is configured.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Response
+from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -33,6 +32,7 @@ from chaos.actions import ACTIONS, ChaosRequest, apply
 from dashboards.elasticity import CHAOS_TAG
 from dashboards.grafana import GrafanaError, post_annotation
 from harness.runtime import ChaosRefused, Event, LabRuntime
+from targets.asgi import bearer_guard
 from targets.fastmetrics import FastCounter
 
 log = logging.getLogger(__name__)
@@ -150,12 +150,7 @@ def control_app(controller: Controller) -> FastAPI:
         version="1",
     )
 
-    def check_token(authorization: Annotated[str | None, Header()] = None) -> None:
-        expected = f"Bearer {lab.token}".encode()
-        if not hmac.compare_digest((authorization or "").encode(), expected):
-            raise HTTPException(401, "Authorization: Bearer <token from control.token> required")
-
-    guarded = [Depends(check_token)]
+    guarded = bearer_guard(lab.token, "token from control.token")
     refusals: dict[int | str, dict[str, Any]] = {
         401: {"description": "missing or bad token"},
         404: {"description": "unknown action, service or instance; `choices` lists valid ones"},

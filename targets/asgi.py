@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Generator
+import hmac
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import uvicorn
+from fastapi import Depends, Header, HTTPException
 
 
 class _Embedded(uvicorn.Server):
@@ -47,3 +49,21 @@ async def start(app: Any, host: str = "127.0.0.1", port: int = 0) -> AsgiServer:
         await asyncio.sleep(0.01)
     bound = server.servers[0].sockets[0].getsockname()[1]
     return AsgiServer(server, task, int(bound))
+
+
+AUTH_ERRORS: dict[int | str, dict[str, str]] = {401: {"description": "missing or bad token"}}
+"""The `responses` entry of a guarded route, for the OpenAPI document."""
+
+
+def bearer_guard(token: str | None, hint: str = "control token") -> list[Any]:
+    """FastAPI `dependencies` that demand `Authorization: Bearer <token>` (constant-time
+    compare; 401 otherwise). With no token configured, nothing is demanded."""
+
+    def check(authorization: Annotated[str | None, Header()] = None) -> None:
+        if token is None:
+            return
+        if not hmac.compare_digest((authorization or "").encode(), f"Bearer {token}".encode()):
+            raise HTTPException(401, f"Authorization: Bearer <{hint}> required")
+
+    guard: Callable[..., None] = check
+    return [Depends(guard)]

@@ -14,14 +14,14 @@ out (it is the one in the path), and the path's name may omit the final dot.
 
 from __future__ import annotations
 
-import hmac
 import json
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
+from fastapi import FastAPI, HTTPException, Request, Response
 from prometheus_client import generate_latest
 from pydantic import BaseModel
 
+from targets.asgi import AUTH_ERRORS, bearer_guard
 from targets.dns.core import ZoneError, record_from_json
 from targets.dns.server import DnsServer
 
@@ -69,14 +69,8 @@ def control_app(server: DnsServer, token: str | None) -> FastAPI:
     )
     zone = server.zone
 
-    def check_token(authorization: Annotated[str | None, Header()] = None) -> None:
-        if token is None:
-            return
-        if not hmac.compare_digest((authorization or "").encode(), f"Bearer {token}".encode()):
-            raise HTTPException(401, "Authorization: Bearer <control token> required")
-
-    guarded = [Depends(check_token)]
-    auth_errors: dict[int | str, dict[str, str]] = {401: {"description": "missing or bad token"}}
+    guarded = bearer_guard(token)
+    auth_errors = AUTH_ERRORS
 
     @app.get("/health")
     async def health() -> dict[str, str]:

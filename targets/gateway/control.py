@@ -6,12 +6,12 @@ spells it; `GET /health` and `GET /metrics` are open, for probes and Prometheus.
 
 from __future__ import annotations
 
-import hmac
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Response
+from fastapi import FastAPI, Response
 from prometheus_client import generate_latest
 
+from targets.asgi import AUTH_ERRORS, bearer_guard
 from targets.gateway.config import config_to_json
 from targets.gateway.gateway import Gateway
 
@@ -19,18 +19,11 @@ from targets.gateway.gateway import Gateway
 def control_app(gateway: Gateway, token: str | None) -> FastAPI:
     app = FastAPI(title=f"{gateway.config.name} control API", version="1")
 
-    def check_token(authorization: Annotated[str | None, Header()] = None) -> None:
-        if token is None:
-            return
-        expected = f"Bearer {token}".encode()
-        if not hmac.compare_digest((authorization or "").encode(), expected):
-            raise HTTPException(401, "Authorization: Bearer <token> required")
-
     @app.get("/health")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/routes", dependencies=[Depends(check_token)])
+    @app.get("/routes", dependencies=bearer_guard(token), responses=AUTH_ERRORS)
     async def routes() -> dict[str, Any]:
         return config_to_json(gateway.config)
 

@@ -7,14 +7,14 @@ ALB: an unknown target answers 200 with `"state": "unused"`.
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 from typing import Annotated, Literal
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Path, Response
+from fastapi import FastAPI, HTTPException, Path, Response
 from prometheus_client import generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
+from targets.asgi import AUTH_ERRORS, bearer_guard
 from targets.lb.balancer import LoadBalancer
 from targets.lb.core import ConfigError, Target
 
@@ -84,14 +84,8 @@ def control_app(lb: LoadBalancer, token: str | None, allow_remote: bool = False)
         version="1",
     )
 
-    def check_token(authorization: Annotated[str | None, Header()] = None) -> None:
-        if token is None:
-            return
-        if not hmac.compare_digest((authorization or "").encode(), f"Bearer {token}".encode()):
-            raise HTTPException(401, "Authorization: Bearer <control token> required")
-
-    guarded = [Depends(check_token)]
-    auth_errors: dict[int | str, dict[str, str]] = {401: {"description": "missing or bad token"}}
+    guarded = bearer_guard(token)
+    auth_errors = AUTH_ERRORS
 
     @app.get("/health")
     async def health() -> dict[str, str]:
