@@ -291,6 +291,7 @@ def build() -> models.Dashboard:
     layout = _Layout(dashboard)
     _overview(layout)
     _traffic(layout)
+    _gateway(layout)
     _latency(layout)
     _instances(layout)
     _autoscaling(layout)
@@ -423,6 +424,57 @@ def _traffic(layout: _Layout) -> None:
                     "clients failed",
                 ),
             ],
+        )
+    )
+
+
+def _gateway(layout: _Layout) -> None:
+    layout.row("Front door: API gateway")
+    layout.add(
+        series(
+            "Gateway: requests per second by route and status",
+            "Every answer of the API gateway by route (`none`: no route matched, 404) and status:"
+            " the upstream's, or the gateway's own 429 (rate limited), 502 (upstream refused)"
+            " and 504 (the route's timeout).",
+            "reqps",
+            [
+                (
+                    f"sum by (route, code) (rate(gateway_requests_total[{RATE}])) > 0",
+                    "{{route}} {{code}}",
+                )
+            ],
+            width=8,
+        )
+    )
+    layout.add(
+        series(
+            "Gateway: rate-limit decisions per second",
+            "Each route's limits deciding: allowed, delayed (a shaping leaky bucket holds the "
+            "request, then lets it through) or rejected (429, with Retry-After).",
+            "reqps",
+            [
+                (
+                    "sum by (route, limit, outcome) "
+                    f"(rate(gateway_limiter_decisions_total[{RATE}]))",
+                    "{{route}} {{limit}} {{outcome}}",
+                )
+            ],
+            width=8,
+        )
+    )
+    layout.add(
+        series(
+            "Gateway: p95 latency by route",
+            "Request in to response out at the gateway, limiter delays included.",
+            "s",
+            [
+                (
+                    "histogram_quantile(0.95, sum by (route, le) "
+                    f"(rate(gateway_request_duration_seconds_bucket[{RATE}])))",
+                    "{{route}}",
+                )
+            ],
+            width=8,
         )
     )
 

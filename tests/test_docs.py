@@ -18,6 +18,9 @@ from targets.dns.core import Zone
 from targets.dns.server import DnsServer
 from targets.gateway.gateway import Gateway, GatewayConfig
 from targets.lb.balancer import LbConfig, LoadBalancer
+from targets.queue.metrics import queue_registry
+from targets.queue.poll import LongPoller
+from targets.queue.store import QueueStore
 from targets.server.app import ServerConfig, ShopServer
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"
@@ -73,6 +76,14 @@ def test_every_dns_metric_is_documented() -> None:
     zone = Zone.from_json({"zone": "lab.", "records": []}, rng=random.Random(0))
     names = exposed(DnsServer(zone, CollectorRegistry()).registry)
     assert names == {n for n in documented() if n.startswith("dns_")}
+
+
+def test_every_queue_metric_is_documented(tmp_path: Path) -> None:
+    """The queue service exposes exactly the queue_* metrics docs/metrics.md lists."""
+    with QueueStore(tmp_path / "q.db") as store:
+        store.create_queue("orders")
+        names = exposed(queue_registry(store, LongPoller(store)))
+    assert names == {n for n in documented() if n.startswith("queue_")}
 
 
 def test_every_locust_metric_is_documented() -> None:

@@ -43,6 +43,10 @@ EXPECTED_PANELS = [
     "Errors per second",
     "Answers by status code at the load balancers",
     "Error share",
+    "Front door: API gateway",
+    "Gateway: requests per second by route and status",
+    "Gateway: rate-limit decisions per second",
+    "Gateway: p95 latency by route",
     "Latency",
     "Latency at the load balancers",
     "Latency seen by clients (Locust)",
@@ -256,7 +260,7 @@ def test_the_dashboard_shows_every_metric_the_report_plots() -> None:
     shown: set[str] = set()
     for query in dashboard_queries(dashboard()):
         shown |= expanded(query.expr)
-    for plot in standard_plots(["orders", "auth"]):
+    for plot in standard_plots(["orders", "auth"], autoscaled=["orders"], gateway=True):
         for line in plot.lines:
             missing = expanded(line.expr) - shown
             assert not missing, f"report plot {plot.title!r} uses {sorted(missing)}"

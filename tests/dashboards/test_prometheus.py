@@ -18,7 +18,7 @@ from harness.loadgen import run_load
 from harness.prometheus import LAB_RULES, Prometheus, PrometheusError, ScrapeTarget
 from harness.runtime import LabRuntime
 from harness.supervisor import Supervisor, free_port
-from harness.topology import AutoscalingSpec, Topology, load_topology
+from harness.topology import AutoscalingSpec, LimitSpec, Topology, load_topology
 from targets import asgi
 
 pytestmark = pytest.mark.e2e
@@ -31,10 +31,20 @@ CONCURRENCY = 24  # above each service's slots per replica: some requests wait f
 
 def shop_with_an_autoscaler() -> Topology:
     """The shop, its orders service watched by an autoscaler that will not act in this test
-    (a target far above the load; scale-in would wait its 30 s window)."""
+    (a target far above the load; scale-in would wait its 30 s window), and a per-client limit
+    on the gateway's orders route that refuses nothing (so its decisions have series)."""
     shop = load_topology()
     orders = shop.services[KILLED].model_copy(update={"autoscaling": AutoscalingSpec(target=1e5)})
-    return shop.model_copy(update={"services": {**shop.services, KILLED: orders}})
+    assert shop.gateway is not None
+    limit = LimitSpec(name="per-client", rate=1e5, burst=100_000)
+    routes = [
+        r.model_copy(update={"limits": [limit]}) if r.service == KILLED else r
+        for r in shop.gateway.routes
+    ]
+    gateway = shop.gateway.model_copy(update={"routes": routes})
+    return shop.model_copy(
+        update={"services": {**shop.services, KILLED: orders}, "gateway": gateway}
+    )
 
 
 def queries() -> list[Query]:
@@ -85,11 +95,10 @@ async def test_every_panel_has_data_on_a_running_lab(tmp_path: Path) -> None:
             await prometheus.wait_for_targets(len(lab.scrape_targets()), timeout_s=30)
 
             started = time.time()
+            assert lab.gateway is not None
+            entries = [lab.gateway.address(), *(s.pool.address for s in lab.services.values())]
             load = asyncio.gather(
-                *(
-                    run_load(*service.pool.address, duration_s=LOAD_S, concurrency=CONCURRENCY)
-                    for service in lab.services.values()
-                )
+                *(run_load(*entry, duration_s=LOAD_S, concurrency=CONCURRENCY) for entry in entries)
             )
             await asyncio.sleep(KILL_AT_S)
             event = await controller.chaos(ChaosRequest("kill", KILLED))
