@@ -22,6 +22,9 @@ from targets.queue.metrics import queue_registry
 from targets.queue.poll import LongPoller
 from targets.queue.store import QueueStore
 from targets.server.app import ServerConfig, ShopServer
+from targets.workers.core import Kind, ProviderModel
+from targets.workers.provider import Provider
+from targets.workers.worker import Endpoint, Worker, WorkerConfig
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"
 
@@ -84,6 +87,16 @@ def test_every_queue_metric_is_documented(tmp_path: Path) -> None:
         store.create_queue("orders")
         names = exposed(queue_registry(store, LongPoller(store)))
     assert names == {n for n in documented() if n.startswith("queue_")}
+
+
+def test_every_worker_and_provider_metric_is_documented() -> None:
+    """Workers and mail providers expose exactly the worker_* and provider_* metrics listed."""
+    local = Endpoint("127.0.0.1", 1)
+    worker = Worker(WorkerConfig(queue_api=local, queue="emails", provider=local))
+    assert exposed(worker.registry) == {n for n in documented() if n.startswith("worker_")}
+    worker.close()
+    provider = Provider(Kind.EMAIL, ProviderModel(), 0, CollectorRegistry())
+    assert exposed(provider.registry) == {n for n in documented() if n.startswith("provider_")}
 
 
 def test_every_locust_metric_is_documented() -> None:

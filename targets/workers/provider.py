@@ -1,0 +1,207 @@
+"""A simulated delivery provider (mail or WhatsApp): `python -m targets.workers.provider`.
+
+    python -m targets.workers.provider --kind email --latency-ms 200 --failure-rate 0.1
+
+=======  ============  ==============================================================
+method   path          what
+=======  ============  ==============================================================
+POST     /send         a JSON object (``message_id``, ``body``, ``worker``, optional
+                       ``poison: true`` which always fails) -> after the sampled
+                       latency, 200 ``{"id", "delivered": true}`` or 500/503
+                       ``{"error": "provider_failure", "delivered": false}``
+GET      /delivered    ``{"kind", "count", "unique", "failed"}``; ``?log=1`` adds
+                       ``"log": [[t, message_id, worker], ...]`` (arrival times on the
+                       provider's monotonic clock, the last 100,000 deliveries)
+GET      /health       ``{"status": "ok", "kind"}``
+GET      /metrics      Prometheus text
+=======  ============  ==============================================================
+
+A delivery counts when the provider answers 200, even if the worker went away meanwhile (the
+mail was sent: that is at-least-once). The ready line::
+
+    {"event": "ready", "name": "provider", "kind": "email", "address": "127.0.0.1:PORT"}
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import random
+import sys
+import time
+from collections import deque
+from typing import Any, Final
+
+from prometheus_client import CollectorRegistry, Gauge
+
+from targets.fastmetrics import FastCounter, FastHistogram
+from targets.http.messages import Request
+from targets.http.server import HttpServer, ResponseWriter, ServerLimits
+from targets.runtime import (
+    announce_ready,
+    configure_process,
+    run_main,
+    send_metrics,
+    wait_for_stop,
+)
+from targets.workers.core import Kind, Latency, ProviderModel, WorkerConfigError
+
+MAX_BODY_BYTES: Final = 256 * 1024
+LOG_LIMIT: Final = 100_000
+
+log = logging.getLogger("targets.workers.provider")
+
+
+class ProviderMetrics:
+    def __init__(self, registry: CollectorRegistry, provider: Provider) -> None:
+        self.deliveries = FastCounter(
+            "provider_deliveries_total",
+            "Send requests answered, by provider kind and outcome (delivered, failed).",
+            ["kind", "outcome"],
+        )
+        self.latency = FastHistogram(
+            "provider_send_duration_seconds",
+            "Time from a send's arrival to its answer, by provider kind.",
+            ["kind"],
+        )
+        for collector in (self.deliveries, self.latency):
+            registry.register(collector)
+        for outcome in ("delivered", "failed"):  # both series exist from the start
+            self.deliveries.inc((provider.kind.value, outcome), 0)
+        Gauge("provider_in_flight", "Sends being processed now.", registry=registry).set_function(
+            lambda: provider.in_flight
+        )
+
+
+class Provider:
+    """The request handler of one provider instance."""
+
+    def __init__(
+        self, kind: Kind, model: ProviderModel, seed: int, registry: CollectorRegistry
+    ) -> None:
+        self.kind = kind
+        self.model = model
+        self.rng = random.Random(seed)
+        self.registry = registry
+        self.in_flight = 0
+        self.delivered = 0
+        self.failed = 0
+        self.seen: set[str] = set()
+        self.log: deque[tuple[float, str, str]] = deque(maxlen=LOG_LIMIT)
+        self._ids = 0
+        self.metrics = ProviderMetrics(registry, self)
+
+    async def __call__(self, request: Request, writer: ResponseWriter) -> None:
+        path = request.path
+        if path == "/send" and request.method == "POST":
+            await self._send(request, writer)
+        elif path == "/delivered" and request.method == "GET":
+            writer.send_json(200, self.describe(with_log="log=1" in request.query))
+        elif path == "/health":
+            writer.send_json(200, {"status": "ok", "kind": self.kind.value})
+        elif path == "/metrics":
+            send_metrics(writer, self.registry)
+        else:
+            writer.send_json(404, {"error": "not_found", "path": path})
+
+    async def _send(self, request: Request, writer: ResponseWriter) -> None:
+        arrived = time.monotonic()
+        try:
+            message = json.loads(await request.body.read_all(MAX_BODY_BYTES) or b"{}")
+        except ValueError as exc:
+            writer.send_json(400, {"error": "bad_json", "detail": str(exc)})
+            return
+        if not isinstance(message, dict):
+            writer.send_json(400, {"error": "bad_json", "detail": "body must be a JSON object"})
+            return
+        send = self.model.sample(self.rng, poison=message.get("poison") is True)
+        self.in_flight += 1
+        try:
+            if send.latency_s > 0:
+                await asyncio.sleep(send.latency_s)
+        finally:
+            self.in_flight -= 1
+        kind = self.kind.value
+        self.metrics.latency.observe((kind,), time.monotonic() - arrived)
+        if not send.delivered:
+            self.failed += 1
+            self.metrics.deliveries.inc((kind, "failed"))
+            writer.send_json(send.status, {"error": "provider_failure", "delivered": False})
+            return
+        self._ids += 1
+        self.delivered += 1
+        message_id = str(message.get("message_id", f"anonymous-{self._ids}"))
+        self.seen.add(message_id)
+        self.log.append((arrived, message_id, str(message.get("worker", ""))))
+        self.metrics.deliveries.inc((kind, "delivered"))
+        writer.send_json(200, {"id": f"{kind}-{self._ids:08d}", "delivered": True})
+
+    def describe(self, *, with_log: bool = False) -> dict[str, Any]:
+        reply: dict[str, Any] = {
+            "kind": self.kind.value,
+            "count": self.delivered,
+            "unique": len(self.seen),
+            "failed": self.failed,
+        }
+        if with_log:
+            reply["log"] = [list(entry) for entry in self.log]
+        return reply
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m targets.workers.provider",
+        description="A simulated mail or WhatsApp provider: POST /send answers after a sampled "
+        "latency, failing with 500 or 503 at a seeded rate.",
+    )
+    p.add_argument("--kind", choices=[k.value for k in Kind], default="email")
+    p.add_argument("--name", default="provider", help="name in logs and the ready line")
+    p.add_argument("--host", default="127.0.0.1", help="listen address (default loopback)")
+    p.add_argument("--port", type=int, default=0, help="listen port (0: any free port)")
+    p.add_argument("--latency-ms", type=float, default=50.0, help="mean send latency in ms")
+    p.add_argument(
+        "--latency",
+        choices=[d.value for d in Latency],
+        default="lognormal",
+        help="latency distribution",
+    )
+    p.add_argument("--sigma", type=float, default=0.5, help="lognormal shape (tail spread)")
+    p.add_argument("--failure-rate", type=float, default=0.0, help="share of sends failing")
+    p.add_argument("--seed", type=int, default=0, help="seed of latency and failures")
+    p.add_argument("--log-level", default="info")
+    return p.parse_args(argv)
+
+
+def model_from_args(args: argparse.Namespace) -> ProviderModel:
+    try:
+        return ProviderModel(
+            Latency(args.latency), args.latency_ms / 1000, args.sigma, args.failure_rate
+        )
+    except WorkerConfigError as exc:
+        flag = str(exc).split(":", 1)[0].replace("_", "-")
+        raise ValueError(f"--{flag}: {str(exc).split(':', 1)[1].strip()}") from None
+
+
+async def serve(args: argparse.Namespace) -> int:
+    model = model_from_args(args)
+    provider = Provider(Kind(args.kind), model, args.seed, CollectorRegistry())
+    http = HttpServer(provider, ServerLimits(name=args.name, max_body_bytes=MAX_BODY_BYTES))
+    await http.listen(args.host, args.port)
+    host, port = http.address
+    announce_ready(name=args.name, kind=args.kind, address=f"{host}:{port}")
+    signame = await wait_for_stop()
+    log.info("%s: finishing sends in flight", signame)
+    await http.shutdown(5.0)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    configure_process(args.log_level, args.name)
+    return run_main("targets.workers.provider", serve(args), ())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

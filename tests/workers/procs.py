@@ -1,0 +1,117 @@
+"""Child processes for the workers' end-to-end tests: queue, providers and workers on loopback.
+
+`Lab.start` runs ``python -m <module>``, reads its ready line and keeps the process; the `lab`
+fixture (conftest.py) kills and reaps every one in its ``finally``. `call` is a one-shot JSON
+request with urllib (no event loop in the test process).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+ROOT = Path(__file__).resolve().parents[2]
+DEADLINE_S = 30.0
+T = TypeVar("T")
+
+
+def wait_for(check: Callable[[], T | None], deadline_s: float = DEADLINE_S, what: str = "") -> T:
+    """Call ``check`` until it returns something truthy; fail after a generous deadline."""
+    end = time.monotonic() + deadline_s
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what or check}")
+        time.sleep(0.05)
+
+
+def call(url: str, method: str = "GET", payload: Any = None) -> Any:
+    """A JSON request; the decoded answer (HTTP errors raise)."""
+    data = None if payload is None else json.dumps(payload).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("content-type", "application/json")
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        return json.loads(reply.read())
+
+
+def text(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        return str(reply.read().decode())
+
+
+class Lab:
+    """The processes one test started, each killed and reaped by `stop_all`."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.procs: dict[str, subprocess.Popen[str]] = {}
+
+    def start(self, name: str, module: str, *args: str) -> str:
+        """Start ``python -m module args``; its base URL, once it printed its ready line."""
+        log = (self.logs / f"{name}.log").open("w")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+        log.close()
+        self.procs[name] = proc
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # the ready line, or "" if it died
+        if not line:
+            raise AssertionError(f"{name} exited with {proc.wait(timeout=10)}: {self.log(name)}")
+        ready = json.loads(line)
+        assert ready["event"] == "ready"
+        return f"http://{ready['address']}"
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text()[-2000:]
+
+    def kill(self, name: str) -> None:
+        _stop(self.procs[name])
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            _stop(proc)
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=10)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def counts(queue_url: str, name: str) -> tuple[int, int]:
+    """(visible, in flight) messages of a queue."""
+    attributes = call(f"{queue_url}/queues/{name}")["attributes"]
+    return (
+        int(attributes["ApproximateNumberOfMessages"]),
+        int(attributes["ApproximateNumberOfMessagesNotVisible"]),
+    )
+
+
+def send(queue_url: str, name: str, bodies: list[str]) -> None:
+    for i in range(0, len(bodies), 10):
+        chunk = [{"body": body} for body in bodies[i : i + 10]]
+        reply = call(f"{queue_url}/queues/{name}/messages", "POST", {"messages": chunk})
+        assert not reply["failed"], reply
+
+
+def metric(exposition: str, series: str) -> float:
+    """The value of one exact series (name and labels as printed) in Prometheus text."""
+    for line in exposition.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{series} not in the exposition")
