@@ -11,28 +11,15 @@ import json
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
+
+from tests.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-DEADLINE_S = 30.0
-T = TypeVar("T")
-
-
-def wait_for(check: Callable[[], T | None], deadline_s: float = DEADLINE_S, what: str = "") -> T:
-    """Call ``check`` until it returns something truthy; fail after a generous deadline."""
-    end = time.monotonic() + deadline_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what or check}")
-        time.sleep(0.05)
 
 
 def stop(proc: subprocess.Popen[Any]) -> None:

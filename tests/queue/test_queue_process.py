@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.queue.procs import queue_process, start_queue, stop, wait_for
+from tests.helpers import wait_for
+from tests.queue.procs import queue_process, start_queue, stop
 from tests.queue.test_sqs_contract import counts, receive_n, sqs_client
 
 pytestmark = pytest.mark.e2e

@@ -21,7 +21,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.queue.procs import moto_process, queue_process, wait_for
+from tests.helpers import wait_for
+from tests.queue.procs import moto_process, queue_process
 
 pytestmark = pytest.mark.e2e
 

@@ -10,27 +10,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-DEADLINE_S = 30.0
-T = TypeVar("T")
-
-
-def wait_for(check: Callable[[], T | None], deadline_s: float = DEADLINE_S, what: str = "") -> T:
-    """Call ``check`` until it returns something truthy; fail after a generous deadline."""
-    end = time.monotonic() + deadline_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what or check}")
-        time.sleep(0.05)
 
 
 def call(url: str, method: str = "GET", payload: Any = None) -> Any:

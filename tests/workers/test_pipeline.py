@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.workers.procs import ROOT, Lab, call, counts, metric, send, text, wait_for
+from tests.helpers import wait_for
+from tests.workers.procs import ROOT, Lab, call, counts, metric, send, text
 
 pytestmark = pytest.mark.e2e
 
