@@ -88,8 +88,8 @@ tests:
         eval_time: 7s
         exp_alerts: []
       - alertname: NoHealthyTargets
-        eval_time: 8s
-        exp_alerts:
+        eval_time: 9s  # 0 healthy from 3 s, `for: 5s`; the alert reads a recorded series from
+        exp_alerts:    # another group, which promtool may evaluate one interval later
           - exp_labels: {{service: shop, severity: page}}
             exp_annotations:
               summary: "shop: the load balancer has no healthy target"
