@@ -19,26 +19,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from benchmarks.lb_vs_haproxy import PATH, start_backends
+from benchmarks.lb_vs_haproxy import PATH, against_haproxy
 from benchmarks.support import (
     PYTHON,
     Contender,
     CpuPlan,
     ProcessGroup,
     Run,
-    log,
-    measure,
     ratio,
-    require_tool,
-    self_pinned,
-    start_haproxy,
     summarize,
     wait_http,
 )
-from harness.supervisor import free_port
 
 ROUNDS = 2
-WARMUP_S = 2.0
 RATIO_GOAL = 0.7
 PREFIXES = ("/api/auth", "/api/orders", "/api/payments")
 
@@ -109,23 +102,14 @@ def start_gateway(group: ProcessGroup, backends: list[int], cpu: int | None) -> 
 
 def run(duration_s: float = 10.0, connections: int = 50, rounds: int = ROUNDS) -> dict[str, Any]:
     """Run the comparison; the result object."""
-    for tool, package in (("wrk", "wrk"), ("nginx", "nginx-light"), ("haproxy", "haproxy")):
-        require_tool(tool, package)
-    plan = CpuPlan.detect()
-    with self_pinned(plan.load), ProcessGroup("bench-gw-") as group:
-        backends = start_backends(group, plan.load)
-        gateway = start_gateway(group, backends, plan.sut)
-        port = free_port()
-        haproxy = start_haproxy(group, haproxy_config(port, backends), port, PATH, plan.sut)
-        log(f"backends: nginx on ports {backends}; {gateway.url} vs {haproxy.url}")
-        runs = measure(
-            [gateway, haproxy],
-            rounds=rounds,
-            duration_s=duration_s,
-            connections=connections,
-            warmup_s=WARMUP_S,
-            cpu=plan.load,
-        )
+    runs, plan = against_haproxy(
+        start_gateway,
+        haproxy_config,
+        prefix="bench-gw-",
+        duration_s=duration_s,
+        connections=connections,
+        rounds=rounds,
+    )
     return report(runs, duration_s=duration_s, connections=connections, plan=plan)
 
 

@@ -26,6 +26,7 @@ was not the bottleneck (the load side on CPU 1 was), so its req/s is a lower bou
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -151,25 +152,50 @@ def start_lb(group: ProcessGroup, backends: list[int], cpu: int | None) -> Conte
     return Contender("lb", url, [lb])
 
 
-def run(duration_s: float = 10.0, connections: int = 50, rounds: int = ROUNDS) -> dict[str, Any]:
-    """Run the comparison; the result object (see the README for its fields)."""
+def against_haproxy(
+    start_ours: Callable[[ProcessGroup, list[int], int | None], Contender],
+    haproxy_conf: Callable[[int, list[int]], str],
+    *,
+    prefix: str,
+    duration_s: float,
+    connections: int,
+    rounds: int,
+) -> tuple[list[Run], CpuPlan]:
+    """Ours and HAProxy over the same nginx backends, measured in turn: (runs, CPU plan).
+
+    `start_ours(group, backend_ports, cpu)` starts the contender under test; `haproxy_conf(port,
+    backend_ports)` is HAProxy's config doing the same job.
+    """
     for tool, package in (("wrk", "wrk"), ("nginx", "nginx-light"), ("haproxy", "haproxy")):
         require_tool(tool, package)
     plan = CpuPlan.detect()
-    with self_pinned(plan.load), ProcessGroup("bench-lb-") as group:
+    with self_pinned(plan.load), ProcessGroup(prefix) as group:
         backends = start_backends(group, plan.load)
-        lb = start_lb(group, backends, plan.sut)
+        ours = start_ours(group, backends, plan.sut)
         port = free_port()
-        haproxy = start_haproxy(group, haproxy_config(port, backends), port, PATH, plan.sut)
-        log(f"backends: nginx on ports {backends}; {lb.url} vs {haproxy.url}")
+        haproxy = start_haproxy(group, haproxy_conf(port, backends), port, PATH, plan.sut)
+        log(f"backends: nginx on ports {backends}; {ours.url} vs {haproxy.url}")
         runs = measure(
-            [lb, haproxy],
+            [ours, haproxy],
             rounds=rounds,
             duration_s=duration_s,
             connections=connections,
             warmup_s=WARMUP_S,
             cpu=plan.load,
         )
+    return runs, plan
+
+
+def run(duration_s: float = 10.0, connections: int = 50, rounds: int = ROUNDS) -> dict[str, Any]:
+    """Run the comparison; the result object (see the README for its fields)."""
+    runs, plan = against_haproxy(
+        start_lb,
+        haproxy_config,
+        prefix="bench-lb-",
+        duration_s=duration_s,
+        connections=connections,
+        rounds=rounds,
+    )
     return report(runs, duration_s=duration_s, connections=connections, plan=plan)
 
 
