@@ -219,9 +219,11 @@ class UpstreamConnection(asyncio.Protocol):
     # -- used by the proxy ------------------------------------------------------------------
     def send(self, head: bytes, sink: ResponseSink, *, head_only: bool, timeout_s: float) -> None:
         """Start a request: write its head; the body (if any) follows with `write`."""
-        assert self.transport is not None
         self.requests_sent += 1
         self._sink = sink
+        if self.transport is None:  # closed after the pool handed it out: nothing was sent
+            self._fail(UpstreamError("reset", "upstream closed before the request", reached=False))
+            return
         self._close_delimited = False
         self._head_only = head_only
         self._timeout_s = timeout_s

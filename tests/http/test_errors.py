@@ -238,3 +238,21 @@ async def test_pool_waits_for_a_free_connection_then_times_out() -> None:
         pool.close()
         await server.shutdown(1)
         await upstream.shutdown(1)
+
+
+async def test_a_connection_closed_after_acquire_fails_as_not_sent() -> None:
+    """A pooled connection the upstream closed before the request went out fails the request
+    as never sent (reset, reached=False: safe to retry), never as a crash of the caller."""
+    upstream = HttpServer(Echo())
+    await upstream.listen()
+    pool = UpstreamPool(*upstream.address)
+    try:
+        conn = await pool.acquire()
+        conn.connection_lost(None)  # the upstream went away between acquire and send
+        pending = conn.start(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n", head_only=False, timeout_s=1)
+        with pytest.raises(UpstreamError) as failed:
+            await pending.wait()
+        assert (failed.value.reason, failed.value.reached) == ("reset", False)
+    finally:
+        pool.close()
+        await upstream.shutdown(1)
