@@ -25,7 +25,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
-from harness.runtime import ChaosRefused, Event, Instance, LabRuntime, Service
+from harness.runtime import ChaosRefused, Event, Group, Instance, LabRuntime, Pool, Service
 
 RUNNING = ("running",)
 ALIVE = ("running", "paused")
@@ -45,7 +45,7 @@ class ChaosRequest:
 
 
 Outcome = tuple[list[str], str]
-ActionFn = Callable[[LabRuntime, Service, ChaosRequest], Awaitable[Outcome]]
+ActionFn = Callable[[LabRuntime, Group, ChaosRequest], Awaitable[Outcome]]
 ACTIONS: dict[str, ActionFn] = {}
 
 
@@ -64,7 +64,7 @@ async def apply(lab: LabRuntime, request: ChaosRequest) -> Event:
         raise ChaosRefused(404, f"unknown action {request.action!r}", sorted(ACTIONS))
     if request.count < 1:
         raise ChaosRefused(409, f"count must be at least 1 (got {request.count})")
-    service = lab.service(request.service)
+    service = lab.group(request.service)
     at = time.time()  # when the action began: a drain or a boot takes a while
     names, detail = await fn(lab, service, request)
     if request.cause:
@@ -72,12 +72,20 @@ async def apply(lab: LabRuntime, request: ChaosRequest) -> Event:
     return Event(at, request.action, service.name, tuple(names), detail)
 
 
+def _servers(group: Group, action: str) -> Service:
+    """The service `action` needs: servers behind a load balancer (faults, resize)."""
+    if isinstance(group, Pool):
+        what = "a worker pool" if group.kind == "workers" else "the queue service"
+        raise ChaosRefused(409, f"{action} acts on servers; {group.name} is {what}")
+    return group
+
+
 def _names(instances: list[Instance]) -> list[str]:
     return [i.name for i in instances]
 
 
 @action("kill")
-async def kill(lab: LabRuntime, service: Service, request: ChaosRequest) -> Outcome:
+async def kill(lab: LabRuntime, service: Group, request: ChaosRequest) -> Outcome:
     chosen = lab.pick(service, request.instance, request.count, ALIVE)
     for instance in chosen:
         instance.child.kill()
@@ -87,7 +95,7 @@ async def kill(lab: LabRuntime, service: Service, request: ChaosRequest) -> Outc
 
 
 @action("stop")
-async def stop(lab: LabRuntime, service: Service, request: ChaosRequest) -> Outcome:
+async def stop(lab: LabRuntime, service: Group, request: ChaosRequest) -> Outcome:
     chosen = lab.pick(service, request.instance, request.count, ALIVE)
     codes = await asyncio.gather(*(_stop(i) for i in chosen))
     return _names(chosen), f"stopped gracefully (exit {', '.join(map(str, codes))})"
@@ -100,7 +108,7 @@ async def _stop(instance: Instance) -> int:
 
 
 @action("pause")
-async def pause(lab: LabRuntime, service: Service, request: ChaosRequest) -> Outcome:
+async def pause(lab: LabRuntime, service: Group, request: ChaosRequest) -> Outcome:
     chosen = lab.pick(service, request.instance, request.count, RUNNING)
     for instance in chosen:
         instance.child.pause()
@@ -109,7 +117,7 @@ async def pause(lab: LabRuntime, service: Service, request: ChaosRequest) -> Out
 
 
 @action("resume")
-async def resume(lab: LabRuntime, service: Service, request: ChaosRequest) -> Outcome:
+async def resume(lab: LabRuntime, service: Group, request: ChaosRequest) -> Outcome:
     chosen = lab.pick(service, request.instance, request.count, ("paused",))
     for instance in chosen:
         instance.child.resume()
@@ -118,20 +126,21 @@ async def resume(lab: LabRuntime, service: Service, request: ChaosRequest) -> Ou
 
 
 @action("restart")
-async def restart(lab: LabRuntime, service: Service, request: ChaosRequest) -> Outcome:
+async def restart(lab: LabRuntime, service: Group, request: ChaosRequest) -> Outcome:
     chosen = lab.pick(service, request.instance, request.count, ANY)
+    before = {i.name: i.state for i in chosen}
     for instance in chosen:
         if instance.child.alive:
             await instance.child.stop()
-        child = await service.pool.add_server(name=instance.name)
-        instance.child = child
-        instance.state = "running"
-    return _names(chosen), "stopped and booted again"
+        await lab.boot_again(service, instance)
+    was = ", ".join(f"{name} was {state}" for name, state in before.items())
+    return _names(chosen), f"booted again ({was}; a live one is stopped first)"
 
 
 @action("resize")
-async def resize(lab: LabRuntime, service: Service, request: ChaosRequest) -> Outcome:
+async def resize(lab: LabRuntime, group: Group, request: ChaosRequest) -> Outcome:
     """Like a machine resize: capacity changes only across a stop and a start."""
+    service = _servers(group, request.action)
     if request.slots is None or request.slots < 1:
         raise ChaosRefused(409, "resize needs slots >= 1")
     chosen = lab.pick(service, request.instance, request.count, ALIVE)
@@ -150,9 +159,9 @@ async def resize(lab: LabRuntime, service: Service, request: ChaosRequest) -> Ou
 
 
 @action("add")
-async def add(lab: LabRuntime, service: Service, request: ChaosRequest) -> Outcome:
+async def add(lab: LabRuntime, service: Group, request: ChaosRequest) -> Outcome:
     live = len(service.live())
-    limit = service.spec.max_replicas
+    limit = service.max_replicas
     if live + request.count > limit:
         raise ChaosRefused(409, f"{service.name} has {live} replicas; max_replicas is {limit}")
     added = await asyncio.gather(*(lab.add(service) for _ in range(request.count)))
@@ -160,9 +169,9 @@ async def add(lab: LabRuntime, service: Service, request: ChaosRequest) -> Outco
 
 
 @action("remove")
-async def remove(lab: LabRuntime, service: Service, request: ChaosRequest) -> Outcome:
+async def remove(lab: LabRuntime, service: Group, request: ChaosRequest) -> Outcome:
     live = len(service.live())
-    floor = service.spec.min_replicas
+    floor = service.min_replicas
     if live - request.count < floor:
         raise ChaosRefused(
             409,
@@ -175,7 +184,8 @@ async def remove(lab: LabRuntime, service: Service, request: ChaosRequest) -> Ou
 
 
 @action("latency")
-async def latency(lab: LabRuntime, service: Service, request: ChaosRequest) -> Outcome:
+async def latency(lab: LabRuntime, group: Group, request: ChaosRequest) -> Outcome:
+    service = _servers(group, request.action)
     if request.latency_ms is None or request.latency_ms < 0:
         raise ChaosRefused(409, "latency needs latency_ms >= 0")
     chosen = lab.pick(service, request.instance, request.count, RUNNING)
@@ -185,7 +195,8 @@ async def latency(lab: LabRuntime, service: Service, request: ChaosRequest) -> O
 
 
 @action("errors")
-async def errors(lab: LabRuntime, service: Service, request: ChaosRequest) -> Outcome:
+async def errors(lab: LabRuntime, group: Group, request: ChaosRequest) -> Outcome:
+    service = _servers(group, request.action)
     rate = request.error_rate
     if rate is None or not 0 <= rate <= 1:
         raise ChaosRefused(409, "errors needs error_rate between 0 and 1")
@@ -196,7 +207,8 @@ async def errors(lab: LabRuntime, service: Service, request: ChaosRequest) -> Ou
 
 
 @action("clear")
-async def clear(lab: LabRuntime, service: Service, request: ChaosRequest) -> Outcome:
+async def clear(lab: LabRuntime, group: Group, request: ChaosRequest) -> Outcome:
+    service = _servers(group, request.action)
     if request.instance is None:
         chosen = [i for i in service.instances.values() if i.state == "running"]
     else:

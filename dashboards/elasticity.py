@@ -9,201 +9,61 @@ Labels: `service`, `role` and `instance` come from the scrape targets (harness/p
 They win over scraped labels of the same name, so the harness's own `service` label
 (harness_chaos_events_total, harness_instances) arrives as `exported_service`.
 
-Chaos events show twice over, both as annotations: from Prometheus (the harness control API's
-`harness_chaos_events_total`, always there in a harness run) and from Grafana's own store
-(events the harness posts with `dashboards.grafana.post_annotation`, tagged CHAOS_TAG).
+Chaos events of the selected services are annotations, from Prometheus and from Grafana's
+store (dashboards/panels.py builds the frame, panels and annotations every dashboard shares).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
-from typing import Any
-
 from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as builders
-from grafana_foundation_sdk.builders import prometheus, stat, statetimeline, timeseries
-from grafana_foundation_sdk.cog import builder as cog
-from grafana_foundation_sdk.cog import variants
-from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.builders import statetimeline
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as models
-from grafana_foundation_sdk.models import prometheus as prometheus_models
+
+from dashboards.panels import (
+    CHAOS_ANNOTATION,
+    CHAOS_TAG,
+    DATASOURCE,
+    PROMETHEUS_ANNOTATION_EXTRAS,
+    RATE,
+    Layout,
+    Target,
+    chaos_events,
+    dashboard,
+    label_variable,
+    quantiles,
+    queries,
+    series,
+    single,
+    to_json,
+)
+
+__all__ = [
+    "CHAOS_ANNOTATION",
+    "CHAOS_EVENTS",
+    "CHAOS_TAG",
+    "PROMETHEUS_ANNOTATION_EXTRAS",
+    "TITLE",
+    "UID",
+    "build",
+    "to_json",
+]
 
 UID = "rushlab-elasticity"
 TITLE = "Elasticity"
-CHAOS_TAG = "chaos"
-"""Tag of the annotations the harness pushes to Grafana; the dashboard shows those tagged so."""
-
-DATASOURCE = models.DataSourceRef(type_val="prometheus", uid="${datasource}")
-GRAFANA = models.DataSourceRef(type_val="grafana", uid="-- Grafana --")
 
 SERVICE = 'service=~"$service"'
 """The `service` variable's selector (multi-value and "All" both become a regex)."""
-RATE = "5s"
 # Locust names requests by route ("/api/orders/{id}"): the first path segment is the service.
 CLIENT_NAME = 'name=~"/api/$service.*"'
+# Chaos events on the selected services (the harness's `service` label is `exported_service`).
+CHAOS_EVENTS = chaos_events('exported_service=~"$service"')
 
 
 def _by_client_service(vector: str) -> str:
     """`vector` (Locust series) with `service` set from the request name's first segment."""
     return f'label_replace({vector}, "service", "$1", "name", "/api/([^/]+).*")'
-
-
-# Chaos events as annotations. `changes(...) > 0` alone misses the first event of each
-# (action, service): the counter's series is born at 1 and never changes from nothing. The
-# `unless ... offset` half catches a series that did not exist one window earlier. The window
-# is Grafana's $__rate_interval (a step plus one scrape), so no event falls between two steps
-# at any zoom; `step` (the annotation query's minimum interval) keeps windows >= 5 s.
-CHAOS_EVENTS = (
-    '(changes(harness_chaos_events_total{exported_service=~"$service"}[$__rate_interval]) > 0)'
-    ' or (harness_chaos_events_total{exported_service=~"$service"}'
-    " unless harness_chaos_events_total offset $__rate_interval)"
-)
-CHAOS_ANNOTATION = "Chaos (Prometheus)"
-# Prometheus annotation settings that Grafana reads but the SDK's AnnotationQuery model does
-# not carry; `to_json` adds them (Grafana moves `expr` and `step` into `target` on load).
-PROMETHEUS_ANNOTATION_EXTRAS: dict[str, dict[str, Any]] = {
-    CHAOS_ANNOTATION: {
-        "step": "5s",
-        "titleFormat": "{{action}} {{exported_service}}",
-        "textFormat": "chaos: {{action}} on {{exported_service}} (harness control API)",
-        "tagKeys": "action,exported_service",
-        "useValueForTime": False,
-    }
-}
-
-Target = tuple[str, str]  # (expr, legend)
-
-
-class _Layout:
-    """Adds rows and panels in reading order, each with the next id."""
-
-    def __init__(self, dashboard: builders.Dashboard) -> None:
-        self.dashboard = dashboard
-        self.next_id = 1
-
-    def _id(self) -> int:
-        value = self.next_id
-        self.next_id += 1
-        return value
-
-    def row(self, title: str) -> None:
-        self.dashboard.with_row(builders.Row(title).id(self._id()).collapsed(False))
-
-    def add(self, panel: timeseries.Panel | stat.Panel | statetimeline.Panel) -> None:
-        self.dashboard.with_panel(panel.id(self._id()))
-
-
-def _queries(targets: Sequence[Target]) -> list[cog.Builder[variants.Dataquery]]:
-    """Range queries A, B, ... in code mode; a legend only where one is given."""
-    queries: list[cog.Builder[variants.Dataquery]] = []
-    for i, (expr, legend) in enumerate(targets):
-        query = (
-            prometheus.Dataquery()
-            .ref_id(chr(ord("A") + i))
-            .expr(expr)
-            .range()
-            .editor_mode(prometheus_models.QueryEditorMode.CODE)
-        )
-        if legend:
-            query.legend_format(legend)
-        queries.append(query)
-    return queries
-
-
-def _legend(width: int) -> common_builders.VizLegendOptions:
-    """A table with last and max under a wide panel; a plain list under a narrow one."""
-    legend = (
-        common_builders.VizLegendOptions()
-        .show_legend(True)
-        .placement(common.LegendPlacement.BOTTOM)
-    )
-    if width >= 12:
-        return legend.display_mode(common.LegendDisplayMode.TABLE).calcs(["lastNotNull", "max"])
-    return legend.display_mode(common.LegendDisplayMode.LIST).calcs([])
-
-
-def series(
-    title: str,
-    description: str,
-    unit: str,
-    targets: Sequence[Target],
-    *,
-    width: int = 12,
-    height: int = 8,
-    stacked: bool = False,
-    max_value: float | None = None,
-) -> timeseries.Panel:
-    """A time series panel of `targets` (expr, legend)."""
-    panel = (
-        timeseries.Panel()
-        .title(title)
-        .description(description)
-        .datasource(DATASOURCE)
-        .unit(unit)
-        .min(0)
-        .span(width)
-        .height(height)
-        .line_width(1)
-        .fill_opacity(10)
-        .show_points(common.VisibilityMode.NEVER)
-        .legend(_legend(width))
-        .tooltip(
-            common_builders.VizTooltipOptions()
-            .mode(common.TooltipDisplayMode.MULTI)
-            .sort(common.SortOrder.DESCENDING)
-        )
-        .targets(_queries(targets))
-    )
-    if max_value is not None:
-        panel.max(max_value)
-    if stacked:
-        panel.stacking(common_builders.StackingConfig().mode(common.StackingMode.NORMAL))
-    return panel
-
-
-def single(
-    title: str,
-    description: str,
-    unit: str,
-    expr: str,
-    *,
-    thresholds: Sequence[tuple[float | None, str]] = ((None, "text"),),
-    decimals: int | None = None,
-) -> stat.Panel:
-    """A stat panel: the last value of `expr`, with a sparkline."""
-    panel = (
-        stat.Panel()
-        .title(title)
-        .description(description)
-        .datasource(DATASOURCE)
-        .unit(unit)
-        .span(3)
-        .height(4)
-        .graph_mode(common.BigValueGraphMode.AREA)
-        .color_mode(common.BigValueColorMode.VALUE)
-        .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]))
-        .thresholds(
-            builders.ThresholdsConfig()
-            .mode(models.ThresholdsMode.ABSOLUTE)
-            .steps([models.Threshold(value=v, color=c) for v, c in thresholds])
-        )
-        .targets(_queries([(expr, "")]))
-    )
-    if decimals is not None:
-        panel.decimals(decimals)
-    return panel
-
-
-def _quantiles(bucket: str, selector: str, by: str, legend: str) -> list[Target]:
-    return [
-        (
-            f"histogram_quantile({q}, sum by ({by}, le) (rate({bucket}{{{selector}}}[{RATE}])))",
-            f"{legend} p{round(q * 100)}",
-        )
-        for q in (0.5, 0.95, 0.99)
-    ]
 
 
 def _client_quantiles() -> list[Target]:
@@ -223,72 +83,16 @@ def _answered(selector: str) -> str:
 
 def build() -> models.Dashboard:
     """The dashboard as the SDK's model."""
-    dashboard = (
-        builders.Dashboard(TITLE)
-        .uid(UID)
-        .description(
-            "Elasticity and queue behaviour of the lab: traffic, errors, latency, instances and "
-            "targets, load balancing and server saturation per service, chaos events marked."
-        )
-        .tags(["rushlab"])
-        .editable()
-        .time("now-15m", "now")
-        .refresh("5s")
-        .timezone("browser")
-        .tooltip(models.DashboardCursorSync.CROSSHAIR)
-        .timepicker(builders.TimePicker().refresh_intervals(["1s", "5s", "10s", "30s", "1m", "5m"]))
-        .with_variable(
-            builders.DatasourceVariable("datasource")
-            .label("Prometheus")
-            .type("prometheus")
-            .current(models.VariableOption(selected=True, text="Prometheus", value="prometheus"))
-        )
-        .with_variable(
-            builders.QueryVariable("service")
-            .label("Service")
-            .datasource(DATASOURCE)
-            .query("label_values(lb_requests_total, service)")
-            .refresh(models.VariableRefresh.ON_TIME_RANGE_CHANGED)
-            .sort(models.VariableSort.ALPHABETICAL_ASC)
-            .multi(True)
-            .include_all(True)
-            .all_value(".*")
-            .current(models.VariableOption(selected=True, text=["All"], value=["$__all"]))
-        )
-        .annotation(
-            builders.AnnotationQuery()
-            .name("Annotations & Alerts")
-            .datasource(GRAFANA)
-            .type("dashboard")
-            .built_in(1)
-            .enable(True)
-            .hide(True)
-            .icon_color("rgba(0, 211, 255, 1)")
-        )
-        .annotation(
-            builders.AnnotationQuery()
-            .name(CHAOS_ANNOTATION)
-            .datasource(DATASOURCE)
-            .enable(True)
-            .icon_color("red")
-            .expr(CHAOS_EVENTS)
-        )
-        .annotation(
-            builders.AnnotationQuery()
-            .name("Chaos (pushed to Grafana)")
-            .datasource(GRAFANA)
-            .enable(True)
-            .icon_color("orange")
-            .target(
-                builders.AnnotationTarget()
-                .type("tags")
-                .tags([CHAOS_TAG])
-                .match_any(False)
-                .limit(500)
-            )
-        )
+    board = dashboard(
+        UID,
+        TITLE,
+        "Elasticity and queue behaviour of the lab: traffic, errors, latency, instances and "
+        "targets, load balancing and server saturation per service, chaos events marked.",
+        CHAOS_EVENTS,
+    ).with_variable(
+        label_variable("service", "Service", "label_values(lb_requests_total, service)")
     )
-    layout = _Layout(dashboard)
+    layout = Layout(board)
     _overview(layout)
     _traffic(layout)
     _gateway(layout)
@@ -297,10 +101,10 @@ def build() -> models.Dashboard:
     _autoscaling(layout)
     _balancing(layout)
     _saturation(layout)
-    return dashboard.build()
+    return board.build()
 
 
-def _overview(layout: _Layout) -> None:
+def _overview(layout: Layout) -> None:
     layout.row("Overview")
     lb_rate = f"sum(service:lb_requests:rate5s{{{SERVICE}}})"
     client = f"sum(rate(locust_requests_total[{RATE}]))"
@@ -365,7 +169,7 @@ def _overview(layout: _Layout) -> None:
         layout.add(panel)
 
 
-def _traffic(layout: _Layout) -> None:
+def _traffic(layout: Layout) -> None:
     layout.row("Traffic and errors")
     client_rate = f"rate(locust_requests_total{{{CLIENT_NAME}}}[{RATE}])"
     client_failed = f'rate(locust_requests_total{{result="fail"}}[{RATE}])'
@@ -428,7 +232,7 @@ def _traffic(layout: _Layout) -> None:
     )
 
 
-def _gateway(layout: _Layout) -> None:
+def _gateway(layout: Layout) -> None:
     layout.row("Front door: API gateway")
     layout.add(
         series(
@@ -479,9 +283,9 @@ def _gateway(layout: _Layout) -> None:
     )
 
 
-def _latency(layout: _Layout) -> None:
+def _latency(layout: Layout) -> None:
     layout.row("Latency")
-    lb = _quantiles("lb_request_duration_seconds_bucket", SERVICE, "service", "{{service}}")
+    lb = quantiles("lb_request_duration_seconds_bucket", SERVICE, "service", "{{service}}")
     # p95 and p99 come precomputed from the recording rules; p50 has no rule.
     lb[1] = (f"service:lb_request_duration_seconds:p95_rate5s{{{SERVICE}}}", lb[1][1])
     lb[2] = (f"service:lb_request_duration_seconds:p99_rate5s{{{SERVICE}}}", lb[2][1])
@@ -524,12 +328,12 @@ def _latency(layout: _Layout) -> None:
             "How long requests that found every slot busy waited in the backlog. No data: "
             "no request had to wait.",
             "s",
-            _quantiles("server_queue_wait_seconds_bucket", SERVICE, "service", "{{service}}")[1:],
+            quantiles("server_queue_wait_seconds_bucket", SERVICE, "service", "{{service}}")[1:],
         )
     )
 
 
-def _instances(layout: _Layout) -> None:
+def _instances(layout: Layout) -> None:
     layout.row("Elasticity: instances and targets")
     layout.add(
         series(
@@ -585,7 +389,7 @@ def _instances(layout: _Layout) -> None:
             .steps([models.Threshold(value=None, color="red"), models.Threshold(1, "green")])
         )
         .targets(
-            _queries(
+            queries(
                 [
                     (
                         f"max by (service, backend) (lb_target_healthy{{{SERVICE}}})",
@@ -612,7 +416,7 @@ def _instances(layout: _Layout) -> None:
     )
 
 
-def _autoscaling(layout: _Layout) -> None:
+def _autoscaling(layout: Layout) -> None:
     layout.row("Elasticity: autoscaler")
     layout.add(
         series(
@@ -670,7 +474,7 @@ def _autoscaling(layout: _Layout) -> None:
     )
 
 
-def _balancing(layout: _Layout) -> None:
+def _balancing(layout: Layout) -> None:
     layout.row("Load balancing")
     answered = f'{SERVICE}, backend!="lb"'
     layout.add(
@@ -751,7 +555,7 @@ def _balancing(layout: _Layout) -> None:
     )
 
 
-def _saturation(layout: _Layout) -> None:
+def _saturation(layout: Layout) -> None:
     layout.row("Servers: saturation")
     layout.add(
         series(
@@ -802,12 +606,3 @@ def _saturation(layout: _Layout) -> None:
             width=6,
         )
     )
-
-
-def to_json(dashboard: models.Dashboard) -> dict[str, Any]:
-    """Grafana's JSON for `dashboard`: the SDK's encoding, plus the Prometheus annotation
-    settings its model lacks (PROMETHEUS_ANNOTATION_EXTRAS)."""
-    data: dict[str, Any] = json.loads(json.dumps(dashboard, cls=JSONEncoder))
-    for annotation in data.get("annotations", {}).get("list", []):
-        annotation.update(PROMETHEUS_ANNOTATION_EXTRAS.get(annotation.get("name"), {}))
-    return data

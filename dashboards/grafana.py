@@ -7,8 +7,8 @@ Authentication is a service account token (`Authorization: Bearer <token>`). Not
 (no release since 2020) nor grafana-client (it swaps urllib3 in site-packages at interpreter
 start, which breaks requests, boto3 and Locust): two calls do not need a library.
 
-Annotations carry no dashboard uid, so they are organisation-wide; the Elasticity dashboard
-shows those tagged `dashboards.elasticity.CHAOS_TAG` ("chaos").
+Annotations carry no dashboard uid, so they are organisation-wide; every lab dashboard shows
+those tagged `dashboards.panels.CHAOS_TAG` ("chaos").
 """
 
 from __future__ import annotations

@@ -67,10 +67,10 @@ class InstanceCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily(
             "harness_instances",
-            "Server instances the lab started, by service and state.",
+            "Instances the lab started (servers, workers, the queue), by service and state.",
             labels=["service", "state"],
         )
-        for service in self.lab.services.values():
+        for service in self.lab.groups():
             for state in ("running", "paused", "stopped", "killed"):
                 count = sum(1 for i in service.instances.values() if i.state == state)
                 family.add_metric([service.name, state], count)

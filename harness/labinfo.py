@@ -123,4 +123,14 @@ def status_table(status: dict[str, Any]) -> Table:
                 f"[{style}]{i['state']}[/]" if style else i["state"],
                 i["target"], str(i["in_flight"]),
             )  # fmt: skip
+    for name, pool in status.get("pools", {}).items():
+        for n, i in enumerate(pool["instances"]):
+            style = {"running": "", "paused": "yellow"}.get(i["state"], "red")
+            table.add_row(
+                "" if n else name, i["name"], i["role"], str(i["pid"]), i["address"] or "",
+                f"[{style}]{i['state']}[/]" if style else i["state"], "", "",
+            )  # fmt: skip
+    for name, provider in status.get("providers", {}).items():
+        table.add_row(name, provider["name"], "provider", str(provider["pid"]), "",
+                      provider["state"], "", "")  # fmt: skip
     return table

@@ -66,6 +66,8 @@ class LocustPlan:
     control_token_file: Path | None = None
     dns: tuple[str, int] | None = None
     """The lab's DNS server, for users that resolve service names (RUSHLAB_DNS)."""
+    poison_rate: float = 0.0
+    """Share of payments whose receipt email always fails (RUSHLAB_POISON_RATE)."""
     locustfile: Path = LOCUSTFILE
     report_name: str | None = "locust"
     """Prefix of the csv/html/json reports in the run folder; None writes none."""
@@ -212,6 +214,7 @@ def build_commands(plan: LocustPlan, run_dir: Path, ports: LocustPorts) -> list[
             str(plan.control_token_file.absolute()) if plan.control_token_file else None
         ),
         dns=plan.dns,
+        poison_rate=plan.poison_rate,
     )
     locust = [
         sys.executable,

@@ -95,10 +95,14 @@ def _quantiles(metric: str, selector: str) -> tuple[Line, ...]:
 
 
 def standard_plots(
-    services: Sequence[str], autoscaled: Sequence[str] = (), gateway: bool = False
+    services: Sequence[str],
+    autoscaled: Sequence[str] = (),
+    gateway: bool = False,
+    queues: bool = False,
 ) -> list[PlotQuery]:
-    """The plots a report shows for `services` (and the `autoscaled` ones' autoscalers, and
-    the API gateway's routes when one runs), as queries for the runner to make."""
+    """The plots a report shows for `services` (and the `autoscaled` ones' autoscalers, the
+    API gateway's routes when one runs, the queues and their workers when there are any), as
+    queries for the runner to make."""
     plots = [
         PlotQuery(
             "Requests per second",
@@ -170,6 +174,8 @@ def standard_plots(
         )
     if gateway:
         plots += _gateway_plots()
+    if queues:
+        plots += _queue_plots()
     for s in autoscaled:
         selector = f'{{service="{s}"}}'
         plots.append(
@@ -206,6 +212,49 @@ def standard_plots(
             )
         )
     return plots
+
+
+def _queue_plots() -> list[PlotQuery]:
+    by_queue = "sum by (queue) ({})"
+    return [
+        PlotQuery(
+            "queues: messages visible and in flight",
+            "messages",
+            (
+                Line("{queue} visible", by_queue.format("queue_messages_visible")),
+                Line("{queue} in flight", by_queue.format("queue_messages_in_flight") + " > 0"),
+            ),
+        ),
+        PlotQuery(
+            "queues: age of the oldest message",
+            "s",
+            (Line("{queue}", "max by (queue) (queue_oldest_message_age_seconds)"),),
+        ),
+        PlotQuery(
+            "queues: sent, received, deleted per second",
+            "msg/s",
+            tuple(
+                Line(f"{{queue}} {verb}", f"sum by (queue) (rate(queue_messages_{verb}_total[5s]))")
+                for verb in ("sent", "received", "deleted")
+            ),
+        ),
+        PlotQuery(
+            "workers: deliveries and receive calls per second",
+            "1/s",
+            (
+                Line(
+                    "{service} {outcome}",
+                    "sum by (service, outcome) (rate(worker_messages_total[5s]))",
+                ),
+                Line("{service} receive calls", _by_pool("worker_receive_calls_total")),
+                Line("{service} empty receives", _by_pool("worker_empty_receives_total")),
+            ),
+        ),
+    ]
+
+
+def _by_pool(counter: str) -> str:
+    return f"sum by (service) (rate({counter}[5s]))"
 
 
 def _gateway_plots() -> list[PlotQuery]:

@@ -60,7 +60,7 @@ async def _run(
 ) -> RunResult:
     wait = scenario.load.wait_s or (0.5, 2.0)
     services, host = lab.entry_points(
-        side_by_side=scenario.load.locustfile == "compare", via_dns=scenario.load.via_dns
+        side_by_side=scenario.load.side_by_side, via_dns=scenario.load.via_dns
     )
     dns = lab.dns_address
     plan = LocustPlan(
@@ -76,6 +76,7 @@ async def _run(
         timeout_s=scenario.load.timeout_s or 10.0,
         locustfile=scenario.load.locustfile_path,
         dns=parse_hostport(dns, flag="dns") if scenario.load.via_dns and dns else None,
+        poison_rate=scenario.load.poison_rate,
     )
     lab.scrape(f"127.0.0.1:{control_port}", service="lab", role="harness")
     await lab.start_autoscalers(("127.0.0.1", control_port))
@@ -89,7 +90,7 @@ async def _run(
 
     steps = resolve_timeline(
         scenario,
-        {name: sorted(s.instances) for name, s in lab.services.items()},
+        {group.name: sorted(group.instances) for group in lab.groups()},
         scenario.system,
     )
     progress(f"load for {scenario.duration_s:g} s, {len(steps)} chaos step(s)")
@@ -192,7 +193,8 @@ async def _judge(  # noqa: PLR0917 - the run's facts, gathered by _run
     plots = []
     autoscaled = [name for name, service in lab.services.items() if service.spec.autoscaling]
     gateway = lab.gateway is not None
-    for query in standard_plots(list(lab.services), autoscaled, gateway):
+    queues = lab.queue_address is not None
+    for query in standard_plots(list(lab.services), autoscaled, gateway, queues):
         lines: dict[str, slo.Series] = {}
         for line in query.lines:
             for found in await prometheus.query_range(line.expr, started, ended, step=1.0):

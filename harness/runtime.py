@@ -13,7 +13,7 @@ import dataclasses
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,15 @@ from harness.dns import fqdn, zone_file
 from harness.lab import Lab, ServerSpec, start_lab, write_token
 from harness.prometheus import LAB_RULES, Prometheus, ScrapeTarget
 from harness.supervisor import Child, Supervisor, free_port
-from harness.topology import DnsSpec, GatewaySpec, ServiceSpec, Topology
+from harness.topology import (
+    QUEUE_GROUP,
+    DnsSpec,
+    GatewaySpec,
+    QueueSpec,
+    ServiceSpec,
+    Topology,
+    WorkerSpec,
+)
 from targets.http.client import fetch_json
 from targets.http.upstream import UpstreamError
 
@@ -62,6 +70,37 @@ class Service:
     def live(self) -> list[Instance]:
         return [i for i in self.instances.values() if i.alive]
 
+    @property
+    def min_replicas(self) -> int:
+        return self.spec.min_replicas
+
+    @property
+    def max_replicas(self) -> int:
+        return self.spec.max_replicas
+
+
+@dataclass(slots=True)
+class Pool:
+    """Instances with no load balancer in front: a worker pool, or the queue service (one
+    instance, `queue-1`). `boot(name)` starts instance `name`: a new one, or one chaos
+    restarts under its old name (the queue on its old port and database)."""
+
+    name: str
+    kind: str  # workers | queue
+    min_replicas: int
+    max_replicas: int
+    boot: Callable[[str], Awaitable[Child]]
+    instances: dict[str, Instance] = field(default_factory=dict)
+
+    def live(self) -> list[Instance]:
+        return [i for i in self.instances.values() if i.alive]
+
+    def next_name(self) -> str:
+        return f"{self.name}-{max(map(_number, self.instances), default=0) + 1}"
+
+
+Group = Service | Pool
+
 
 @dataclass(frozen=True, slots=True)
 class Event:
@@ -98,6 +137,8 @@ class LabRuntime:
         self.autoscalers: dict[str, Child] = {}  # by service
         self.dns: Child | None = None  # the DNS server, when the topology has `dns`
         self.gateway: Child | None = None  # the API gateway, when the topology has one
+        self.pools: dict[str, Pool] = {}  # worker pools and the queue service, by name
+        self.providers: dict[str, Child] = {}  # delivery providers, by name
 
     @property
     def run_dir(self) -> Path:
@@ -106,6 +147,13 @@ class LabRuntime:
     async def start(self) -> None:
         """Every service's load balancer and replicas, started side by side."""
         self.started_at = time.time()
+        topology = self.topology
+        if topology.queues:
+            await self._start_queue(topology.queues)
+        for name, provider in topology.providers.items():
+            self.providers[name] = await self.supervisor.spawn(
+                name, "provider", "targets.workers.provider", [f"--name={name}", *provider.args()]
+            )
         direct = self.topology.direct_services()
         pools = await asyncio.gather(
             *(
@@ -120,14 +168,90 @@ class LabRuntime:
             await self._start_gateway(self.topology.gateway)
         if self.topology.dns is not None:
             await self._start_dns(self.topology.dns)
+        for name, workers in topology.workers.items():
+            await self._start_workers(name, workers)
+
+    async def _start_queue(self, queues: dict[str, QueueSpec]) -> None:
+        """The queue service (one process, every queue, one SQLite file), its queues created
+        with their attributes; each dead-letter queue first, named `<queue>-dlq`."""
+        port = free_port()  # fixed: a restarted queue comes back where its clients look
+        db = self.run_dir / "queue.db"
+
+        async def boot(name: str) -> Child:
+            args = [f"--db={db}", f"--port={port}", f"--name={name}"]
+            return await self.supervisor.spawn(name, "queue", "targets.queue", args)
+
+        pool = Pool(QUEUE_GROUP, "queue", 1, 1, boot)
+        await self._boot(pool, f"{QUEUE_GROUP}-1")
+        self.pools[QUEUE_GROUP] = pool
+        host, port = self.queue_address or ("", 0)
+        for name, spec in queues.items():
+            attributes: dict[str, str] = spec.attributes()
+            if spec.dead_letter is not None:
+                await _queue_call(host, port, "PUT", f"{name}-dlq", {})
+                dlq = (await _queue_call(host, port, "GET", f"{name}-dlq"))["attributes"]
+                policy = {
+                    "deadLetterTargetArn": dlq["QueueArn"],
+                    "maxReceiveCount": spec.dead_letter.max_receive_count,
+                }
+                attributes["RedrivePolicy"] = json.dumps(policy)
+            await _queue_call(host, port, "PUT", name, {"attributes": attributes})
+
+    @property
+    def queue_address(self) -> tuple[str, int] | None:
+        """HOST:PORT of the queue service, when the topology has queues (even while down)."""
+        pool = self.pools.get(QUEUE_GROUP)
+        if pool is None or not pool.instances:
+            return None
+        return next(iter(pool.instances.values())).child.address()
+
+    async def _start_workers(self, name: str, spec: WorkerSpec) -> None:
+        queue_host, queue_port = self.queue_address or ("", 0)
+        provider = "http://{}:{}".format(*self.providers[spec.provider].address())
+        queue = self.topology.queues.get(spec.queue)  # None: a dead-letter queue (default 30 s)
+        visibility = queue.visibility_timeout_s if queue else QueueSpec().visibility_timeout_s
+
+        async def boot(instance: str) -> Child:
+            args = [
+                f"--name={instance}",
+                f"--queue-url=http://{queue_host}:{queue_port}",
+                f"--provider={provider}",
+                *spec.args(visibility),
+            ]
+            return await self.supervisor.spawn(instance, "worker", "targets.workers", args)
+
+        pool = Pool(name, "workers", spec.min_replicas, spec.max_replicas, boot)
+        self.pools[name] = pool
+        names = [f"{name}-{n}" for n in range(1, spec.replicas + 1)]
+        await asyncio.gather(*(self._boot(pool, instance) for instance in names))
+
+    async def _boot(self, pool: Pool, name: str) -> Instance:
+        instance = Instance(name, pool.name, await pool.boot(name), 0)
+        pool.instances[name] = instance
+        return instance
+
+    def _email_args(self, spec: ServiceSpec) -> tuple[str, ...]:
+        """The server flags for the service's receipt email (none without `email`)."""
+        email = spec.email
+        if email is None:
+            return ()
+        timeout = f"--email-timeout-s={email.timeout_s}"
+        if email.mode == "sync":
+            host, port = self.providers[email.provider or ""].address()
+            return ("--email=sync", f"--email-provider={host}:{port}", timeout)
+        host, port = self.queue_address or ("", 0)
+        queue = f"--email-queue-name={email.queue}"
+        return ("--email=async", f"--email-queue={host}:{port}", queue, timeout)
 
     async def _start_service(
         self, name: str, spec: ServiceSpec, ip_prefix: str | None = None
     ) -> Service:
+        server = ServerSpec.of(name, spec)
+        server = dataclasses.replace(server, extra=(*server.extra, *self._email_args(spec)))
         pool = await start_lab(
             self.supervisor,
             spec.replicas,
-            ServerSpec.of(name, spec),
+            server,
             tuple(spec.load_balancer.args()),
             lb_name=f"{name}-lb",
             token=(self.token, self.token_file),
@@ -273,6 +397,15 @@ class LabRuntime:
         if self.dns is not None and self.dns.alive:
             labels = {"service": "dns", "role": "dns", "instance": self.dns.name}
             targets.append(ScrapeTarget(str(self.dns.ready["control"]), labels))
+        for pool in self.pools.values():
+            role = "queue" if pool.kind == "queue" else "worker"
+            for instance in pool.live():
+                labels = {"service": pool.name, "role": role, "instance": instance.name}
+                targets.append(ScrapeTarget(str(instance.child.ready["address"]), labels))
+        for name, child in self.providers.items():
+            if child.alive:
+                labels = {"service": name, "role": "provider", "instance": child.name}
+                targets.append(ScrapeTarget(str(child.ready["address"]), labels))
         return targets
 
     def service_urls(self) -> dict[str, str]:
@@ -323,14 +456,19 @@ class LabRuntime:
             listener()
 
     # -- lookups used by the chaos actions ----------------------------------------------------
-    def service(self, name: str) -> Service:
-        service = self.services.get(name)
-        if service is None:
-            raise ChaosRefused(404, f"unknown service {name!r}", sorted(self.services))
-        return service
+    def group(self, name: str) -> Group:
+        """The service, worker pool or queue service chaos names."""
+        group = self.services.get(name) or self.pools.get(name)
+        if group is None:
+            choices = sorted([*self.services, *self.pools])
+            raise ChaosRefused(404, f"unknown service {name!r}", choices)
+        return group
+
+    def groups(self) -> list[Group]:
+        return [*self.services.values(), *self.pools.values()]
 
     def pick(
-        self, service: Service, instance: str | None, count: int, states: tuple[str, ...]
+        self, service: Group, instance: str | None, count: int, states: tuple[str, ...]
     ) -> list[Instance]:
         """The named instance, or `count` random ones (seeded) among those in `states`."""
         if instance is not None:
@@ -356,11 +494,21 @@ class LabRuntime:
             )
         return self.rng.sample(candidates, count)
 
-    async def add(self, service: Service) -> Instance:
-        child = await service.pool.add_server()
-        instance = Instance(child.name, service.name, child, service.pool.default.slots)
-        service.instances[child.name] = instance
+    async def add(self, group: Group) -> Instance:
+        if isinstance(group, Pool):
+            return await self._boot(group, group.next_name())
+        child = await group.pool.add_server()
+        instance = Instance(child.name, group.name, child, group.pool.default.slots)
+        group.instances[child.name] = instance
         return instance
+
+    async def boot_again(self, group: Group, instance: Instance) -> None:
+        """Start `instance` anew under its name (after a stop or a kill)."""
+        if isinstance(group, Pool):
+            instance.child = await group.boot(instance.name)
+        else:
+            instance.child = await group.pool.add_server(name=instance.name)
+        instance.state = "running"
 
     async def set_faults(self, instance: Instance, faults: dict[str, Any]) -> None:
         host, port = instance.child.address()
@@ -411,7 +559,41 @@ class LabRuntime:
                 "replicas": {"min": service.spec.min_replicas, "max": service.spec.max_replicas},
                 "autoscaler": _process(self.autoscalers.get(service.name)),
             }
-        return {"started_at": self.started_at, "services": services}
+        pools = {
+            pool.name: {
+                "kind": pool.kind,
+                "instances": [
+                    {
+                        "name": i.name,
+                        "role": "queue" if pool.kind == "queue" else "worker",
+                        "pid": i.child.pid,
+                        "address": i.child.ready.get("address"),
+                        "state": i.state if i.child.alive or i.state != "running" else "exited",
+                    }
+                    for i in sorted(pool.instances.values(), key=lambda i: _number(i.name))
+                ],
+                "replicas": {"min": pool.min_replicas, "max": pool.max_replicas},
+            }
+            for pool in self.pools.values()
+        }
+        providers = {name: _process(child) for name, child in self.providers.items()}
+        return {
+            "started_at": self.started_at,
+            "services": services,
+            "pools": pools,
+            "providers": providers,
+        }
+
+
+async def _queue_call(
+    host: str, port: int, method: str, queue: str, payload: object = None
+) -> dict[str, Any]:
+    """One call of the queue service's JSON API on `/queues/{queue}`; RuntimeError unless 200."""
+    reply = await fetch_json(host, port, method, f"/queues/{queue}", payload, timeout_s=10)
+    if reply.status != 200:
+        raise RuntimeError(f"queue service: {method} /queues/{queue}: {reply.body[:300]!r}")
+    result: dict[str, Any] = reply.json()
+    return result
 
 
 def _number(name: str) -> int:

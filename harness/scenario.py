@@ -30,7 +30,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from harness.errors import InputError
-from harness.topology import DEFAULT_TOPOLOGY, Topology, load_topology
+from harness.topology import DEFAULT_TOPOLOGY, SERVER_ONLY_ACTIONS, Topology, load_topology
 from harness.yamlfile import position, read_yaml, validate
 
 TOPOLOGIES = DEFAULT_TOPOLOGY.parent
@@ -68,15 +68,18 @@ class Load(_Strict):
     `wait_s` (seconds a user waits between tasks, [min, max]) and `timeout_s` (per request)
     override the locustfile's defaults (RUSHLAB_WAIT_S, RUSHLAB_TIMEOUT_S) when given.
     `locustfile` names the users: `shop` (customers of the shop, the default), `compare`
-    (the same reader against every service, users split evenly: designs side by side) or
-    `noisy` (the customers plus one client flooding the orders route).
+    (the same reader against every service, users split evenly: designs side by side), `pay`
+    (the same, paying: payment services side by side) or `noisy` (the customers plus one
+    client flooding the orders route). `poison_rate`: the share of payments whose receipt
+    email the provider always refuses (poison messages, for the dead-letter queue).
     `via_dns`: users reach the services the topology's DNS records name by those names,
     resolved through the lab's DNS server and cached for their TTL.
     """
 
     stages: list[Stage] = Field(min_length=1)
-    locustfile: Literal["shop", "compare", "noisy"] = "shop"
+    locustfile: Literal["shop", "compare", "pay", "noisy"] = "shop"
     via_dns: bool = False
+    poison_rate: float = Field(default=0.0, ge=0, le=1)
     workers: int = Field(default=0, ge=0, le=256)  # Locust worker processes; 0: one process
     wait_s: tuple[float, float] | None = None
     timeout_s: float | None = Field(default=None, gt=0, le=3600)
@@ -91,6 +94,11 @@ class Load(_Strict):
     @property
     def duration_s(self) -> float:
         return sum(stage.duration_s for stage in self.stages)
+
+    @property
+    def side_by_side(self) -> bool:
+        """Users split between the services (one class each), not shop customers."""
+        return self.locustfile in ("compare", "pay")
 
     @property
     def locustfile_path(self) -> Path:
@@ -347,7 +355,8 @@ def check_scenario(scenario: Scenario, topology: Topology) -> list[tuple[Loc, st
     """
     problems: list[tuple[Loc, str]] = []
     end = scenario.duration_s
-    services = sorted(topology.services)
+    groups = topology.groups()
+    services = sorted(groups)
     if scenario.load.via_dns and topology.dns is None:
         problems.append(
             (("load", "via_dns"), f"topology {topology.name!r} has no dns records to resolve")
@@ -358,13 +367,23 @@ def check_scenario(scenario: Scenario, topology: Topology) -> list[tuple[Loc, st
             problems.append(
                 (("chaos", i, "at_s"), f"{step.at_s:g} s is after the end of the run ({end:g} s)")
             )
-        if step.service not in topology.services:
+        group = groups.get(step.service)
+        if group is None:
             playable = False
             problems.append(
                 (
                     ("chaos", i, "service"),
                     f"no service {step.service!r} in topology {topology.name!r}"
                     f" (services: {', '.join(services)})",
+                )
+            )
+        elif group.kind != "service" and step.action in SERVER_ONLY_ACTIONS:
+            playable = False
+            problems.append(
+                (
+                    ("chaos", i, "action"),
+                    f"{step.action} acts on servers; {step.service!r} is"
+                    f" {'a worker pool' if group.kind == 'workers' else 'the queue service'}",
                 )
             )
     if playable:
@@ -466,8 +485,8 @@ _AFTER = {
 def instance_names(topology: Topology) -> dict[str, list[str]]:
     """The instances a lab starts for `topology`: `<service>-1` ... `<service>-<replicas>`."""
     return {
-        name: [f"{name}-{i}" for i in range(1, spec.replicas + 1)]
-        for name, spec in topology.services.items()
+        name: [f"{name}-{i}" for i in range(1, group.replicas + 1)]
+        for name, group in topology.groups().items()
     }
 
 
@@ -494,7 +513,7 @@ def resolve_timeline(
         pool = states.get(event.service)
         if pool is None:
             raise TimelineError(index, f"no instances of service {event.service!r}")
-        spec = topology.services.get(event.service) if topology else None
+        spec = topology.groups().get(event.service) if topology else None
         live = sum(state in _ALIVE for state in pool.values())
         if isinstance(event, Add):
             if spec and live + event.count > spec.max_replicas:

@@ -82,6 +82,10 @@ async def run_session(
             urls[f"{name} (load balancer)"] = f"http://{host}:{port}/"
         if lab.gateway_url is not None:
             urls["gateway"] = lab.gateway_url + "/"
+        if lab.queue_address is not None:
+            urls["queue (SQS endpoint_url; JSON API at /queues)"] = "http://{}:{}/".format(
+                *lab.queue_address
+            )
         if lab.dns_address is not None:
             urls["dns (udp, e.g. dig @HOST -p PORT shop.lab)"] = lab.dns_address
         for extra in extras or []:

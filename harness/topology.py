@@ -8,6 +8,7 @@ starts. Later steps add the gateway, queues, topics, CDN edges and DNS records h
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -111,6 +112,24 @@ class AutoscalingSpec(_Strict):
         return Policy(min_replicas=min_replicas, max_replicas=max_replicas, **fields)
 
 
+class EmailSpec(_Strict):
+    """The receipt email after a payment (targets/server/email.py): `sync` calls `provider`
+    before the payment answers; `async` enqueues it on `queue` for the workers."""
+
+    mode: Literal["sync", "async"]
+    provider: str | None = None
+    queue: str | None = None
+    timeout_s: float = Field(default=10.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _target_of_the_mode(self) -> EmailSpec:
+        if self.mode == "sync" and (self.provider is None or self.queue is not None):
+            raise ValueError("mode sync sends to a provider: give `provider`, not `queue`")
+        if self.mode == "async" and (self.queue is None or self.provider is not None):
+            raise ValueError("mode async enqueues: give `queue`, not `provider`")
+        return self
+
+
 class ServiceSpec(_Strict):
     """A horizontally scaled service: N identical replicas behind one load balancer."""
 
@@ -123,6 +142,7 @@ class ServiceSpec(_Strict):
     drain_timeout_s: float = Field(default=10.0, ge=0, le=3600)
     load_balancer: LoadBalancerSpec = LoadBalancerSpec()
     autoscaling: AutoscalingSpec | None = None
+    email: EmailSpec | None = None
 
     @model_validator(mode="after")
     def _replicas_within_bounds(self) -> ServiceSpec:
@@ -266,11 +286,121 @@ class DnsSpec(_Strict):
     records: list[DnsRecordSpec] = Field(min_length=1)
 
 
+class DeadLetterSpec(_Strict):
+    """A dead-letter queue `<queue>-dlq`: a message received `max_receive_count` times
+    without being deleted moves there (SQS RedrivePolicy)."""
+
+    max_receive_count: int = Field(default=3, ge=1, le=1000)
+
+
+class QueueSpec(_Strict):
+    """A queue of the lab's queue service (targets/queue), with SQS's attributes."""
+
+    visibility_timeout_s: int = Field(default=30, ge=0, le=43_200)
+    receive_wait_s: int = Field(default=0, ge=0, le=20)  # ReceiveMessageWaitTimeSeconds
+    delay_s: int = Field(default=0, ge=0, le=900)
+    retention_s: int = Field(default=345_600, ge=60, le=1_209_600)
+    dead_letter: DeadLetterSpec | None = None
+
+    def attributes(self) -> dict[str, str]:
+        return {
+            "VisibilityTimeout": str(self.visibility_timeout_s),
+            "ReceiveMessageWaitTimeSeconds": str(self.receive_wait_s),
+            "DelaySeconds": str(self.delay_s),
+            "MessageRetentionPeriod": str(self.retention_s),
+        }
+
+
+class ProviderSpec(_Strict):
+    """A simulated delivery provider (targets/workers/provider.py): mail or WhatsApp, with
+    a latency and a failure rate."""
+
+    kind: Literal["email", "whatsapp"] = "email"
+    latency: ServiceTimeSpec = ServiceTimeSpec(mean_ms=50)
+    failure_rate: float = Field(default=0.0, ge=0, le=1)
+
+    def args(self) -> list[str]:
+        t = self.latency
+        return [
+            f"--kind={self.kind}",
+            f"--latency={t.distribution}",
+            f"--latency-ms={t.mean_ms}",
+            f"--sigma={t.sigma}",
+            f"--failure-rate={self.failure_rate}",
+        ]
+
+
+class WorkerSpec(_Strict):
+    """A pool of queue workers (targets/workers): each receives from `queue`, rate-limits
+    itself to `rate` messages per second, delivers to `provider` and deletes on success."""
+
+    queue: str
+    provider: str
+    replicas: int = Field(default=2, ge=0, le=64)
+    min_replicas: int = Field(default=0, ge=0, le=64)
+    max_replicas: int = Field(default=16, ge=1, le=64)
+    polling: Literal["long", "short"] = "long"
+    wait_s: int = Field(default=20, ge=1, le=20)  # long polling
+    empty_sleep_s: float = Field(default=0.1, ge=0, le=60)  # short polling
+    batch: int = Field(default=10, ge=1, le=10)
+    visibility_s: int | None = Field(default=None, ge=0, le=43_200)  # None: the queue's
+    rate: float = Field(default=10.0, ge=0, le=1_000_000)  # 0: no limit
+    burst: int = Field(default=1, ge=1, le=10_000)
+    on_failure: Literal["return", "backoff"] = "return"
+    backoff_s: float = Field(default=1.0, gt=0, le=3600)
+    provider_timeout_s: float = Field(default=30.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _replicas_within_bounds(self) -> WorkerSpec:
+        if not self.min_replicas <= self.replicas <= self.max_replicas:
+            raise ValueError(
+                f"replicas ({self.replicas}) must be between min_replicas ({self.min_replicas})"
+                f" and max_replicas ({self.max_replicas})"
+            )
+        return self
+
+    def args(self, queue_visibility_s: int) -> list[str]:
+        """The `python -m targets.workers` flags (queue, provider and identity excluded);
+        the visibility timeout is the queue's unless the pool sets its own."""
+        visibility = queue_visibility_s if self.visibility_s is None else self.visibility_s
+        return [
+            f"--queue={self.queue}",
+            f"--polling={self.polling}",
+            f"--wait-s={self.wait_s}",
+            f"--empty-sleep-s={self.empty_sleep_s}",
+            f"--batch={self.batch}",
+            f"--visibility-s={visibility}",
+            f"--rate={self.rate}",
+            f"--burst={self.burst}",
+            f"--on-failure={self.on_failure}",
+            f"--backoff-s={self.backoff_s}",
+            f"--provider-timeout-s={self.provider_timeout_s}",
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """Instances chaos can act on as one: a service's servers, a worker pool, or the queue
+    service (one instance, `queue-1`)."""
+
+    kind: Literal["service", "workers", "queue"]
+    replicas: int
+    min_replicas: int
+    max_replicas: int
+
+
+QUEUE_GROUP = "queue"
+SERVER_ONLY_ACTIONS = ("resize", "latency", "errors", "clear")
+
+
 class Topology(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,30}$")
     services: dict[str, ServiceSpec] = Field(min_length=1)
     gateway: GatewaySpec | None = None
     dns: DnsSpec | None = None
+    queues: dict[str, QueueSpec] = {}
+    providers: dict[str, ProviderSpec] = {}
+    workers: dict[str, WorkerSpec] = {}
 
     @model_validator(mode="after")
     def _service_names(self) -> Topology:
@@ -321,6 +451,66 @@ class Topology(_Strict):
         except RouteError as exc:
             raise ValueError(f"gateway.{exc}") from None
         return self
+
+    @model_validator(mode="after")
+    def _pipeline_names(self) -> Topology:
+        """Queues, providers and worker pools: names unique across the lab, every reference
+        resolvable."""
+        names = {"queue": "the queue service", "gateway": "the gateway", "dns": "the DNS server"}
+        for kind, group in (
+            ("service", self.services),
+            ("provider", self.providers),
+            ("worker pool", self.workers),
+        ):
+            for name in group:
+                if not _NAME.fullmatch(name):
+                    raise ValueError(f"{kind} name {name!r} must be lowercase letters, digits, '-'")
+                if name in names:
+                    raise ValueError(f"{kind} name {name!r} is taken by {names[name]}")
+                names[name] = f"{kind} {name!r}"
+        for name in self.queues:
+            if not re.fullmatch(r"[a-z][a-z0-9-]{0,60}", name) or name.endswith("-dlq"):
+                raise ValueError(
+                    f"queue name {name!r}: lowercase letters, digits and '-', not ending in"
+                    " -dlq (dead-letter queues are named after their source)"
+                )
+
+        def known(what: str, name: str | None, group: dict[str, object], where: str) -> None:
+            if name not in group:
+                choices = ", ".join(sorted(group)) or "none defined"
+                raise ValueError(f"{where}: no {what} {name!r} ({what}s: {choices})")
+
+        queues: dict[str, object] = {
+            **self.queues,
+            **{f"{q}-dlq": None for q, spec in self.queues.items() if spec.dead_letter},
+        }
+        for pool, worker in self.workers.items():
+            known("queue", worker.queue, queues, f"workers.{pool}.queue")
+            known("provider", worker.provider, dict(self.providers), f"workers.{pool}.provider")
+        for name, service in self.services.items():
+            email = service.email
+            if email is None:
+                continue
+            if email.mode == "sync":
+                where = f"services.{name}.email.provider"
+                known("provider", email.provider, dict(self.providers), where)
+            else:
+                known("queue", email.queue, dict(self.queues), f"services.{name}.email.queue")
+        return self
+
+    def groups(self) -> dict[str, Group]:
+        """Everything chaos can name: services, worker pools, and `queue` when queues exist."""
+        groups = {
+            name: Group("service", s.replicas, s.min_replicas, s.max_replicas)
+            for name, s in self.services.items()
+        }
+        groups |= {
+            name: Group("workers", w.replicas, w.min_replicas, w.max_replicas)
+            for name, w in self.workers.items()
+        }
+        if self.queues:
+            groups[QUEUE_GROUP] = Group("queue", 1, 1, 1)
+        return groups
 
     def direct_services(self) -> set[str]:
         """Services some DNS record answers with server addresses: each server then listens

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import random
 import sys
+from typing import Any
 from urllib.parse import urlsplit
 
 from locust import LoadTestShape, User
@@ -37,6 +39,14 @@ class _Stages(LoadTestShape):
 # A locustfile re-exports `RushShape`; with no stages it is None and the web UI or the
 # command line sets users and spawn rate.
 RushShape = type("RushShape", (_Stages,), {"abstract": False}) if SETTINGS.stages else None
+
+
+def poison() -> dict[str, Any]:
+    """Fields for a payment body: `{"poison": true}` for RUSHLAB_POISON_RATE of payments (a
+    receipt the mail provider always refuses), else nothing."""
+    if SETTINGS.poison_rate and random.random() < SETTINGS.poison_rate:
+        return {"poison": True}
+    return {}
 
 
 def _is_name(host: str) -> bool:

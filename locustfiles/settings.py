@@ -19,6 +19,8 @@ import: the harness and pytest use it too).
 - `RUSHLAB_DNS`: `HOST:PORT` of the lab's DNS server; when set, users that support it
   (`locustfiles/compare.py`) resolve service host names through it, caching each answer for
   its TTL as a real client does.
+- `RUSHLAB_POISON_RATE`: share (0..1) of payments whose receipt email the mail provider always
+  refuses (a "poison" message: it ends in the dead-letter queue). Default 0.
 
 `load_settings` reads them (raising `SettingsError` that names the variable) and `to_environ`
 writes them, so both sides share one definition.
@@ -43,7 +45,11 @@ METRICS_PORT = "RUSHLAB_METRICS_PORT"
 CONTROL_URL = "RUSHLAB_CONTROL_URL"
 CONTROL_TOKEN_FILE = "RUSHLAB_CONTROL_TOKEN_FILE"  # noqa: S105  (a variable name)
 DNS = "RUSHLAB_DNS"
-ALL = (SERVICES, STAGES, WAIT_S, TIMEOUT_S, METRICS_PORT, CONTROL_URL, CONTROL_TOKEN_FILE, DNS)
+POISON_RATE = "RUSHLAB_POISON_RATE"
+ALL = (
+    SERVICES, STAGES, WAIT_S, TIMEOUT_S, METRICS_PORT, CONTROL_URL, CONTROL_TOKEN_FILE, DNS,
+    POISON_RATE,
+)  # fmt: skip
 
 DEFAULT_WAIT_S = (0.5, 2.0)
 DEFAULT_TIMEOUT_S = 10.0
@@ -63,6 +69,7 @@ class Settings:
     control_url: str | None = None
     control_token_file: str | None = None
     dns: tuple[str, int] | None = None
+    poison_rate: float = 0.0
 
 
 def base_url(value: Any, *, where: str) -> str:
@@ -119,6 +126,16 @@ def _dns(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _share(text: str, name: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise SettingsError(f"{name}: expected a share between 0 and 1, got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise SettingsError(f"{name}: expected a share between 0 and 1, got {text!r}")
+    return value
+
+
 def _port(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 65535:
         raise SettingsError(f"{METRICS_PORT}: expected a port 1..65535, got {text!r}")
@@ -152,6 +169,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         control_url=base_url(control_url, where=CONTROL_URL) if control_url else None,
         control_token_file=get(CONTROL_TOKEN_FILE),
         dns=_dns(dns) if (dns := get(DNS)) is not None else None,
+        poison_rate=_share(poison, POISON_RATE) if (poison := get(POISON_RATE)) else 0.0,
     )
 
 
@@ -172,4 +190,6 @@ def to_environ(settings: Settings) -> dict[str, str]:
         env[CONTROL_TOKEN_FILE] = settings.control_token_file
     if settings.dns is not None:
         env[DNS] = f"{settings.dns[0]}:{settings.dns[1]}"
+    if settings.poison_rate:
+        env[POISON_RATE] = repr(settings.poison_rate)
     return env

@@ -45,6 +45,7 @@ from locustfiles.common import (  # noqa: E402
     Endpoint,
     ResolveError,
     RushShape,  # noqa: F401  (Locust finds the shape)
+    poison,
     resolve_failed,
 )
 
@@ -132,7 +133,7 @@ class ShopUser(FastHttpUser):
             return  # no order, nothing to pay
         self.orders.append(order)
         paid = self.call(
-            "POST", "payments", "/api/payments", "/api/payments", json={"order": order}
+            "POST", "payments", "/api/payments", "/api/payments", json={"order": order, **poison()}
         )
         payment = _json(paid).get("id")
         if isinstance(payment, str):

@@ -18,6 +18,7 @@ from targets.runtime import (
 )
 from targets.server.app import MAX_BODY_BYTES, ServerConfig, ShopServer
 from targets.server.core import Capacity, CapacityError, Distribution, ServiceTime
+from targets.server.email import EmailConfig, EmailMode
 from targets.server.registration import Membership, RegistrationError, deregister, register
 
 log = logging.getLogger("targets.server")
@@ -76,6 +77,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=10.0,
         help="seconds in-flight requests get to finish on SIGTERM",
     )
+    p.add_argument(
+        "--email",
+        choices=[m.value for m in EmailMode],
+        default="off",
+        help="after a payment, email the receipt: sync (call the provider, then answer) or "
+        "async (enqueue, answer)",
+    )
+    p.add_argument("--email-provider", help="sync: the mail provider, HOST:PORT")
+    p.add_argument("--email-queue", help="async: the queue service, HOST:PORT")
+    p.add_argument("--email-queue-name", default="emails", help="async: the queue's name")
+    p.add_argument(
+        "--email-timeout-s", type=float, default=10.0, help="provider or queue call timeout"
+    )
     p.add_argument("--log-level", default="info")
     return p.parse_args(argv)
 
@@ -90,6 +104,13 @@ async def serve(args: argparse.Namespace) -> int:
         ),
         seed=args.seed,
         admin_token=read_token(args.admin_token_file, flag="--admin-token-file"),
+        email=EmailConfig(
+            EmailMode(args.email),
+            provider=_address(args.email_provider, "--email-provider"),
+            queue=_address(args.email_queue, "--email-queue"),
+            queue_name=args.email_queue_name,
+            timeout_s=args.email_timeout_s,
+        ),
     )
     lb = parse_hostport(args.register_with, flag="--register-with") if args.register_with else None
     lb_token = read_token(args.lb_token_file, flag="--lb-token-file")
@@ -116,8 +137,13 @@ async def serve(args: argparse.Namespace) -> int:
         await deregister(membership)
     app.release_hung()
     await http.shutdown(args.drain_timeout)
+    app.email.close()
     log.info("stopped")
     return 0
+
+
+def _address(value: str | None, flag: str) -> tuple[str, int] | None:
+    return None if value is None else parse_hostport(value, flag=flag)
 
 
 def main(argv: list[str] | None = None) -> int:

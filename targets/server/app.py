@@ -33,6 +33,7 @@ from targets.server.core import (
     ServiceTime,
     Verdict,
 )
+from targets.server.email import EmailConfig, EmailMode, EmailSender
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -47,6 +48,7 @@ class ServerConfig:
     service_time: ServiceTime = field(default_factory=ServiceTime)
     seed: int = 0
     admin_token: str | None = None
+    email: EmailConfig = field(default_factory=EmailConfig)  # the receipt after a payment
 
 
 class FaultsBody(BaseModel):
@@ -73,8 +75,19 @@ class ServerMetrics:
         self.queue_wait = FastHistogram(
             "server_queue_wait_seconds", "Time requests waited in the backlog for a free slot.", []
         )
-        for collector in (self.requests, self.duration, self.queue_wait):
+        self.emails = FastCounter(
+            "server_emails_total",
+            "Receipt emails after a payment, by mode (sync, async) and outcome (sent to the"
+            " provider, enqueued, failed).",
+            ["mode", "outcome"],
+        )
+        for collector in (self.requests, self.duration, self.queue_wait, self.emails):
             registry.register(collector)
+        if config.email.mode is not EmailMode.OFF:
+            mode = config.email.mode.value
+            done = "sent" if config.email.mode is EmailMode.SYNC else "enqueued"
+            for outcome in (done, "failed"):
+                self.emails.inc((mode, outcome), 0)
         for endpoint in ENDPOINTS:  # failures exist at 0 before the first: rate() sees it
             for code in ("500", "503"):
                 self.requests.inc((endpoint, code), 0)
@@ -142,6 +155,7 @@ class ShopServer:
         self._unhang = asyncio.Event()
         self._ids = 0
         self.metrics = ServerMetrics(self.registry, config, self)
+        self.email = EmailSender(config.email)
         self._identity = {"service": config.service, "instance": config.instance}
 
     async def __call__(self, request: Request, writer: ResponseWriter) -> None:
@@ -223,7 +237,26 @@ class ShopServer:
             self.metrics.faults.labels("error").inc()
             return 500, {"error": "injected_fault", "detail": "error rate injected by chaos"}
         self._ids += 1
-        return ENDPOINTS[endpoint](self._ids, arg, payload)
+        reply = ENDPOINTS[endpoint](self._ids, arg, payload)
+        if endpoint == "payments_create" and self.email.mode is not EmailMode.OFF:
+            return await self._receipt(reply, payload)
+        return reply
+
+    async def _receipt(self, reply: Reply, payload: dict[str, Any]) -> Reply:
+        """Email the receipt of a captured payment, inside the payment's slot (sync: for the
+        provider's whole latency). A failure is the payment's answer: the customer sees it."""
+        status, body = reply
+        mode = self.email.mode
+        outcome = await self.email.send(f"{self.config.instance}/{body['id']}", payload)
+        self.metrics.emails.inc((mode.value, outcome.outcome))
+        if outcome.error is None:
+            return status, {**body, "email": outcome.outcome}
+        return (502 if mode is EmailMode.SYNC else 503), {
+            "error": "email_failed",
+            "detail": outcome.error,
+            "payment": body["id"],
+            "status": body["status"],
+        }
 
     # -- management plane -------------------------------------------------------------------
     def _health(self, writer: ResponseWriter) -> None:

@@ -73,6 +73,12 @@ class ProviderMetrics:
         Gauge("provider_in_flight", "Sends being processed now.", registry=registry).set_function(
             lambda: provider.in_flight
         )
+        Gauge(
+            "provider_unique_deliveries",
+            "Distinct message ids delivered so far: deliveries minus duplicates (at-least-once"
+            " delivery sends some messages twice).",
+            registry=registry,
+        ).set_function(lambda: len(provider.seen))
 
 
 class Provider:

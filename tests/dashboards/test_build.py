@@ -1,5 +1,9 @@
 """Dashboards as code: the committed files are current, the JSON is sound Grafana, and every
-query stays within the metric contract (docs/metrics.md, the recording rules)."""
+query stays within the metric contract (docs/metrics.md, the recording rules).
+
+The checks of sound JSON and of the metric contract run over every dashboard of
+`dashboards.build.dashboards()`; the expected panels and variables of each are in its own module
+(Elasticity here, Queues in test_queues.py)."""
 
 from __future__ import annotations
 
@@ -16,9 +20,9 @@ from grafana_foundation_sdk.cog.plugins import register_default_plugins
 from grafana_foundation_sdk.models.dashboard import Dashboard
 from ruamel.yaml import YAML
 
-from dashboards import elasticity
+from dashboards import elasticity, panels
 from dashboards.__main__ import main
-from dashboards.build import GENERATED, build_all, render, write_all
+from dashboards.build import GENERATED, build_all, dashboards, render, write_all
 from dashboards.queries import dashboard_queries, interpolate, metric_names
 from harness.prometheus import LAB_RULES
 from harness.report import standard_plots
@@ -27,6 +31,9 @@ ROOT = Path(__file__).resolve().parents[2]
 METRICS_DOC = ROOT / "docs" / "metrics.md"
 PROMETHEUS_OWN = frozenset({"up"})  # Prometheus writes it for every target it scrapes
 HISTOGRAM_SERIES = ("_bucket", "_sum", "_count")
+DASHBOARDS = sorted(dashboards())
+"""Every dashboard's file name: elasticity.json, queues.json."""
+GRAFANA_VARIABLES = frozenset({"__interval", "__rate_interval", "__range"})
 
 EXPECTED_PANELS = [
     "Overview",
@@ -100,12 +107,30 @@ def base_name(name: str) -> str:
     return name
 
 
-def dashboard() -> dict[str, Any]:
-    return build_all()["elasticity.json"]
+def dashboard(name: str = "elasticity.json") -> dict[str, Any]:
+    return build_all()[name]
 
 
-def panels() -> list[dict[str, Any]]:
-    return list(dashboard()["panels"])
+def panel_list(name: str = "elasticity.json") -> list[dict[str, Any]]:
+    return list(dashboard(name)["panels"])
+
+
+def check_panels(found: list[dict[str, Any]]) -> None:
+    """Unique ids; rows open and empty; every other panel a known type on the datasource
+    variable, with targets (unique refIds) and a description."""
+    ids = [p["id"] for p in found]
+    assert len(ids) == len(set(ids))
+    for panel in found:
+        if panel["type"] == "row":
+            assert panel["panels"] == []
+            assert not panel["collapsed"]
+            continue
+        assert panel["type"] in {"stat", "timeseries", "state-timeline"}
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+        assert panel["targets"], panel["title"]
+        assert panel["description"], panel["title"]
+        refs = [t["refId"] for t in panel["targets"]]
+        assert len(refs) == len(set(refs)), panel["title"]
 
 
 def test_committed_files_equal_what_the_code_builds() -> None:
@@ -127,14 +152,16 @@ def test_generated_text_is_stable_and_ends_with_a_newline(tmp_path: Path) -> Non
     second = {p.name: p.read_text() for p in write_all(tmp_path / "b")}
     assert first == second
     assert all(text.endswith("\n") and not text.endswith("\n\n") for text in first.values())
-    text = first["elasticity.json"]
-    assert text == json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n"
+    for name in DASHBOARDS:
+        text = first[name]
+        assert text == json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n"
 
 
 def test_command_line_builds_and_checks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`python -m dashboards build` writes the files; `check` exits 1 once one is edited."""
     assert main(["build", "--out", str(tmp_path)]) == 0
-    assert (tmp_path / "elasticity.json").exists()
+    assert DASHBOARDS == ["elasticity.json", "queues.json"]
+    assert all((tmp_path / name).exists() for name in DASHBOARDS)
     assert main(["check", "--out", str(tmp_path)]) == 0
     path = tmp_path / "provisioning/datasources/prometheus.yaml"
     path.write_text(path.read_text() + "# edited by hand\n")
@@ -142,42 +169,73 @@ def test_command_line_builds_and_checks(tmp_path: Path, capsys: pytest.CaptureFi
     assert "prometheus.yaml: not current" in capsys.readouterr().err
 
 
-def test_json_round_trips_through_the_sdk() -> None:
+@pytest.mark.parametrize("name", DASHBOARDS)
+def test_json_round_trips_through_the_sdk(name: str) -> None:
     """Dashboard.from_json reads the JSON back to the same JSON, bar the annotation extras
     the SDK's model has no field for."""
     register_default_plugins()
-    data = dashboard()
+    data = dashboard(name)
     again = json.loads(json.dumps(Dashboard.from_json(data), cls=JSONEncoder))
     expected = copy.deepcopy(data)
     for annotation in expected["annotations"]["list"]:
-        for key in elasticity.PROMETHEUS_ANNOTATION_EXTRAS.get(annotation["name"], {}):
+        for key in panels.PROMETHEUS_ANNOTATION_EXTRAS.get(annotation["name"], {}):
             del annotation[key]
     assert again == expected
 
 
 def test_panels_are_the_expected_ones_with_unique_ids() -> None:
-    """Panels appear in the expected order, each with its own id and a Prometheus target."""
-    found = panels()
+    """Elasticity's panels appear in the expected order, each with its own id and a
+    Prometheus target."""
+    found = panel_list()
     assert [p["title"] for p in found] == EXPECTED_PANELS
-    ids = [p["id"] for p in found]
-    assert len(ids) == len(set(ids))
-    for panel in found:
-        if panel["type"] == "row":
-            assert panel["panels"] == []
-            assert not panel["collapsed"]
-            continue
-        assert panel["type"] in {"stat", "timeseries", "state-timeline"}
-        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
-        assert panel["targets"], panel["title"]
-        assert panel["description"], panel["title"]
-        refs = [t["refId"] for t in panel["targets"]]
-        assert len(refs) == len(set(refs)), panel["title"]
+    check_panels(found)
 
 
-def test_grid_positions_fit_the_grid_and_never_overlap() -> None:
+@pytest.mark.parametrize("name", DASHBOARDS)
+def test_every_panel_has_an_id_a_datasource_targets_and_a_description(name: str) -> None:
+    """What Grafana needs of each panel, and what a reader needs: a description."""
+    check_panels(panel_list(name))
+
+
+def test_dashboards_have_distinct_uids_and_titles() -> None:
+    """Each dashboard is its own Grafana dashboard (push_dashboard overwrites by uid)."""
+    built = [dashboard(name) for name in DASHBOARDS]
+    assert len({d["uid"] for d in built}) == len(built)
+    assert len({d["title"] for d in built}) == len(built)
+    assert all(d["uid"].startswith("rushlab-") and d["tags"] == ["rushlab"] for d in built)
+
+
+@pytest.mark.parametrize("name", DASHBOARDS)
+def test_every_dashboard_marks_chaos_events(name: str) -> None:
+    """The shared frame: a datasource variable, and chaos from Prometheus and from Grafana's
+    store on every dashboard."""
+    data = dashboard(name)
+    variables = {v["name"]: v for v in data["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    annotations = {a["name"]: a for a in data["annotations"]["list"]}
+    chaos = annotations[panels.CHAOS_ANNOTATION]
+    assert metric_names(chaos["expr"]) == {"harness_chaos_events_total"}
+    assert chaos["step"] == "5s"
+    assert annotations[panels.CHAOS_PUSHED_ANNOTATION]["target"]["tags"] == [panels.CHAOS_TAG]
+
+
+@pytest.mark.parametrize("name", DASHBOARDS)
+def test_every_variable_a_query_uses_is_defined(name: str) -> None:
+    """No `$name` in an expression but the dashboard's own variables and Grafana's interval
+    variables (a typo would reach Prometheus as a literal `$name`)."""
+    data = dashboard(name)
+    defined = {v["name"] for v in data["templating"]["list"]} | GRAFANA_VARIABLES
+    for query in dashboard_queries(data):
+        unquoted_dollar_one = query.expr.replace('"$1"', "")  # label_replace's replacement
+        used = set(re.findall(r"\$\{?(\w+)", unquoted_dollar_one))
+        assert used <= defined, f"{query.where}: undefined {sorted(used - defined)}"
+
+
+@pytest.mark.parametrize("name", DASHBOARDS)
+def test_grid_positions_fit_the_grid_and_never_overlap(name: str) -> None:
     """Every panel lies within Grafana's 24 columns and no two panels share a cell."""
     boxes = []
-    for panel in panels():
+    for panel in panel_list(name):
         pos = panel["gridPos"]
         assert pos["w"] > 0
         assert pos["h"] > 0
@@ -207,7 +265,7 @@ def test_variables_and_annotations() -> None:
     assert service["includeAll"]
     assert service["allValue"] == ".*"
     annotations = {a["name"]: a for a in data["annotations"]["list"]}
-    chaos = annotations[elasticity.CHAOS_ANNOTATION]
+    chaos = annotations[panels.CHAOS_ANNOTATION]
     assert metric_names(chaos["expr"]) == {"harness_chaos_events_total"}
     assert chaos["datasource"]["uid"] == "${datasource}"
     assert chaos["step"] == "5s"
@@ -215,7 +273,7 @@ def test_variables_and_annotations() -> None:
     assert pushed["datasource"]["type"] == "grafana"
     assert pushed["target"] == {
         "type": "tags",
-        "tags": [elasticity.CHAOS_TAG],
+        "tags": [panels.CHAOS_TAG],
         "matchAny": False,
         "limit": 500,
     }
@@ -224,11 +282,12 @@ def test_variables_and_annotations() -> None:
     assert data["title"] == "Elasticity"
 
 
-def test_every_query_uses_documented_metrics_only() -> None:
+@pytest.mark.parametrize("name", DASHBOARDS)
+def test_every_query_uses_documented_metrics_only(name: str) -> None:
     """Each expression selects only names of docs/metrics.md (or the Locust exporter's), the
     recording rules of lab.rules.yml, and `up`."""
     allowed = documented_metrics() | recording_rules().keys() | PROMETHEUS_OWN
-    queries = dashboard_queries(dashboard())
+    queries = dashboard_queries(dashboard(name))
     assert len(queries) > 30
     for query in queries:
         assert query.metrics, f"{query.where}: no metric found in {query.expr!r}"
@@ -236,9 +295,10 @@ def test_every_query_uses_documented_metrics_only() -> None:
         assert not unknown, f"{query.where}: undocumented {sorted(unknown)} in {query.expr!r}"
 
 
-def test_every_query_uses_five_second_rate_windows() -> None:
+@pytest.mark.parametrize("name", DASHBOARDS)
+def test_every_query_uses_five_second_rate_windows(name: str) -> None:
     """Panels use 5 s windows (1 s scrapes); only the annotation follows Grafana's step."""
-    for query in dashboard_queries(dashboard()):
+    for query in dashboard_queries(dashboard(name)):
         unquoted = re.sub(r'"[^"]*"', '""', query.expr)  # label_replace's regex has brackets
         windows = set(re.findall(r"\[([^\]]+)\]", unquoted))
         if query.where.startswith("annotation"):

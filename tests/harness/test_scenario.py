@@ -90,6 +90,11 @@ def test_the_documented_scenarios_ship() -> None:
         "rate-limit-burst",
         "noisy-neighbour",
         "service-down-behind-gateway",
+        "sync-vs-async-email",
+        "short-vs-long-polling",
+        "worker-crash",
+        "poison-messages",
+        "queue-kill",
     }
 
 
@@ -104,7 +109,8 @@ def test_shipped_scenario_loads(path: Path) -> None:
     system = scenario.system
     limited = system.gateway is not None and any(r.limits for r in system.gateway.routes)
     autoscaled = any(s.autoscaling for s in system.services.values())
-    assert scenario.chaos or autoscaled or limited  # something happens to the system
+    queued = bool(system.queues)  # the queue scenarios compare designs or poison the flow
+    assert scenario.chaos or autoscaled or limited or queued  # something happens
     assert scenario.slos
     assert scenario.system.name in {
         "shop",
@@ -113,6 +119,8 @@ def test_shipped_scenario_loads(path: Path) -> None:
         "dns",
         "ratelimits",
         "shop-guarded",
+        "emails",
+        "polling",
     }
     steps = resolve_timeline(scenario, instance_names(scenario.system), scenario.system)
     assert len(steps) == len(scenario.chaos)
@@ -120,10 +128,12 @@ def test_shipped_scenario_loads(path: Path) -> None:
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
 def test_shipped_scenario_uses_documented_metrics(path: Path) -> None:
-    """Every lb_/server_ metric an SLO queries is one docs/metrics.md lists."""
+    """Every lb_/server_/queue_/worker_/provider_ metric an SLO queries is one docs/metrics.md
+    lists."""
     scenario = load_scenario(path)
+    prefixes = r"(?:lb|server|queue|worker|provider)"
     for slo in scenario.slos:
-        for name in re.findall(r"\b((?:lb|server)_[a-z_]+?)(?:_bucket|_sum|_count)?\b", slo.expr):
+        for name in re.findall(rf"\b({prefixes}_[a-z_]+?)(?:_bucket|_sum|_count)?\b", slo.expr):
             assert name in DOCUMENTED, (slo.name, name)
 
 

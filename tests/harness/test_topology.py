@@ -101,3 +101,94 @@ def test_gateway_overlapping_exact_routes(tmp_path: Path) -> None:
     )
     [line] = gateway_problems(tmp_path, routes)
     assert "gateway.routes[1].path: '/a' overlaps routes[0] ('/a') for the same methods" in line
+
+
+# -- queues, providers, workers, and the payment's email ---------------------------------------
+
+PIPELINE = """\
+name: t
+services:
+  payments:
+    replicas: 1
+    email: {email}
+queues:
+  emails: {queue}
+providers:
+  mail: {{latency: {{mean_ms: 100}}}}
+workers:
+  senders: {workers}
+"""
+
+
+def pipeline(
+    tmp_path: Path,
+    email: str = "{mode: async, queue: emails}",
+    queue: str = "{dead_letter: {max_receive_count: 2}}",
+    workers: str = "{queue: emails, provider: mail}",
+) -> Path:
+    path = tmp_path / "topology.yaml"
+    path.write_text(PIPELINE.format(email=email, queue=queue, workers=workers))
+    return path
+
+
+def pipeline_problems(tmp_path: Path, **parts: str) -> list[str]:
+    path = pipeline(tmp_path, **parts)
+    with pytest.raises(InputError) as caught:
+        load_topology(path)
+    return [line.removeprefix(f"{path}:") for line in caught.value.problems]
+
+
+def test_pipeline_groups_for_chaos(tmp_path: Path) -> None:
+    """Worker pools and the queue service are groups chaos can name, beside the services."""
+    topology = load_topology(pipeline(tmp_path))
+    groups = topology.groups()
+    assert {name: g.kind for name, g in groups.items()} == {
+        "payments": "service",
+        "senders": "workers",
+        "queue": "queue",
+    }
+    assert (groups["queue"].min_replicas, groups["queue"].max_replicas) == (1, 1)
+    flags = topology.workers["senders"].args(queue_visibility_s=7)
+    assert "--visibility-s=7" in flags  # the queue's own timeout unless the pool sets one
+
+
+def test_workers_may_read_a_dead_letter_queue(tmp_path: Path) -> None:
+    """`<queue>-dlq` exists when the queue has a dead_letter setting."""
+    load_topology(pipeline(tmp_path, workers="{queue: emails-dlq, provider: mail}"))
+
+
+def test_workers_on_an_unknown_queue(tmp_path: Path) -> None:
+    [line] = pipeline_problems(tmp_path, workers="{queue: mails, provider: mail}")
+    assert "workers.senders.queue: no queue 'mails'" in line
+    assert "emails, emails-dlq" in line  # the choices
+
+
+def test_sync_email_to_an_unknown_provider(tmp_path: Path) -> None:
+    [line] = pipeline_problems(tmp_path, email="{mode: sync, provider: smtp}")
+    assert "services.payments.email.provider: no provider 'smtp' (providers: mail)" in line
+
+
+def test_email_mode_needs_its_own_target(tmp_path: Path) -> None:
+    """sync names a provider, async a queue: the other way round is refused at its line."""
+    [line] = pipeline_problems(tmp_path, email="{mode: sync, queue: emails}")
+    assert line.startswith("5:5: services.payments.email")
+    assert "give `provider`, not `queue`" in line
+
+
+def test_queue_name_may_not_end_in_dlq(tmp_path: Path) -> None:
+    path = tmp_path / "topology.yaml"
+    path.write_text(
+        PIPELINE.replace("  emails: {queue}", "  emails-dlq: {queue}").format(
+            email="{mode: async, queue: emails-dlq}",
+            queue="{}",
+            workers="{queue: emails-dlq, provider: mail}",
+        )
+    )
+    with pytest.raises(InputError) as caught:
+        load_topology(path)
+    assert "dead-letter queues are named after their source" in "\n".join(caught.value.problems)
+
+
+def test_out_of_range_queue_attribute(tmp_path: Path) -> None:
+    [line] = pipeline_problems(tmp_path, queue="{visibility_timeout_s: 50000}")
+    assert line.startswith("7:12: queues.emails.visibility_timeout_s")
