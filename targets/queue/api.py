@@ -42,7 +42,8 @@ Success is 200. Errors are ``{"error": "<SQS code>", "message": "..."}``: 404 fo
 queue (``QueueDoesNotExist``) or path (``NotFound``), 405 for a method a path does not take
 (``MethodNotAllowed``), 400 for the rest, with SQS's codes (``ReceiptHandleIsInvalid``,
 ``InvalidParameterValue``, ``MissingParameter``, ``SerializationException`` for a body
-that is not a JSON object, ...). No OpenAPI document yet: this table is the reference.
+that is not a JSON object, ...). The OpenAPI 3.1 document (``openapi.py``) is served at
+``GET /openapi.json``; tests/queue/test_openapi.py holds it to these routes.
 """
 
 from __future__ import annotations

@@ -10,9 +10,13 @@ the effective wait (the request's ``WaitTimeSeconds``, else the queue's
 * ``close()`` (the process is stopping: answer now, empty),
 
 then asks again. Only the last attempt's empty answer counts as an empty receive. Each
-waiter is one future in a per-queue set; a wake-up resolves every future of that queue (the
-waiters race for the messages; losers wait again). The wait is a coroutine, so a client that
-disconnects cancels it (the engine cancels the handler).
+waiter is one future in a per-queue FIFO; a wake-up resolves only the oldest waiting future
+of that queue, not all of them (no thundering herd: with many waiters, one send would
+otherwise make each of them run a receive for the same few messages). The wake is chained
+instead: a waiter that got as many messages as it asked for (so more may be left) wakes the
+next one, and a woken waiter that leaves without asking (cancelled) hands its wake-up on.
+``close`` still wakes everyone. The wait is a coroutine, so a client that disconnects
+cancels it (the engine cancels the handler).
 """
 
 from __future__ import annotations
@@ -30,22 +34,27 @@ class LongPoller:
     def __init__(self, store: QueueStore, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self._clock = clock  # the store's clock: next_visible_at is on it
-        self._waiters: dict[str, set[asyncio.Future[None]]] = {}
+        # Per queue, the waiting futures in arrival order (a dict as an ordered set).
+        self._waiters: dict[str, dict[asyncio.Future[None], None]] = {}
         self.closing = False
         store.add_listener(self._wake)
 
     def _wake(self, name: str) -> None:
-        waiters = self._waiters.pop(name, None)
+        """Wake the oldest waiter of the queue that is not woken yet (the listener)."""
+        waiters = self._waiters.get(name)
         if waiters:
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)
+                    return
 
     def close(self) -> None:
         """Answer every long poll now (empty when nothing is there) and wait no more."""
         self.closing = True
-        for name in list(self._waiters):
-            self._wake(name)
+        for waiters in list(self._waiters.values()):
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
         self.store.remove_listener(self._wake)
 
     @property
@@ -90,6 +99,8 @@ class LongPoller:
                 final=final,
             )
             if received.messages or final:
+                if self._waiters.get(name) and len(received.messages) >= max_number_of_messages:
+                    self._wake(name)  # it took a full batch: more may be left for the next
                 return received
             timeout = remaining
             visible_at = store.next_visible_at(name)
@@ -99,13 +110,23 @@ class LongPoller:
 
     async def _sleep(self, name: str, seconds: float) -> None:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        waiters = self._waiters.setdefault(name, set())
-        waiters.add(waiter)
+        waiters = self._waiters.setdefault(name, {})
+        waiters[waiter] = None
         try:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(seconds):
                     await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._handoff(name, waiters, waiter)  # woken, then gone: pass the wake on
+            raise
         finally:
-            waiters.discard(waiter)
+            waiters.pop(waiter, None)
             if not waiters and self._waiters.get(name) is waiters:
                 del self._waiters[name]
+
+    def _handoff(
+        self, name: str, waiters: dict[asyncio.Future[None], None], waiter: asyncio.Future[None]
+    ) -> None:
+        waiters.pop(waiter, None)
+        self._wake(name)

@@ -6,11 +6,18 @@ Routes on one port::
     /queues...                                the plain JSON API (targets/queue/api.py)
     GET /metrics                              Prometheus (targets/queue/metrics.py)
     GET /health                               {"status": "ok", "queues": n}
+    GET /openapi.json                         the plain API's OpenAPI 3.1 document
 
 It also owns the housekeeping loop (retention via ``QueueStore.expire`` every
 ``housekeeping_s``) and the stop sequence: ``close`` answers every long poll now, cancels
 message move tasks and the loop, then closes the store. A ``POST`` without
 ``X-Amz-Target`` outside ``/queues`` is an SQS request with no action (``InvalidAction``).
+
+Group commit (see ``QueueStore``): the store's calls made during one event-loop iteration
+share one transaction, committed by a callback scheduled when the group opens (``_flush``,
+next iteration); every response waits for the commit of whatever it may depend on
+(``_durable``), so nothing is acknowledged before it is on disk, as before, at one commit
+per iteration instead of one per request. A failed commit answers those requests 500.
 """
 
 from __future__ import annotations
@@ -26,13 +33,19 @@ from targets.queue import sqs
 from targets.queue.api import PREFIX, PlainApi
 from targets.queue.errors import QueueError
 from targets.queue.metrics import queue_registry
+from targets.queue.openapi import document
 from targets.queue.poll import LongPoller
 from targets.queue.store import QueueStore
 from targets.runtime import send_metrics
 
 log = logging.getLogger(__name__)
 
+OPENAPI: Final = document()
 MAX_BODY_BYTES: Final = 4 * 1024 * 1024  # a 256 KiB batch, JSON-escaped, with room to spare
+
+
+class CommitFailed(Exception):
+    """The group commit a response waited for failed: the request's effect is not durable."""
 
 
 class QueueService:
@@ -45,6 +58,39 @@ class QueueService:
         self.registry = queue_registry(store, self.poller)
         self.housekeeping_s = housekeeping_s
         self._housekeeping: asyncio.Task[None] | None = None
+        self._waiting: list[asyncio.Future[None]] = []  # responses waiting for _flush
+        store.group_commits(self._schedule_flush)
+
+    def _schedule_flush(self) -> bool:
+        """The store opens a group: commit it next iteration (False: no loop, commit now)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        loop.call_soon(self._flush)
+        return True
+
+    def _flush(self) -> None:
+        """Commit the open group, then release the responses that waited for it."""
+        waiting, self._waiting = self._waiting, []
+        try:
+            self.store.commit()
+        except Exception as error:
+            log.exception("commit failed: the %d requests waiting for it get 500", len(waiting))
+            for waiter in waiting:
+                if not waiter.done():
+                    waiter.set_exception(CommitFailed(f"commit failed: {error}"))
+            return
+        for waiter in waiting:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _durable(self) -> None:
+        """Return once everything the store did so far is committed (at once when it is)."""
+        if self.store.pending:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiting.append(waiter)
+            await waiter
 
     def start(self) -> None:
         """Start the housekeeping loop (call from the running event loop)."""
@@ -73,6 +119,8 @@ class QueueService:
             self._housekeeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._housekeeping
+        self._flush()
+        self.store.group_commits(None)
         self.store.close()
 
     async def __call__(self, request: Request, writer: ResponseWriter) -> None:
@@ -80,7 +128,11 @@ class QueueService:
             await self._route(request, writer)
         except ValueError as exc:  # read_all: the body is over MAX_BODY_BYTES
             if not writer.started:
+                await self._durable()
                 writer.send_json(413, {"error": "RequestEntityTooLarge", "message": str(exc)})
+        except CommitFailed as exc:
+            if not writer.started:
+                writer.send_json(500, {"error": "CommitFailed", "message": str(exc)})
 
     async def _route(self, request: Request, writer: ResponseWriter) -> None:
         path = request.path
@@ -90,11 +142,15 @@ class QueueService:
         elif path.startswith(PREFIX):
             body = await request.body.read_all(MAX_BODY_BYTES)
             status, reply = await self.api.call(request.method, path, request.query, body)
+            await self._durable()
             writer.send_json(status, reply)
         elif path == "/metrics":
+            await self._durable()  # a scrape may read what the open group changed
             send_metrics(writer, self.registry)
         elif path == "/health":
             writer.send_json(200, {"status": "ok", "queues": len(self.store.queue_names())})
+        elif path == "/openapi.json":
+            writer.send_json(200, OPENAPI)
         else:
             writer.send_json(404, {"error": "NotFound", "message": f"path: {path!r}"})
 
@@ -106,6 +162,8 @@ class QueueService:
                 None if target is None else target.decode("latin-1"), body, host
             )
         except QueueError as error:
+            await self._durable()
             writer.send(*sqs.error_response(error))
             return
+        await self._durable()
         writer.send(200, [(b"content-type", sqs.CONTENT_TYPE)], sqs.encode(result))

@@ -238,8 +238,11 @@ def _batch_json(result: BatchResult[Any], successful: list[Result]) -> Result:
     }
 
 
+_ENCODE: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def encode(result: Result) -> bytes:
-    return json.dumps(result, separators=(",", ":"), ensure_ascii=False).encode()
+    return _ENCODE(result).encode()
 
 
 def queue_name(url: str) -> str:
