@@ -149,7 +149,7 @@ class LabRuntime:
         self.started_at = time.time()
         topology = self.topology
         if topology.queues:
-            await self._start_queue(topology.queues)
+            await self._start_queue()
         for name, provider in topology.providers.items():
             self.providers[name] = await self.supervisor.spawn(
                 name, "provider", "targets.workers.provider", [f"--name={name}", *provider.args()]
@@ -171,31 +171,21 @@ class LabRuntime:
         for name, workers in topology.workers.items():
             await self._start_workers(name, workers)
 
-    async def _start_queue(self, queues: dict[str, QueueSpec]) -> None:
-        """The queue service (one process, every queue, one SQLite file), its queues created
-        with their attributes; each dead-letter queue first, named `<queue>-dlq`."""
+    async def _start_queue(self) -> None:
+        """The queue service: one process for every queue, one SQLite file, its queues (and
+        each `<queue>-dlq`) created from `queues.json` as it starts, restarts included."""
         port = free_port()  # fixed: a restarted queue comes back where its clients look
         db = self.run_dir / "queue.db"
+        queues = self.run_dir / "queues.json"
+        queues.write_text(json.dumps(self.topology.queues_file(), indent=2))
 
         async def boot(name: str) -> Child:
-            args = [f"--db={db}", f"--port={port}", f"--name={name}"]
+            args = [f"--db={db}", f"--port={port}", f"--name={name}", f"--queues-file={queues}"]
             return await self.supervisor.spawn(name, "queue", "targets.queue", args)
 
         pool = Pool(QUEUE_GROUP, "queue", 1, 1, boot)
         await self._boot(pool, f"{QUEUE_GROUP}-1")
         self.pools[QUEUE_GROUP] = pool
-        host, port = self.queue_address or ("", 0)
-        for name, spec in queues.items():
-            attributes: dict[str, str] = spec.attributes()
-            if spec.dead_letter is not None:
-                await _queue_call(host, port, "PUT", f"{name}-dlq", {})
-                dlq = (await _queue_call(host, port, "GET", f"{name}-dlq"))["attributes"]
-                policy = {
-                    "deadLetterTargetArn": dlq["QueueArn"],
-                    "maxReceiveCount": spec.dead_letter.max_receive_count,
-                }
-                attributes["RedrivePolicy"] = json.dumps(policy)
-            await _queue_call(host, port, "PUT", name, {"attributes": attributes})
 
     @property
     def queue_address(self) -> tuple[str, int] | None:
@@ -583,17 +573,6 @@ class LabRuntime:
             "pools": pools,
             "providers": providers,
         }
-
-
-async def _queue_call(
-    host: str, port: int, method: str, queue: str, payload: object = None
-) -> dict[str, Any]:
-    """One call of the queue service's JSON API on `/queues/{queue}`; RuntimeError unless 200."""
-    reply = await fetch_json(host, port, method, f"/queues/{queue}", payload, timeout_s=10)
-    if reply.status != 200:
-        raise RuntimeError(f"queue service: {method} /queues/{queue}: {reply.body[:300]!r}")
-    result: dict[str, Any] = reply.json()
-    return result
 
 
 def _number(name: str) -> int:

@@ -512,6 +512,20 @@ class Topology(_Strict):
             groups[QUEUE_GROUP] = Group("queue", 1, 1, 1)
         return groups
 
+    def queues_file(self) -> dict[str, object]:
+        """The queue service's `--queues-file` (targets/queue/setup.py) for `queues`: each
+        queue with its attributes, and its `<queue>-dlq` when it has `dead_letter`."""
+        entries: list[dict[str, object]] = []
+        for name, spec in self.queues.items():
+            entry: dict[str, object] = {"name": name, "attributes": spec.attributes()}
+            if spec.dead_letter is not None:
+                entry["dead_letter"] = {
+                    "queue": f"{name}-dlq",
+                    "max_receive_count": spec.dead_letter.max_receive_count,
+                }
+            entries.append(entry)
+        return {"queues": entries}
+
     def direct_services(self) -> set[str]:
         """Services some DNS record answers with server addresses: each server then listens
         on its own loopback address, all on one port."""

@@ -19,10 +19,12 @@ import argparse
 import logging
 import random
 import sys
+from pathlib import Path
 
 from targets.http.server import HttpServer, ServerLimits
 from targets.queue.config import Arns
 from targets.queue.service import MAX_BODY_BYTES, QueueService
+from targets.queue.setup import create_queues, load_queues_file
 from targets.queue.store import QueueStore
 from targets.runtime import announce_ready, configure_process, run_main, wait_for_stop
 
@@ -55,6 +57,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="seconds between retention sweeps",
     )
     p.add_argument("--idle-timeout", type=float, default=60.0, help="client keep-alive seconds")
+    p.add_argument(
+        "--queues-file",
+        type=Path,
+        help="JSON of queues to create at start (targets/queue/setup.py; idempotent)",
+    )
     p.add_argument("--log-level", default="info")
     args = p.parse_args(argv)
     if not args.account_id.isdigit() or len(args.account_id) != 12:
@@ -71,6 +78,12 @@ async def serve(args: argparse.Namespace) -> int:
         arns=Arns(region=args.region, account_id=args.account_id),
         synchronous=args.synchronous,
     )
+    if args.queues_file is not None:
+        try:
+            create_queues(store, load_queues_file(args.queues_file), args.queues_file)
+        except BaseException:
+            store.close()
+            raise
     service = QueueService(store, housekeeping_s=args.housekeeping_interval)
     limits = ServerLimits(
         name=args.name, max_body_bytes=MAX_BODY_BYTES, keepalive_timeout_s=args.idle_timeout

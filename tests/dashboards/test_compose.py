@@ -5,6 +5,7 @@ loopback-only ports. The one thing run for real is the Locust metrics forwarder.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import subprocess
 import sys
@@ -37,6 +38,13 @@ def load_yaml(path: Path) -> Any:
 def services() -> dict[str, dict[str, Any]]:
     result: dict[str, dict[str, Any]] = load_yaml(COMPOSE)["services"]
     return result
+
+
+PIPELINE = {
+    "queue": "targets.queue",
+    "provider": "targets.workers.provider",
+    "worker": "targets.workers",
+}
 
 
 def flags(service: dict[str, Any]) -> dict[str, str]:
@@ -135,12 +143,49 @@ def test_compose_runs_the_shop_topology() -> None:
             assert flags(server)["service"] == name
 
 
+def test_compose_runs_the_email_pipeline_of_the_topology() -> None:
+    """The queue creates the topology's queues (the mounted file is what the harness writes),
+    the provider and `replicas` workers run with the topology's settings, and payments
+    enqueue their receipts on that queue."""
+    all_services = services()
+    topology = load_topology()
+    queue = all_services["queue"]
+    assert runs(queue, "targets.queue")
+    mounted = {v.split(":")[1]: v.split(":")[0] for v in queue["volumes"]}
+    source = ROOT / mounted[flags(queue)["queues-file"]]
+    assert json.loads(source.read_text()) == topology.queues_file()
+    for name, provider in topology.providers.items():
+        assert runs(all_services[name], "targets.workers.provider")
+        assert set(provider.args()) <= set(all_services[name]["command"]), name
+    for pool, spec in topology.workers.items():
+        members = {n: s for n, s in all_services.items() if runs(s, "targets.workers")}
+        assert sorted(members) == [f"{pool}-{i}" for i in range(1, spec.replicas + 1)]
+        visibility = topology.queues[spec.queue].visibility_timeout_s
+        for name, worker in members.items():
+            assert set(spec.args(visibility)) <= set(worker["command"]), name
+            f = flags(worker)
+            assert f["name"] == name
+            assert f["queue-url"] == f"http://queue:{flags(queue)['port']}"
+            assert hostport(f["provider"].removeprefix("http://"))[0] == spec.provider
+    for name, spec in topology.services.items():
+        servers = [s for s in all_services.values() if runs(s, "targets.server")]
+        for server in (s for s in servers if flags(s)["service"] == name):
+            f = flags(server)
+            if spec.email is None:
+                assert "email" not in f, name
+                continue
+            assert (f["email"], f["email-queue-name"]) == (spec.email.mode, spec.email.queue)
+            assert f["email-queue"] == f"queue:{flags(queue)['port']}"
+            assert server["depends_on"]["queue"]["condition"] == "service_healthy"
+
+
 def test_prometheus_targets_are_compose_services() -> None:
     """Every static target is a compose service on the port its /metrics is served, labelled
     service/role/instance like the harness does; every load balancer and server is scraped."""
     all_services = services()
     targets = scrape_targets()
-    services_of_lab = set(load_topology().services) | {"load"}
+    topology = load_topology()
+    services_of_lab = {*topology.services, *topology.groups(), *topology.providers, "load"}
     for host, port, labels in targets:
         assert host in all_services, f"{host}: not a compose service"
         assert set(labels) == {"service", "role", "instance"}
@@ -154,6 +199,9 @@ def test_prometheus_targets_are_compose_services() -> None:
             assert runs(service, "targets.server")
             assert int(f["port"]) == port
             assert f["service"] == labels["service"]
+        elif labels["role"] in PIPELINE:
+            assert runs(service, PIPELINE[labels["role"]])
+            assert int(f["port"]) == port
         else:
             assert labels["role"] == "locust"
             assert labels["service"] == "load"
@@ -168,7 +216,8 @@ def test_prometheus_targets_are_compose_services() -> None:
                 metrics_port = int(service["environment"]["RUSHLAB_METRICS_PORT"])
                 assert hostport(flags(sidecar)["to"]) == ("127.0.0.1", metrics_port)
     scraped = {host for host, _, _ in targets}
-    lab = {n for n, s in all_services.items() if runs(s, "targets.lb") or runs(s, "targets.server")}
+    modules = ("targets.lb", "targets.server", *PIPELINE.values())
+    lab = {n for n, s in all_services.items() if any(runs(s, m) for m in modules)}
     assert lab <= scraped, f"not scraped: {sorted(lab - scraped)}"
     assert len(scraped) == len(targets)
 
