@@ -75,7 +75,7 @@ async def apply(lab: LabRuntime, request: ChaosRequest) -> Event:
 def _servers(group: Group, action: str) -> Service:
     """The service `action` needs: servers behind a load balancer (faults, resize)."""
     if isinstance(group, Pool):
-        what = "a worker pool" if group.kind == "workers" else "the queue service"
+        what = "a worker pool" if group.role == "worker" else "the queue service"
         raise ChaosRefused(409, f"{action} acts on servers; {group.name} is {what}")
     return group
 

@@ -59,6 +59,11 @@ class Instance:
     def alive(self) -> bool:
         return self.child.alive and self.state in ("running", "paused")
 
+    @property
+    def shown_state(self) -> str:
+        """The state for status: `exited` when it died with nobody's chaos to blame."""
+        return self.state if self.child.alive or self.state != "running" else "exited"
+
 
 @dataclass(slots=True)
 class Service:
@@ -86,7 +91,7 @@ class Pool:
     restarts under its old name (the queue on its old port and database)."""
 
     name: str
-    kind: str  # workers | queue
+    role: str  # worker | queue: the scrape label, and what chaos names in refusals
     min_replicas: int
     max_replicas: int
     boot: Callable[[str], Awaitable[Child]]
@@ -210,7 +215,7 @@ class LabRuntime:
             ]
             return await self.supervisor.spawn(instance, "worker", "targets.workers", args)
 
-        pool = Pool(name, "workers", spec.min_replicas, spec.max_replicas, boot)
+        pool = Pool(name, "worker", spec.min_replicas, spec.max_replicas, boot)
         self.pools[name] = pool
         names = [f"{name}-{n}" for n in range(1, spec.replicas + 1)]
         await asyncio.gather(*(self._boot(pool, instance) for instance in names))
@@ -388,9 +393,8 @@ class LabRuntime:
             labels = {"service": "dns", "role": "dns", "instance": self.dns.name}
             targets.append(ScrapeTarget(str(self.dns.ready["control"]), labels))
         for pool in self.pools.values():
-            role = "queue" if pool.kind == "queue" else "worker"
             for instance in pool.live():
-                labels = {"service": pool.name, "role": role, "instance": instance.name}
+                labels = {"service": pool.name, "role": pool.role, "instance": instance.name}
                 targets.append(ScrapeTarget(str(instance.child.ready["address"]), labels))
         for name, child in self.providers.items():
             if child.alive:
@@ -539,7 +543,7 @@ class LabRuntime:
                         "role": "server",
                         "pid": i.child.pid,
                         "address": i.child.ready.get("address"),
-                        "state": i.state if i.child.alive or i.state != "running" else "exited",
+                        "state": i.shown_state,
                         "target": targets.get(i.name, {}).get("state", "unregistered"),
                         "in_flight": targets.get(i.name, {}).get("in_flight", 0),
                         "slots": i.slots,
@@ -551,14 +555,14 @@ class LabRuntime:
             }
         pools = {
             pool.name: {
-                "kind": pool.kind,
+                "role": pool.role,
                 "instances": [
                     {
                         "name": i.name,
-                        "role": "queue" if pool.kind == "queue" else "worker",
+                        "role": pool.role,
                         "pid": i.child.pid,
                         "address": i.child.ready.get("address"),
-                        "state": i.state if i.child.alive or i.state != "running" else "exited",
+                        "state": i.shown_state,
                     }
                     for i in sorted(pool.instances.values(), key=lambda i: _number(i.name))
                 ],

@@ -505,6 +505,7 @@ def resolve_timeline(
     min_replicas. Raises TimelineError.
     """
     rng = random.Random(scenario.seed)
+    groups = topology.groups() if topology else {}
     states = {s: dict.fromkeys(names, "running") for s, names in instances_by_service.items()}
     steps: list[ChaosStep] = []
     order = sorted(range(len(scenario.chaos)), key=lambda i: scenario.chaos[i].at_s)
@@ -513,7 +514,7 @@ def resolve_timeline(
         pool = states.get(event.service)
         if pool is None:
             raise TimelineError(index, f"no instances of service {event.service!r}")
-        spec = topology.groups().get(event.service) if topology else None
+        spec = groups.get(event.service)
         live = sum(state in _ALIVE for state in pool.values())
         if isinstance(event, Add):
             if spec and live + event.count > spec.max_replicas:

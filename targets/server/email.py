@@ -79,13 +79,7 @@ class EmailSender:
             payload = {"body": json.dumps(email)}
         data = json.dumps(payload).encode()
         try:
-            try:
-                reply = await self.client.request("POST", path, body=data, headers=JSON)
-            except UpstreamError as exc:
-                if not (exc.reused or not exc.reached):
-                    raise
-                # A kept-alive connection the peer closed (it restarted): once more, anew.
-                reply = await self.client.request("POST", path, body=data, headers=JSON)
+            reply = await self.client.request("POST", path, body=data, headers=JSON)
         except UpstreamError as exc:
             return Outcome("failed", f"{what} did not answer: {exc}")
         if reply.status != 200:

@@ -246,7 +246,6 @@ async def test_every_panel_has_data_with_real_processes(tmp_path: Path) -> None:
     """Queue, provider and two workers scraped by Prometheus while ~10 messages a second flow,
     POISON of them poison: every expression but the harness-only chaos annotation has data;
     the poison messages reach the DLQ panel, both workers show, the long poll is seen."""
-    begun = time.monotonic()
     checked = [q for q in queries() if not harness_only(q)]
     skipped = [q for q in queries() if harness_only(q)]
     assert len(skipped) == 1  # the chaos annotation
@@ -304,4 +303,3 @@ async def test_every_panel_has_data_with_real_processes(tmp_path: Path) -> None:
     assert max(_values(find("(Long polls waiting)", "long polls"))) >= 1
     assert max(_values(find("(Messages delayed)", "{{queue}}"))) > 0
     assert max(_values(find("(Empty receives per second)", "{{instance}} (worker)"))) > 0
-    assert time.monotonic() - begun < 40
