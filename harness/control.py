@@ -33,7 +33,7 @@ from dashboards.elasticity import CHAOS_TAG
 from dashboards.grafana import GrafanaError, post_annotation
 from harness.runtime import ChaosRefused, Event, LabRuntime
 from targets.asgi import bearer_guard
-from targets.fastmetrics import FastCounter
+from targets.fastmetrics import BornAtZeroRegistry, FastCounter
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class Controller:
     def __init__(self, lab: LabRuntime, grafana: Grafana | None = None) -> None:
         self.lab = lab
         self.grafana = grafana
-        self.registry = CollectorRegistry()
+        self.registry = BornAtZeroRegistry()
         self.events = EventLog(lab.run_dir / "events.jsonl", self.registry)
         self.registry.register(InstanceCollector(lab))
         self._locks: dict[str, asyncio.Lock] = {}

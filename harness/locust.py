@@ -68,6 +68,9 @@ class LocustPlan:
     """The lab's DNS server, for users that resolve service names (RUSHLAB_DNS)."""
     poison_rate: float = 0.0
     """Share of payments whose receipt email always fails (RUSHLAB_POISON_RATE)."""
+    release_file: Path | None = None
+    """When set, each process holds its test for Prometheus's first scrapes and stays after it
+    until this file exists (RUSHLAB_RELEASE_FILE): the scenario runner's final scrape."""
     locustfile: Path = LOCUSTFILE
     report_name: str | None = "locust"
     """Prefix of the csv/html/json reports in the run folder; None writes none."""
@@ -215,6 +218,7 @@ def build_commands(plan: LocustPlan, run_dir: Path, ports: LocustPorts) -> list[
         ),
         dns=plan.dns,
         poison_rate=plan.poison_rate,
+        release_file=str(plan.release_file.absolute()) if plan.release_file else None,
     )
     locust = [
         sys.executable,
@@ -249,7 +253,7 @@ def build_commands(plan: LocustPlan, run_dir: Path, ports: LocustPorts) -> list[
     main += list(plan.extra_args)
 
     if plan.headless:
-        ready: tuple[str, int, str] = (LOOPBACK, ports.metrics, "/metrics")
+        ready: tuple[str, int, str] = (LOOPBACK, ports.metrics, "/health")
     else:
         ready = (LOOPBACK, ports.web, "/")
     name = "locust-master" if plan.workers else "locust"
@@ -263,7 +267,7 @@ def build_commands(plan: LocustPlan, run_dir: Path, ports: LocustPorts) -> list[
                 f"locust-worker-{index}",
                 "locust-worker",
                 argv,
-                (LOOPBACK, port, "/metrics"),
+                (LOOPBACK, port, "/health"),
                 (LOOPBACK, port),
             )
         )

@@ -116,15 +116,10 @@ def standard_plots(
             "Errors per second (client failures, load balancer 5xx)",
             "req/s",
             (
-                Line(
-                    "client failures",
-                    'sum(rate(locust_requests_total{result="fail"}[5s])) or vector(0)',
-                ),
+                Line("client failures", 'sum(rate(locust_requests_total{result="fail"}[5s]))'),
                 *(
                     Line(
-                        f"{s} 5xx",
-                        f'sum(rate(lb_requests_total{{service="{s}",code=~"5.."}}[5s]))'
-                        " or vector(0)",
+                        f"{s} 5xx", f'sum(rate(lb_requests_total{{service="{s}",code=~"5.."}}[5s]))'
                     )
                     for s in services
                 ),
@@ -334,6 +329,11 @@ def to_json_data(result: RunResult) -> dict[str, Any]:
                 "limit": _finite(v.limit),
                 "detail": v.detail,
                 "expr": v.expr,
+                "outcome": v.outcome,
+                "points": v.points,
+                "missing": v.missing,
+                "skipped": v.skipped,
+                "absent": v.absent,
             }
             for v in result.verdicts
         ],
@@ -400,6 +400,11 @@ def result_from_json(text: str) -> RunResult:
                 v["detail"],
                 v["op"],
                 v["expr"],
+                points=v["points"],
+                missing=v["missing"],
+                skipped=v["skipped"],
+                absent=v["absent"],
+                no_data=v["outcome"] == "no data",
             )
             for v in data["verdicts"]
         ],
@@ -432,12 +437,22 @@ def _x(text: str) -> str:
 def _measured(v: Verdict) -> str:
     unit = " s" if v.kind == "recovery" else ""
     got = "no data" if v.measured is None else f"{num(v.measured)}{unit}"
-    return f"measured {got}, limit {v.op} {num(v.limit)}{unit}"
+    return f"measured {got}, limit {v.op} {num(v.limit)}{unit}; {_counted(v)}"
+
+
+def _counted(v: Verdict) -> str:
+    """How many points the verdict judged and how many it could not."""
+    text = f"{v.points} points judged, {v.missing} missing"
+    if v.skipped:
+        text += f", {v.skipped} skipped"
+    if v.absent:
+        text += f", {v.absent} absent read as absent_means"
+    return text
 
 
 def render_junit(result: RunResult) -> str:
     """junit.xml: one testsuite, a testcase per SLO, an error testcase for an invalid run."""
-    failures = sum(not v.passed for v in result.verdicts)
+    failures = sum(not v.passed and not v.no_data for v in result.verdicts)
     errors = 1 if result.problems else 0
     tests = len(result.verdicts) + errors
     counts = {"tests": str(tests), "failures": str(failures), "errors": str(errors)}
@@ -464,6 +479,9 @@ def render_junit(result: RunResult) -> str:
         message = f"{v.kind}: {_measured(v)}"
         if v.passed:
             ET.SubElement(case, "system-out").text = _x(f"{message}\n{v.detail}\n{v.expr}\n")
+        elif v.no_data:  # not a violation: nothing could be judged (the run is invalid)
+            error = ET.SubElement(case, "error", message=_x(message), type="slo.no-data")
+            error.text = _x(f"{v.detail}\n{v.expr}\n")
         else:
             failure = ET.SubElement(case, "failure", message=_x(message), type=f"slo.{v.kind}")
             failure.text = _x(f"{v.detail}\n{v.expr}\n")
@@ -497,7 +515,7 @@ def render_summary(result: RunResult) -> str:
         lines.append(f"  {e.t:7.1f} s  {e.action} {e.service}{who}  {e.detail}".rstrip())
     width = max((len(v.name) for v in result.verdicts), default=0)
     for v in result.verdicts:
-        mark = "PASS" if v.passed else "FAIL"
+        mark = "PASS" if v.passed else "NO DATA" if v.no_data else "FAIL"
         lines.append(f"  {mark}  {v.name:<{width}}  {v.kind:<9}  {_measured(v)}")
         if not v.passed:
             lines.append(f"        {v.detail}")
@@ -530,6 +548,7 @@ th, td { text-align: left; padding: .3em .6em; border-bottom: 1px solid #ddd;
 tr.pass td.result { background: #e8f5e9; color: #1b5e20; font-weight: bold; }
 tr.fail td.result { background: #ffebee; color: #b71c1c; font-weight: bold; }
 tr.fail { background: #fff8f8; }
+tr.nodata td.result { background: #efebe9; color: #4e342e; font-weight: bold; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 code { font-size: .85em; color: #444; word-break: break-all; }
 .problems { border: 2px solid #6d4c41; background: #efebe9; padding: .2em 1em; }
@@ -673,17 +692,20 @@ def _slo_table(verdicts: Sequence[Verdict]) -> str:
     rows = []
     for v in verdicts:
         unit = " s" if v.kind == "recovery" else ""
-        state = "pass" if v.passed else "fail"
+        state = "pass" if v.passed else "nodata" if v.no_data else "fail"
         measured = "no data" if v.measured is None else f"{num(v.measured)}{unit}"
         rows.append(
-            f'<tr class="slo {state}"><td class="result">{state.upper()}</td>'
+            f'<tr class="slo {state}"><td class="result">{_e(v.outcome.upper())}</td>'
             f"<td>{_e(v.name)}</td><td>{_e(v.kind)}</td>"
             f'<td class="num">{_e(measured)}</td>'
             f'<td class="num">{_e(v.op)} {num(v.limit)}{unit}</td>'
+            f'<td class="num points">{v.points} / {v.missing}'
+            f"{f' (+{v.skipped} skipped)' if v.skipped else ''}</td>"
             f"<td>{_e(v.detail)}<br><code>{_e(v.expr)}</code></td></tr>"
         )  # fmt: skip
     head = (
         "<tr><th>result</th><th>SLO</th><th>kind</th><th>measured</th><th>limit</th>"
+        '<th title="grid points judged / missing">points / missing</th>'
         "<th>detail and expression</th></tr>"
     )
     return f'<table class="slos">\n{head}\n' + "\n".join(rows) + "\n</table>"

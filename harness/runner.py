@@ -2,27 +2,41 @@
 clock, then the SLOs judged from Prometheus and the reports written.
 
     load_scenario -> LabRuntime.start -> Prometheus (targets up) -> Locust (headless, stages)
-        -> chaos steps at their at_s -> Locust ends by itself -> range queries over the run
-        -> slo.evaluate + slo.check_run -> RunResult -> write_reports
+        -> t = 0 once Prometheus holds Locust's series at 0 -> chaos steps at their at_s
+        -> Locust's test ends by itself -> the final scrape -> Locust released
+        -> range queries on the run's grid -> slo.evaluate + slo.check_run -> RunResult
+
+The run's clock and its end are Prometheus's, so no count is lost at either edge. Locust holds
+its test until Prometheus has scraped it twice (every series at 0, `locustfiles/plugin.py`), and
+t = 0 is when the runner sees those samples. After the test stops, Locust stays until the
+runner releases it: the run ends at the first instant at which Prometheus holds every Locust
+process's final counts (`locust_counts_final` is 1 for all), and every SLO is judged on a 1 s
+grid counted back from that instant, so the last point is each counter's final value and
+judging never starts before the final scrape has landed.
 
 One typed `Scenario` flows from the file to the result; the verdict is data, the exit code is the
 CLI's business. When an SLO expression returns several series, the worst point (the highest for
-a `max` bound, the lowest for a `min`) at each time is judged.
+a `max` bound, the lowest for a `min`) at each time is judged. A point where the expression
+has no value is skipped if a scrape target it reads was down then (`_down_times`), else it is
+missing data (`harness/slo.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import math
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from chaos.actions import ChaosRequest
+from dashboards.queries import metric_names
 from harness import slo
 from harness.control import Controller, control_app
-from harness.locust import LocustPlan, start_locust
+from harness.locust import LocustHandles, LocustPlan, start_locust
 from harness.prometheus import Prometheus, Series
 from harness.report import Plot, RunResult, standard_plots
 from harness.runtime import ChaosRefused, LabRuntime
@@ -32,7 +46,8 @@ from locustfiles.stages import Stage
 from targets import asgi
 from targets.runtime import parse_hostport
 
-SETTLE_S = 3.0  # after the load ends: one more scrape and a rule evaluation
+FINAL_GRACE_S = 60.0  # after the load's end: Locust stops its users and is scraped again
+POLL_S = 0.1
 Progress = Callable[[str], None]
 
 
@@ -77,6 +92,7 @@ async def _run(
         locustfile=scenario.load.locustfile_path,
         dns=parse_hostport(dns, flag="dns") if scenario.load.via_dns and dns else None,
         poison_rate=scenario.load.poison_rate,
+        release_file=lab.run_dir / "locust.release",
     )
     lab.scrape(f"127.0.0.1:{control_port}", service="lab", role="harness")
     await lab.start_autoscalers(("127.0.0.1", control_port))
@@ -94,13 +110,32 @@ async def _run(
         scenario.system,
     )
     progress(f"load for {scenario.duration_s:g} s, {len(steps)} chaos step(s)")
+    processes = 1 + scenario.load.workers
     locust = await start_locust(lab.supervisor, plan, lab.run_dir)
-    started = time.time()
-    refused = await _play(steps, controller, started, progress)
-    code = await locust.wait(timeout_s=scenario.duration_s + 60)
-    ended = min(time.time(), started + scenario.duration_s)  # the scenario's clock, not teardown
-    progress(f"load done (locust exit {code}); judging")
-    await asyncio.sleep(SETTLE_S)
+    problems: list[str] = []
+    try:
+        held = f"count(count_over_time(locust_info[1m]) >= 2) >= {processes}"
+        if await _until(prometheus, held, locust, timeout_s=60) is None:
+            problems.append("Prometheus never scraped the load generator before its test began")
+        started = round(time.time(), 3)  # milliseconds, as Prometheus keeps time
+        refused = await _play(steps, controller, started, progress)
+        final = await _until(
+            prometheus,
+            f"count(locust_counts_final == 1) >= {processes}",
+            locust,
+            timeout_s=started + scenario.duration_s + FINAL_GRACE_S - time.time(),
+        )
+        if final is None:
+            problems.append(
+                "the load generator's final counts never reached Prometheus (Locust exited"
+                " or never stopped): the run is judged up to its last scrape"
+            )
+        ended = final or round(time.time(), 3)
+    finally:
+        assert plan.release_file is not None
+        plan.release_file.touch()
+    code = await locust.wait(timeout_s=60)
+    progress(f"load done (locust exit {code}); judging {ended - started:.1f} s")
     # Every applied action is in the controller's log, the timeline's and any other caller's
     # (an autoscaler's decisions); refused timeline steps are events too.
     applied = [
@@ -108,7 +143,21 @@ async def _run(
         for e in controller.events.events
     ]
     events = sorted([*applied, *refused], key=lambda event: event.t)
-    return await _judge(scenario, prometheus, lab, started, ended, events)
+    return await _judge(scenario, prometheus, lab, started, ended, events, problems)
+
+
+async def _until(
+    prometheus: Prometheus, expr: str, locust: LocustHandles, timeout_s: float
+) -> float | None:
+    """The first time (unix, evaluated then) at which `expr` has a value; None when Locust's
+    main process exits first or `timeout_s` passes."""
+    deadline = time.time() + max(0.0, timeout_s)
+    while locust.main.process.returncode is None and time.time() < deadline:
+        at = math.floor(time.time() * 1000) / 1000  # milliseconds, as Prometheus keeps time
+        if await prometheus.query(expr, at=at):
+            return at
+        await asyncio.sleep(POLL_S)
+    return None
 
 
 async def _play(
@@ -171,25 +220,38 @@ async def _judge(  # noqa: PLR0917 - the run's facts, gathered by _run
     started: float,
     ended: float,
     events: list[slo.Event],
+    problems: list[str],
 ) -> RunResult:
-    duration = ended - started
+    run = slo.Run(ended - started)
+    first = ended - (run.grid()[-1] - run.grid()[0])  # the grid's first point, unix time
+
+    async def on_grid(expr: str) -> list[Series]:
+        return await prometheus.query_range(expr, first, ended, step=1.0)
 
     async def series(expr: str, worst: str = "max") -> slo.Series:
-        found = await prometheus.query_range(expr, started, ended, step=1.0)
-        return _worst(found, started, worst)
+        return _worst(await on_grid(expr), started, worst)
 
     data = {s.expr: await series(s.expr, "max" if s.op == "<=" else "min") for s in scenario.slos}
-    verdicts = slo.evaluate(scenario.slos, data, events, slo.Run(duration))
+    down = {
+        s.expr: await _down_times(s.expr, prometheus, run, started, ended) for s in scenario.slos
+    }
+    verdicts = slo.evaluate(scenario.slos, data, events, run, down)
     scrape_up = {}
     for target in lab.scrape_targets():
         if target.labels.get("role") in ("lb", "locust"):
             name = target.labels.get("instance", target.address)
             scrape_up[name] = await series(f'max(up{{instance="{name}"}})')
     # Workers leave when the last stage ends: judge the connection count before that.
-    workers = [p for p in await series("max(locust_workers)", "min") if p[0] < duration - 2]
-    problems = slo.check_run(
-        await series("max(locust_cpu_percent)"), scenario.load.workers, workers, scrape_up
-    )
+    workers = [
+        p for p in await series("max(locust_workers)", "min") if p[0] < scenario.duration_s - 2
+    ]
+    problems = [
+        *problems,
+        *slo.check_run(
+            await series("max(locust_cpu_percent)"), scenario.load.workers, workers, scrape_up
+        ),
+        *slo.no_data_problems(verdicts),
+    ]
     plots = []
     autoscaled = [name for name, service in lab.services.items() if service.spec.autoscaling]
     gateway = lab.gateway is not None
@@ -197,7 +259,7 @@ async def _judge(  # noqa: PLR0917 - the run's facts, gathered by _run
     for query in standard_plots(list(lab.services), autoscaled, gateway, queues):
         lines: dict[str, slo.Series] = {}
         for line in query.lines:
-            for found in await prometheus.query_range(line.expr, started, ended, step=1.0):
+            for found in await on_grid(line.expr):
                 label = line.label.format_map(_Missing(found.labels))
                 lines[label] = [(t - started, v) for t, v in found.points]
         plots.append(Plot(query.title, query.unit, lines))
@@ -206,12 +268,35 @@ async def _judge(  # noqa: PLR0917 - the run's facts, gathered by _run
         description=scenario.description,
         started=started,
         ended=ended,
-        duration_s=duration,
+        duration_s=run.duration_s,
         events=events,
         verdicts=verdicts,
         problems=problems,
         plots=plots,
     )
+
+
+async def _down_times(
+    expr: str, prometheus: Prometheus, run: slo.Run, started: float, ended: float
+) -> list[float]:
+    """The grid times at which a scrape target that exported a metric `expr` reads (during
+    the run) was down: killed, paused, or not yet back."""
+    names = sorted(metric_names(expr))
+    if not names:
+        return []
+    selector = "{__name__=~" + json.dumps("|".join(re.escape(n) for n in names)) + "}"
+    span = f"{math.ceil(run.duration_s) + 2}s"
+    sources = await prometheus.query(
+        f"count by (instance) (last_over_time({selector}[{span}]))", at=ended
+    )
+    instances = sorted(s.labels["instance"] for s in sources if "instance" in s.labels)
+    if not instances:
+        return []
+    matcher = json.dumps("|".join(re.escape(i) for i in instances))
+    first = ended - (run.grid()[-1] - run.grid()[0])
+    found = await prometheus.query_range(f"min(up{{instance=~{matcher}}})", first, ended, 1.0)
+    up = {slo.grid_time(t - started): v for s in found for t, v in s.points}
+    return [t for t in run.grid() if up.get(t, 0.0) < 1]
 
 
 class _Missing(dict[str, str]):
@@ -227,6 +312,6 @@ def _worst(found: list[Series], started: float, worst: str) -> slo.Series:
         for t, v in s.points:
             if math.isnan(v):
                 continue
-            key = round(t - started, 3)
+            key = slo.grid_time(t - started)
             by_time[key] = pick(by_time[key], v) if key in by_time else v
     return sorted(by_time.items())

@@ -227,6 +227,9 @@ class _Slo(_Strict):
     expr: str = Field(min_length=1)
     max: float | None = None
     min: float | None = None
+    absent_means: float | None = None
+    """What a point without a value means, when the SLO says so (0 for a failure counter that
+    appears only with the first failure); unset, such a point is "no data" (an invalid run)."""
     description: str = ""
 
     @model_validator(mode="after")

@@ -1,11 +1,20 @@
 """The SLO engine: verdicts from series the runner already queried. Pure: no I/O, no clock.
 
 Time is run time: seconds since the start of the run (t = 0 is the start of the first load
-stage). The runner evaluates each SLO's `expr` as a Prometheus range query over the run with a
-1 s step and hands over one `Series` per expression (an expression should give one series:
-aggregate with `sum`/`max`; add `or vector(0)` when "no series" means zero, as a 5xx rate
-does). Points that are NaN or infinite (`histogram_quantile` without traffic) are ignored; a
-series with no point left where the SLO looks fails as "no data".
+stage). The run ends at the final scrape (`Run.duration_s`): the first scrape after the load
+generator stopped that already showed all its series. Each SLO's `expr` is judged on the
+run's grid (`Run.grid`): one point a second counted back from that end, so the last point
+holds every counter's final value. An expression should give one series (aggregate with
+`sum`/`max`); the runner hands over the worst value at each point when it gives several.
+
+No data is never a number. At each grid point in the span an SLO looks at, the expression has
+a value (judged), is NaN or infinite (undefined: a quantile or ratio without traffic; skipped),
+or has none. A point with none is skipped when a scrape target the expression reads was down
+then (killed or paused by chaos: `down`), read as `absent_means` when the SLO declares what
+absence means (a failure counter that appears only on the first failure, say), and otherwise
+missing. One missing point, or no judged point at all, makes the verdict "no data" and the
+run invalid (exit 2): an SLO cannot pass, nor fail, on data that is not there. Every verdict
+counts its judged, missing, skipped and absent points.
 
 Kinds (bounds are `max`, at most, or `min`, at least):
 
@@ -23,14 +32,14 @@ Kinds (bounds are `max`, at most, or `min`, at least):
 
 A violated SLO is a `Verdict` with `passed=False`, never an exception. `check_run` says whether
 the run itself can be trusted (exit code 2 when not): the load generator saturated, a Locust
-worker lost, a scrape target never up.
+worker lost, a scrape target never up; `no_data_problems` adds the SLOs without data.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -55,9 +64,19 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class Run:
-    """The run an SLO judges: run time [0, duration_s]."""
+    """The run an SLO judges: run time [0, duration_s], duration_s at the final scrape."""
 
     duration_s: float
+
+    def grid(self) -> list[float]:
+        """The judged run times, oldest first: one a second back from the end, the end last."""
+        steps = math.floor(self.duration_s + 1e-6)
+        return [grid_time(self.duration_s - k) for k in range(steps, -1, -1)]
+
+
+def grid_time(t: float) -> float:
+    """A run time as the grid keys it (to the millisecond, as Prometheus stores time)."""
+    return round(t, 3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,22 +91,98 @@ class Verdict:
     detail: str
     op: str = "<="
     expr: str = ""
+    points: int = 0
+    """Grid points judged (absent ones read as `absent_means` included)."""
+    missing: int = 0
+    """Grid points without a value while every source was up: any makes the run invalid."""
+    skipped: int = 0
+    """Grid points not judged: undefined (NaN) values, and no value while a source was down."""
+    absent: int = 0
+    """Grid points without a value read as the SLO's `absent_means`."""
+    no_data: bool = False
+    """Nothing to judge, or points missing: the run is invalid, whatever `passed` says."""
+
+    @property
+    def outcome(self) -> str:
+        return "no data" if self.no_data else "pass" if self.passed else "fail"
+
+
+@dataclass(frozen=True, slots=True)
+class _Points:
+    """One span of the grid, sorted out: the points to judge and the counts of the others."""
+
+    judged: Series
+    missing: list[float]
+    skipped: int
+    absent: int
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "points": len(self.judged),
+            "missing": len(self.missing),
+            "skipped": self.skipped,
+            "absent": self.absent,
+        }
+
+
+class _Judge:
+    """One SLO's series on the run's grid."""
+
+    def __init__(self, slo: Slo, series: Series, down: Iterable[float], run: Run) -> None:
+        self.slo = slo
+        self.values = {grid_time(t): v for t, v in series}
+        self.down = {grid_time(t) for t in down}
+        self.grid = run.grid()
+
+    def span(self, start: float, end: float) -> _Points:
+        judged: Series = []
+        missing: list[float] = []
+        skipped = absent = 0
+        start, end = grid_time(start), grid_time(end)
+        for t in self.grid:
+            if not start <= t <= end:
+                continue
+            value = self.values.get(t)
+            if value is None:
+                if t in self.down:
+                    skipped += 1
+                elif self.slo.absent_means is not None:
+                    judged.append((t, self.slo.absent_means))
+                    absent += 1
+                else:
+                    missing.append(t)
+            elif math.isfinite(value):
+                judged.append((t, value))
+            else:
+                skipped += 1
+        return _Points(judged, missing, skipped, absent)
 
 
 def evaluate(
-    slos: Sequence[Slo], data: Mapping[str, Series], events: Sequence[Event], run: Run
+    slos: Sequence[Slo],
+    data: Mapping[str, Series],
+    events: Sequence[Event],
+    run: Run,
+    down: Mapping[str, Sequence[float]] | None = None,
 ) -> list[Verdict]:
-    """A verdict per SLO, in order; an expression missing from `data` has no data."""
+    """A verdict per SLO, in order. `data` holds each expression's series on `run.grid()` (an
+    expression missing from it has no data); `down`, the grid times at which a scrape target
+    the expression reads was down."""
     verdicts: list[Verdict] = []
     for slo in slos:
-        series = data.get(slo.expr, [])
+        judge = _Judge(slo, data.get(slo.expr, []), (down or {}).get(slo.expr, ()), run)
         if isinstance(slo, ThresholdSlo):
-            verdicts.append(_threshold(slo, series, run))
+            verdicts.append(_threshold(slo, judge, run))
         elif isinstance(slo, AlwaysSlo):
-            verdicts.append(_always(slo, series, run))
+            verdicts.append(_always(slo, judge, run))
         else:
-            verdicts.append(_recovery(slo, series, events, run))
+            verdicts.append(_recovery(slo, judge, events, run))
     return verdicts
+
+
+def no_data_problems(verdicts: Sequence[Verdict]) -> list[str]:
+    """Why the run is invalid because of its SLOs' data: one line per SLO without data."""
+    return [f"SLO {v.name}: {v.detail}" for v in verdicts if v.no_data]
 
 
 def _points(series: Series, start: float, end: float) -> Series:
@@ -101,32 +196,73 @@ def _span(slo: ThresholdSlo | AlwaysSlo, run: Run) -> tuple[float, float]:
 
 
 def _verdict(
-    slo: Slo, passed: bool, measured: float | None, detail: str, limit: float | None = None
+    slo: Slo,
+    passed: bool,
+    measured: float | None,
+    detail: str,
+    counts: Mapping[str, int],
+    *,
+    limit: float | None = None,
+    no_data: bool = False,
 ) -> Verdict:
     return Verdict(
         slo.name,
         slo.kind,
-        passed,
+        passed and not no_data,
         measured,
         slo.limit if limit is None else limit,
         detail,
         "<=" if limit is not None else slo.op,
         slo.expr,
+        no_data=no_data,
+        **counts,
     )
 
 
-def _no_data(slo: Slo, start: float, end: float) -> Verdict:
-    return _verdict(slo, False, None, f"no data from {num(start)} s to {num(end)} s")
+def _lack(points: _Points, start: float, end: float) -> str | None:
+    """Why `points` cannot be judged ("no data ..."), or None when they can."""
+    if points.missing:
+        return (
+            f"no data at {len(points.missing)} of {len(points.missing) + len(points.judged)}"
+            f" points ({_ranges(points.missing)}) while its sources were up"
+        )
+    if not points.judged:
+        why = f", {points.skipped} points undefined or with a source down" if points.skipped else ""
+        return f"no data from {num(start)} s to {num(end)} s{why}"
+    return None
 
 
-def _threshold(slo: ThresholdSlo, series: Series, run: Run) -> Verdict:
+def _ranges(times: Sequence[float]) -> str:
+    """`3 s to 5 s, 44.2 s`: runs of consecutive grid times."""
+    runs: list[tuple[float, float]] = []
+    for t in times:
+        if runs and t - runs[-1][1] <= 1.001:
+            runs[-1] = (runs[-1][0], t)
+        else:
+            runs.append((t, t))
+    return ", ".join(f"{num(a)} s" if a == b else f"{num(a)} s to {num(b)} s" for a, b in runs)
+
+
+def _extras(points: _Points) -> str:
+    notes = []
+    if points.skipped:
+        notes.append(f"{points.skipped} skipped (undefined, or a source down)")
+    if points.absent:
+        notes.append(f"{points.absent} absent read as absent_means")
+    return f" ({'; '.join(notes)})" if notes else ""
+
+
+def _threshold(slo: ThresholdSlo, judge: _Judge, run: Run) -> Verdict:
     start, end = _span(slo, run)
-    points = _points(series, start, end)
-    if not points:
-        return _no_data(slo, start, end)
-    value = aggregate(slo.agg, [v for _, v in points])
-    detail = f"{slo.agg} from {num(start)} s to {num(end)} s over {len(points)} points"
-    return _verdict(slo, slo.ok(value), value, detail)
+    points = judge.span(start, end)
+    if (lack := _lack(points, start, end)) is not None:
+        return _verdict(slo, False, None, lack, points.counts(), no_data=True)
+    value = aggregate(slo.agg, [v for _, v in points.judged])
+    detail = (
+        f"{slo.agg} from {num(start)} s to {num(end)} s over {len(points.judged)} points"
+        + _extras(points)
+    )
+    return _verdict(slo, slo.ok(value), value, detail, points.counts())
 
 
 def aggregate(agg: str, values: Sequence[float]) -> float:
@@ -146,11 +282,12 @@ def aggregate(agg: str, values: Sequence[float]) -> float:
     raise ValueError(f"unknown aggregation {agg!r}")
 
 
-def _always(slo: AlwaysSlo, series: Series, run: Run) -> Verdict:
+def _always(slo: AlwaysSlo, judge: _Judge, run: Run) -> Verdict:
     start, end = _span(slo, run)
-    points = _points(series, start, end)
-    if not points:
-        return _no_data(slo, start, end)
+    span = judge.span(start, end)
+    if (lack := _lack(span, start, end)) is not None:
+        return _verdict(slo, False, None, lack, span.counts(), no_data=True)
+    points = span.judged
     worst_of = max if slo.max is not None else min
     t_worst, worst = worst_of(points, key=lambda p: p[1])
     outside = [t for t, v in points if not slo.ok(v)]
@@ -161,33 +298,37 @@ def _always(slo: AlwaysSlo, series: Series, run: Run) -> Verdict:
         )
     else:
         detail = f"worst {num(worst)} at {num(t_worst)} s over {len(points)} points"
-    return _verdict(slo, not outside, worst, detail)
+    return _verdict(slo, not outside, worst, detail + _extras(span), span.counts())
 
 
-def _recovery(slo: RecoverySlo, series: Series, events: Sequence[Event], run: Run) -> Verdict:
+def _recovery(slo: RecoverySlo, judge: _Judge, events: Sequence[Event], run: Run) -> Verdict:
     chosen = [e for e in events if slo.after is None or e.action in slo.after]
     bound = f"{slo.op} {num(slo.limit)}"
+    whole = judge.span(0.0, run.duration_s)
     if not chosen:
         which = "/".join(slo.after) if slo.after else "chaos"
-        return _verdict(slo, False, None, f"no {which} event to recover from", slo.within_s)
+        detail = f"no {which} event to recover from"
+        return _verdict(slo, False, None, detail, whole.counts(), limit=slo.within_s)
     times: list[float] = []
     notes: list[str] = []
     passed = True
+    no_data = False
     for event in chosen:
         label = f"{event.action} {event.service} at {num(event.t)} s"
         horizon = min(event.t + slo.within_s, run.duration_s)
-        points = _points(series, event.t, horizon)
-        if not points:
-            passed = False
-            notes.append(f"{label}: no data until {num(horizon)} s")
+        span = judge.span(event.t, horizon)
+        if (lack := _lack(span, event.t, horizon)) is not None:
+            no_data = True
+            notes.append(f"{label}: {lack}")
             continue
+        points = span.judged
         back = _back_at(slo, points, event.t)
         if back is not None:
             times.append(back - event.t)
             notes.append(f"{label}: {bound} after {num(back - event.t)} s")
             continue
         passed = False
-        later = _back_at(slo, _points(series, event.t, run.duration_s), event.t)
+        later = _back_at(slo, judge.span(event.t, run.duration_s).judged, event.t)
         if later is not None:
             times.append(later - event.t)
             notes.append(f"{label}: {bound} only after {num(later - event.t)} s")
@@ -195,7 +336,16 @@ def _recovery(slo: RecoverySlo, series: Series, events: Sequence[Event], run: Ru
             times.append(run.duration_s - event.t)
             notes.append(f"{label}: not {bound} by the end of the run")
     measured = max(times) if times else None
-    return _verdict(slo, passed, measured, "; ".join(notes), slo.within_s)
+    after = judge.span(min(e.t for e in chosen), run.duration_s)
+    return _verdict(
+        slo,
+        passed,
+        measured,
+        "; ".join(notes) + _extras(after),
+        after.counts(),
+        limit=slo.within_s,
+        no_data=no_data,
+    )
 
 
 def _back_at(slo: RecoverySlo, points: Series, since: float) -> float | None:
@@ -277,8 +427,9 @@ def _longest(points: Series, bad: Callable[[float], bool]) -> tuple[float, float
 
 
 def exit_code(verdicts: Sequence[Verdict], problems: Sequence[str]) -> int:
-    """0 every SLO passed, 1 an SLO was violated, 2 the run is invalid."""
-    if problems:
+    """0 every SLO passed, 1 an SLO was violated, 2 the run is invalid (a problem, or an SLO
+    without data)."""
+    if problems or any(v.no_data for v in verdicts):
         return EXIT_INVALID
     return EXIT_VIOLATED if any(not v.passed for v in verdicts) else EXIT_PASS
 

@@ -11,11 +11,24 @@ Exporter. A listener on `events.request` counts into this process's own `Collect
 - `locust_users` (running users: a master counts its workers'), `locust_cpu_percent` (this
   process's CPU as Locust measures it: near 100 the load generator, not the system under test,
   is the limit), `locust_workers` (master only), `locust_info{role}`
+- `locust_counts_final`: 1 once this process's test has stopped and an exposition since then
+  has already shown every series, so this one holds the final counts (the scenario runner
+  judges at that point); 0 before.
+
+No series appears already non-zero: the registry exposes every new series at 0 first
+(`targets.fastmetrics.BornAtZeroRegistry`), and each user class's declared `endpoints`
+(`(method, name)` pairs) have their ok and fail series at 0 before the first request, so
+`sum(locust_requests_total{result="fail"})` is 0, not "no data", until the first failure.
 
 In distributed mode every worker exports the requests it made itself (the master makes none);
 sum over workers. `/metrics` is served
 - in web UI mode on the web UI's own Flask app (`http://127.0.0.1:<web port>/metrics`), and
-- on `127.0.0.1:$RUSHLAB_METRICS_PORT` when that is set (headless runs, masters, each worker).
+- on `127.0.0.1:$RUSHLAB_METRICS_PORT` when that is set (headless runs, masters, each worker),
+  beside `/health` (for readiness probes, which must not take a first exposition's place).
+
+With RUSHLAB_RELEASE_FILE set (the scenario runner), the process holds its test until Prometheus
+has scraped it twice, and after the test stops it stays until that file exists (see
+`locustfiles/settings.py`), so Prometheus holds the counts from the first request to the last.
 
 Chaos. In web UI mode, `GET /chaos` serves a small self-contained page listing the lab's
 instances per service with kill/stop/pause/resume/restart buttons per instance and add/remove/
@@ -32,8 +45,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +65,6 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
-    start_http_server,
 )
 
 from locustfiles.chaospage import (
@@ -65,9 +79,15 @@ from locustfiles.labels import BoundedNames, error_class, method_label
 from locustfiles.settings import Settings, SettingsError, load_settings
 
 try:  # the lab's lock-free collectors; PYTHONPATH holds the repo root when the harness runs us
-    from targets.fastmetrics import LATENCY_BUCKETS, FastCounter, FastHistogram
+    from targets.fastmetrics import (
+        LATENCY_BUCKETS,
+        BornAtZeroRegistry,
+        FastCounter,
+        FastHistogram,
+    )
 except ImportError:  # pragma: no cover - a locustfile copied out of the repo
     FastCounter = FastHistogram = None  # type: ignore[assignment,misc]
+    BornAtZeroRegistry = CollectorRegistry  # type: ignore[assignment,misc]
     LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 logger = logging.getLogger("rushlab.plugin")
@@ -75,6 +95,15 @@ logger = logging.getLogger("rushlab.plugin")
 STATUS_TIMEOUT_S = 3.0
 ACTION_TIMEOUT_S = 30.0  # a graceful stop drains requests in flight first
 TAB_REFRESH_S = 2.0
+HOLD_MAX_S = 30.0
+"""The longest a held process waits for its first scrape or for its release file."""
+HOLD_POLL_S = 0.05
+SCRAPES_BEFORE_START = 2
+"""A held test starts once Prometheus has two samples of every series at 0, so `rate()` over
+them has a value from the first second of the run."""
+
+Endpoints = Iterable[tuple[str, str]]
+"""(method, request name) pairs a user class declares as its `endpoints`."""
 
 
 class _Counter:
@@ -87,9 +116,11 @@ class _Counter:
             fast = FastCounter(name, doc, labels)
             registry.register(fast)
             self.inc: Callable[[tuple[str, ...]], None] = fast.inc
+            self.declare: Callable[[tuple[str, ...]], None] = lambda values: fast.inc(values, 0)
         else:  # pragma: no cover
             slow = Counter(name, doc, labels, registry=registry)
             self.inc = lambda values: slow.labels(*values).inc()
+            self.declare = lambda values: slow.labels(*values)
 
 
 class _Histogram:
@@ -100,9 +131,11 @@ class _Histogram:
             fast = FastHistogram(name, doc, labels, LATENCY_BUCKETS)
             registry.register(fast)
             self.observe: Callable[[tuple[str, ...], float], None] = fast.observe
+            self.declare: Callable[[tuple[str, ...]], None] = fast.declare
         else:  # pragma: no cover
             slow = Histogram(name, doc, labels, registry=registry, buckets=LATENCY_BUCKETS)
             self.observe = lambda values, seconds: slow.labels(*values).observe(seconds)
+            self.declare = lambda values: slow.labels(*values)
 
 
 def _role(environment: Environment) -> str:
@@ -118,8 +151,11 @@ class Exporter:
 
     def __init__(self, environment: Environment) -> None:
         self.environment = environment
-        self.registry = CollectorRegistry()
+        self.registry = BornAtZeroRegistry()
         self.names = BoundedNames()
+        self.expositions = 0
+        self.stopped_after: int | None = None
+        """How many expositions there had been when the test stopped (None: running)."""
         self.requests = _Counter(
             self.registry,
             "locust_requests_total",
@@ -162,6 +198,30 @@ class Exporter:
                 "Workers connected to this master.",
                 lambda: float(getattr(self.environment.runner, "worker_count", 0)),
             )
+        self._gauge(
+            "locust_counts_final",
+            "1 once the test has stopped and this exposition holds the final counts.",
+            lambda: float(self.final),
+        )
+
+    @property
+    def final(self) -> bool:
+        """The test has stopped and an exposition since then has shown every series (at 0
+        first, if new): the one being rendered now holds the final counts."""
+        return self.stopped_after is not None and self.expositions > self.stopped_after
+
+    def declare(self, endpoints: Endpoints) -> None:
+        """Series at 0 for each endpoint's ok and fail results and its latency."""
+        for method, name in endpoints:
+            label, verb = self.names(str(name)), method_label(method)
+            for result in ("ok", "fail"):
+                self.requests.declare((label, verb, result))
+            self.duration.declare((label, verb))
+
+    def stopped(self) -> None:
+        """The test has stopped: no request is counted after this."""
+        if self.stopped_after is None:
+            self.stopped_after = self.expositions
 
     def _gauge(self, name: str, doc: str, read: Callable[[], float]) -> None:
         Gauge(name, doc, registry=self.registry).set_function(read)
@@ -186,7 +246,18 @@ class Exporter:
             self.duration.observe((label, method), response_time / 1000.0)
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        text = generate_latest(self.registry)
+        self.expositions += 1
+        return text
+
+    def hold(self, done: Callable[[], bool], what: str) -> None:
+        """Wait (yielding to gevent) until `done()`, at most HOLD_MAX_S."""
+        deadline = time.monotonic() + HOLD_MAX_S
+        while not done():
+            if time.monotonic() > deadline:
+                logger.warning("gave up waiting for %s after %.0f s", what, HOLD_MAX_S)
+                return
+            gevent.sleep(HOLD_POLL_S)
 
 
 class ControlProxy:
@@ -320,9 +391,31 @@ def install_web_routes(environment: Environment, exporter: Exporter, proxy: Cont
 
 
 def start_metrics_server(exporter: Exporter, port: int) -> None:
-    """Serve `/metrics` on 127.0.0.1:port (a daemon thread, i.e. a greenlet under gevent's
-    patching; it ends with the process). A port in use fails Locust's start-up."""
-    start_http_server(port, addr="127.0.0.1", registry=exporter.registry)
+    """Serve `/metrics` and `/health` on 127.0.0.1:port (a daemon thread, i.e. a greenlet under
+    gevent's patching; it ends with the process). A port in use fails Locust's start-up."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.split("?", 1)[0] == "/metrics":
+                self._answer(200, CONTENT_TYPE_LATEST, exporter.exposition())
+            elif self.path == "/health":
+                self._answer(200, "text/plain", b"ok\n")
+            else:
+                self._answer(404, "text/plain", b"not found: try /metrics or /health\n")
+
+        def _answer(self, status: int, content_type: str, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # a scrape a second is not news
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="rushlab-metrics", daemon=True).start()
     logger.info("Prometheus metrics on http://127.0.0.1:%d/metrics", port)
 
 
@@ -338,7 +431,11 @@ def on_locust_init(environment: Environment, **_: Any) -> None:
 def setup(environment: Environment, settings: Settings) -> Exporter:
     """Count this process's requests; serve them (and, with a web UI, the chaos page)."""
     exporter = Exporter(environment)
+    if not isinstance(environment.runner, MasterRunner):  # a master makes no requests
+        for user_class in environment.user_classes:
+            exporter.declare(getattr(user_class, "endpoints", ()))
     environment.events.request.add_listener(exporter.on_request)
+    environment.events.test_stop.add_listener(lambda **_: exporter.stopped())
     if environment.web_ui is not None:
         proxy = ControlProxy(settings.control_url, settings.control_token_file)
         install_web_routes(environment, exporter, proxy)
@@ -346,4 +443,18 @@ def setup(environment: Environment, settings: Settings) -> Exporter:
         start_metrics_server(exporter, settings.metrics_port)
     elif environment.web_ui is None:
         logger.warning("RUSHLAB_METRICS_PORT is not set: this process exports no metrics")
+    if settings.release_file is not None and settings.metrics_port is not None:
+        hold_for_prometheus(environment, exporter, settings.release_file)
     return exporter
+
+
+def hold_for_prometheus(environment: Environment, exporter: Exporter, release_file: str) -> None:
+    """Wait for Prometheus's first scrapes now (before the test starts); on quitting, stay until
+    `release_file` exists, so the scrapes after the stop can land."""
+    exporter.hold(lambda: exporter.expositions >= SCRAPES_BEFORE_START, "Prometheus's scrapes")
+
+    def on_quitting(**_: Any) -> None:
+        exporter.stopped()
+        exporter.hold(lambda: Path(release_file).exists(), f"the release file {release_file}")
+
+    environment.events.quitting.add_listener(on_quitting)

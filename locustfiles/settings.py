@@ -21,6 +21,10 @@ import: the harness and pytest use it too).
   its TTL as a real client does.
 - `RUSHLAB_POISON_RATE`: share (0..1) of payments whose receipt email the mail provider always
   refuses (a "poison" message: it ends in the dead-letter queue). Default 0.
+- `RUSHLAB_RELEASE_FILE`: set by the scenario runner, whose verdicts need every count in
+  Prometheus. The process then holds its test until Prometheus has scraped it twice (its series
+  exist at 0 before the first request), and after its test stops it stays, still serving
+  `/metrics`, until this file exists (at most `HOLD_MAX_S`), so the final counts are scraped.
 
 `load_settings` reads them (raising `SettingsError` that names the variable) and `to_environ`
 writes them, so both sides share one definition.
@@ -46,9 +50,10 @@ CONTROL_URL = "RUSHLAB_CONTROL_URL"
 CONTROL_TOKEN_FILE = "RUSHLAB_CONTROL_TOKEN_FILE"  # noqa: S105  (a variable name)
 DNS = "RUSHLAB_DNS"
 POISON_RATE = "RUSHLAB_POISON_RATE"
+RELEASE_FILE = "RUSHLAB_RELEASE_FILE"
 ALL = (
     SERVICES, STAGES, WAIT_S, TIMEOUT_S, METRICS_PORT, CONTROL_URL, CONTROL_TOKEN_FILE, DNS,
-    POISON_RATE,
+    POISON_RATE, RELEASE_FILE,
 )  # fmt: skip
 
 DEFAULT_WAIT_S = (0.5, 2.0)
@@ -70,6 +75,7 @@ class Settings:
     control_token_file: str | None = None
     dns: tuple[str, int] | None = None
     poison_rate: float = 0.0
+    release_file: str | None = None
 
 
 def base_url(value: Any, *, where: str) -> str:
@@ -170,6 +176,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         control_token_file=get(CONTROL_TOKEN_FILE),
         dns=_dns(dns) if (dns := get(DNS)) is not None else None,
         poison_rate=_share(poison, POISON_RATE) if (poison := get(POISON_RATE)) else 0.0,
+        release_file=get(RELEASE_FILE),
     )
 
 
@@ -192,4 +199,6 @@ def to_environ(settings: Settings) -> dict[str, str]:
         env[DNS] = f"{settings.dns[0]}:{settings.dns[1]}"
     if settings.poison_rate:
         env[POISON_RATE] = repr(settings.poison_rate)
+    if settings.release_file is not None:
+        env[RELEASE_FILE] = settings.release_file
     return env

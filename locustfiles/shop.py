@@ -67,6 +67,15 @@ class ShopUser(FastHttpUser):
     """A customer of the shop. Every request carries `X-Client-Id: <customer>`, the key a
     gateway's per-client rate limits count by."""
 
+    endpoints = (  # (method, name) of every request below: their series exist at 0 from the start
+        ("POST", "/api/auth/login"),
+        ("GET", "/api/auth/verify"),
+        ("GET", "/api/orders"),
+        ("GET", "/api/orders/{id}"),
+        ("POST", "/api/orders"),
+        ("POST", "/api/payments"),
+        ("GET", "/api/payments/{id}"),
+    )
     host = SETTINGS.services.get("orders") or next(iter(SETTINGS.services.values()), None)
     wait_time = between(*SETTINGS.wait_s)
     connection_timeout = SETTINGS.timeout_s

@@ -40,6 +40,7 @@ def user_for(service: str, base_url: str, request: Request, label: str) -> type[
     """A user class that sends `request` to `service` only."""
 
     class ServiceUser(FastHttpUser):
+        endpoints = ((request()[0], f"{service} {label}"),)  # the method of one sample request
         host = base_url
         wait_time = between(*SETTINGS.wait_s)
         connection_timeout = SETTINGS.timeout_s

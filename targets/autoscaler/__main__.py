@@ -17,11 +17,10 @@ import json
 import sys
 from typing import Any
 
-from prometheus_client import CollectorRegistry
-
 from targets.autoscaler.adapter import Endpoints, ServiceAutoscaler
 from targets.autoscaler.core import ConfigError, Policy
 from targets.autoscaler.observe import METRICS
+from targets.fastmetrics import BornAtZeroRegistry
 from targets.http.messages import Request
 from targets.http.server import HttpServer, ResponseWriter, ServerLimits
 from targets.runtime import (
@@ -80,7 +79,7 @@ async def serve(args: argparse.Namespace) -> int:
         parse_hostport(args.lab_control, flag="--lab-control"),
         token,
     )
-    registry = CollectorRegistry()
+    registry = BornAtZeroRegistry()
     scaler = ServiceAutoscaler(
         args.service,
         policy_of(args.policy),

@@ -14,12 +14,11 @@ import random
 import sys
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry
-
 from targets import asgi
 from targets.dns.control import control_app
 from targets.dns.core import Zone, ZoneError
 from targets.dns.server import DnsServer
+from targets.fastmetrics import BornAtZeroRegistry
 from targets.runtime import (
     announce_ready,
     configure_process,
@@ -83,7 +82,7 @@ async def serve(args: argparse.Namespace) -> int:
     control_at = parse_hostport(args.control, flag="--control")
     token = read_token(args.control_token_file, flag="--control-token-file")
     zone = load_zone(args.zone_file, random.Random(args.seed), args.allow_remote)
-    server = DnsServer(zone, CollectorRegistry())
+    server = DnsServer(zone, BornAtZeroRegistry())
     await server.listen(*listen)
     try:
         control = await asgi.start(control_app(server, token), *control_at)

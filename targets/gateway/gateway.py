@@ -30,7 +30,7 @@ from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter
 
-from targets.fastmetrics import FastCounter, FastHistogram
+from targets.fastmetrics import BornAtZeroRegistry, FastCounter, FastHistogram
 from targets.gateway.routes import Route, Router
 from targets.http.messages import Request
 from targets.http.proxy import Exchange, forward
@@ -131,7 +131,7 @@ class Gateway:
     def __init__(self, config: GatewayConfig, registry: CollectorRegistry | None = None) -> None:
         self.config = config
         self.router = Router([r.route for r in config.routes])
-        self.registry = registry or CollectorRegistry()
+        self.registry = registry or BornAtZeroRegistry()
         self.metrics = GatewayMetrics(self.registry)
         self.metrics.requests.inc((NO_ROUTE, "404"), 0)
         pools: dict[tuple[str, int], UpstreamPool] = {}

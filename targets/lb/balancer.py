@@ -22,6 +22,7 @@ from functools import partial
 
 from prometheus_client import CollectorRegistry
 
+from targets.fastmetrics import BornAtZeroRegistry
 from targets.http.client import fetch
 from targets.http.messages import IDEMPOTENT_METHODS, Request
 from targets.http.proxy import Exchange, forward
@@ -51,7 +52,7 @@ class LoadBalancer:
     def __init__(self, config: LbConfig, registry: CollectorRegistry | None = None) -> None:
         self.config = config
         self.group = TargetGroup(config.group)
-        self.registry = registry or CollectorRegistry()
+        self.registry = registry or BornAtZeroRegistry()
         self.metrics = LbMetrics(self.registry)
         self.rng = random.Random(config.seed)
         self.pools: dict[str, UpstreamPool] = {}

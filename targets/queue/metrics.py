@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from targets.fastmetrics import BornAtZeroRegistry
 from targets.queue.poll import LongPoller
 from targets.queue.store import QueueCounters, QueueStore
 
@@ -90,6 +91,6 @@ class QueueCollector(Collector):
 
 
 def queue_registry(store: QueueStore, poller: LongPoller) -> CollectorRegistry:
-    registry = CollectorRegistry()
+    registry = BornAtZeroRegistry()
     registry.register(QueueCollector(store, poller))
     return registry

@@ -21,7 +21,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from targets.fastmetrics import FastCounter, FastHistogram
+from targets.fastmetrics import BornAtZeroRegistry, FastCounter, FastHistogram
 from targets.http.messages import Request
 from targets.http.server import ResponseWriter
 from targets.runtime import authorized, send_metrics
@@ -146,7 +146,7 @@ class ShopServer:
 
     def __init__(self, config: ServerConfig, registry: CollectorRegistry | None = None) -> None:
         self.config = config
-        self.registry = registry or CollectorRegistry()
+        self.registry = registry or BornAtZeroRegistry()
         self.admission = Admission(config.capacity)
         self.rng = random.Random(config.seed)
         self.faults: Faults = NO_FAULTS

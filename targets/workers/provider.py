@@ -36,7 +36,7 @@ from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Gauge
 
-from targets.fastmetrics import FastCounter, FastHistogram
+from targets.fastmetrics import BornAtZeroRegistry, FastCounter, FastHistogram
 from targets.http.messages import Request
 from targets.http.server import HttpServer, ResponseWriter, ServerLimits
 from targets.runtime import (
@@ -192,7 +192,7 @@ def model_from_args(args: argparse.Namespace) -> ProviderModel:
 
 async def serve(args: argparse.Namespace) -> int:
     model = model_from_args(args)
-    provider = Provider(Kind(args.kind), model, args.seed, CollectorRegistry())
+    provider = Provider(Kind(args.kind), model, args.seed, BornAtZeroRegistry())
     http = HttpServer(provider, ServerLimits(name=args.name, max_body_bytes=MAX_BODY_BYTES))
     await http.listen(args.host, args.port)
     host, port = http.address

@@ -34,7 +34,7 @@ from urllib.parse import quote
 from prometheus_client import CollectorRegistry, Gauge
 
 from targets.checks import as_enum, finite, require
-from targets.fastmetrics import FastCounter, FastHistogram
+from targets.fastmetrics import BornAtZeroRegistry, FastCounter, FastHistogram
 from targets.http.client import Client, Reply
 from targets.http.messages import Request
 from targets.http.server import ResponseWriter
@@ -204,7 +204,7 @@ class Worker:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
-        self.registry = registry or CollectorRegistry()
+        self.registry = registry or BornAtZeroRegistry()
         self.clock = clock
         q, p = config.queue_api, config.provider
         self.queue_client = Client(q.host, q.port, max_connections=2, timeout_s=config.wait_s + 10)
