@@ -172,6 +172,16 @@ class Prometheus:
             raise PrometheusError(f"{expr}: gives a {kind}, not an instant vector or scalar")
         return [Sample(item["metric"], float(item["value"][1])) for item in result]
 
+    async def raw_samples(self, selector: str, at: float) -> list[Series]:
+        """The samples as scraped (exact times) of a range selector such as `up[1m]`, at `at`."""
+        data = await self._api("/api/v1/query", {"query": selector, "time": str(at)})
+        if data["resultType"] != "matrix":
+            raise PrometheusError(f"{selector}: gives a {data['resultType']}, not a range vector")
+        return [
+            Series(item["metric"], [(float(t), float(v)) for t, v in item["values"]])
+            for item in data["result"]
+        ]
+
     async def query_range(
         self, expr: str, start: float, end: float, step: float = 1.0
     ) -> list[Series]:

@@ -349,6 +349,8 @@ class WorkerSpec(_Strict):
     on_failure: Literal["return", "backoff"] = "return"
     backoff_s: float = Field(default=1.0, gt=0, le=3600)
     provider_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    ack: Literal["after_send", "before_send"] = "after_send"
+    """When a message is deleted: after the provider took it, or before (a failed send is lost)."""
 
     @model_validator(mode="after")
     def _replicas_within_bounds(self) -> WorkerSpec:
@@ -375,6 +377,7 @@ class WorkerSpec(_Strict):
             f"--on-failure={self.on_failure}",
             f"--backoff-s={self.backoff_s}",
             f"--provider-timeout-s={self.provider_timeout_s}",
+            f"--ack={self.ack}",
         ]
 
 

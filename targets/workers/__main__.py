@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from targets.http.server import HttpServer, ServerLimits
 from targets.limiter.core import ALGORITHM_NAMES, ConfigError, LimitConfig
 from targets.runtime import announce_ready, configure_process, run_main, wait_for_stop
-from targets.workers.core import FailurePolicy, OnFailure, WorkerConfigError
+from targets.workers.core import Ack, FailurePolicy, OnFailure, WorkerConfigError
 from targets.workers.worker import Endpoint, Polling, Worker, WorkerConfig
 
 log = logging.getLogger("targets.workers")
@@ -72,6 +72,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--limit-algorithm", choices=ALGORITHM_NAMES, default="token_bucket", help="limiter core"
     )
     p.add_argument("--on-failure", choices=[m.value for m in OnFailure], default="return")
+    p.add_argument(
+        "--ack",
+        choices=[m.value for m in Ack],
+        default="after_send",
+        help="delete a message after the provider took it, or before calling it (loses failures)",
+    )
     p.add_argument("--backoff-s", type=float, default=1.0, help="first back-off (doubles)")
     p.add_argument("--backoff-max-s", type=float, default=60.0, help="back-off cap")
     p.add_argument("--provider-timeout-s", type=float, default=30.0, help="provider call timeout")
@@ -113,6 +119,7 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
             empty_sleep_s=args.empty_sleep_s,
             retry_s=args.retry_s,
             provider_timeout_s=args.provider_timeout_s,
+            ack=Ack(args.ack),
         )
     except (WorkerConfigError, ConfigError) as exc:
         field, _, rule = str(exc).partition(":")

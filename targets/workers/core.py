@@ -107,6 +107,13 @@ class OnFailure(enum.StrEnum):
     BACKOFF = "backoff"  # change its visibility to an exponential back-off
 
 
+class Ack(enum.StrEnum):
+    """When a worker deletes (acknowledges) a message."""
+
+    AFTER_SEND = "after_send"  # once the provider took it: at least once
+    BEFORE_SEND = "before_send"  # as soon as it is received: a failed send is lost (at most once)
+
+
 class Verb(enum.Enum):
     DELETE = "delete"
     LEAVE = "leave"

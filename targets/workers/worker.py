@@ -11,6 +11,8 @@ One worker handles one message at a time (parallelism is more workers, as in the
    ``core.decide``: delete on success; on failure leave the message to come back after its
    visibility timeout, or change its visibility to an exponential back-off. The queue's
    redrive policy moves a message received more than maxReceiveCount times to its DLQ.
+   With ``ack=before_send`` the worker deletes each message before it calls the provider
+   (the classic mistake, for the lab's lessons): a failed send is then lost for good.
 
 `stop()` (SIGTERM): a receive in progress is abandoned, the message being delivered is
 finished and acted on, the messages received but not started are released (visibility 0) so
@@ -44,6 +46,7 @@ from targets.limiter.registry import create
 from targets.runtime import send_metrics
 from targets.workers.core import (
     MAX_VISIBILITY_S,
+    Ack,
     FailurePolicy,
     Verb,
     WorkerConfigError,
@@ -84,10 +87,12 @@ class WorkerConfig:
     empty_sleep_s: float = 0.1
     retry_s: float = 1.0
     provider_timeout_s: float = 30.0
+    ack: Ack = Ack.AFTER_SEND
 
     def __post_init__(self) -> None:
         err = WorkerConfigError
         object.__setattr__(self, "polling", as_enum(Polling, self.polling, "polling", err))
+        object.__setattr__(self, "ack", as_enum(Ack, self.ack, "ack", err))
         require(
             type(self.wait_s) is int and 0 <= self.wait_s <= 20, "wait_s", "0..20", self.wait_s, err
         )
@@ -271,6 +276,10 @@ class Worker:
         """Deliver one message and act on the result; False if stopped before delivering."""
         if not await self._take_token():
             return False
+        early = self.config.ack is Ack.BEFORE_SEND
+        if early:  # acknowledged before the work: whatever happens next, the queue forgets it
+            self.metrics.actions.inc((Verb.DELETE.value,))
+            await self._queue_call("delete", "DELETE", self._message_path(message))
         outcome = "failed"
         started = time.perf_counter()
         reply = await self._call(
@@ -286,6 +295,9 @@ class Worker:
             outcome = "delivered"
         self.metrics.latency.observe((outcome,), time.perf_counter() - started)
         self.metrics.messages.inc((outcome,))
+        if early:
+            self.delivered += outcome == "delivered"
+            return True
         action = decide(outcome == "delivered", message.receive_count, self.config.failure)
         self.metrics.actions.inc((action.verb.value,))
         if action.verb is Verb.DELETE:

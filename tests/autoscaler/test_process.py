@@ -97,6 +97,7 @@ async def test_scales_out_under_load_and_back_in_after_it_without_failures(
 
             scaler = lab.autoscalers["web"]
             assert [t.labels["role"] for t in lab.scrape_targets()].count("autoscaler") == 1
+            await fetch(*scaler.address(), "GET", "/metrics")  # counters are exposed at 0 first
             metrics = (await fetch(*scaler.address(), "GET", "/metrics")).body.decode()
             assert 'autoscaler_metric_target{metric="in_flight",service="web"} 1.0' in metrics
             assert 'autoscaler_current_replicas{service="web"} 1.0' in metrics

@@ -1,6 +1,7 @@
 """The dashboards' PromQL against a real Prometheus: every expression of every dashboard parses
 (with the lab's rules loaded), and on a running shop lab with traffic and one kill every
-Elasticity expression returns data (the Queues dashboard's: test_queues.py)."""
+Elasticity expression returns data (the Queues dashboard's: test_queues.py), and no counter of
+any exporter in the lab appears in Prometheus already above 0."""
 
 from __future__ import annotations
 
@@ -48,6 +49,12 @@ def shop_with_an_autoscaler() -> Topology:
     )
 
 
+async def first_samples(prometheus: Prometheus, at: float) -> list[tuple[dict[str, str], float]]:
+    """Every counter and histogram series the lab exported: its labels and its first value."""
+    cumulative = '{__name__=~".+_total|.+_bucket|.+_count|.+_sum", role!=""}[10m]'
+    return [(s.labels, s.points[0][1]) for s in await prometheus.raw_samples(cumulative, at)]
+
+
 # Every dashboard's variables: one value each, then what "All" becomes.
 VARIABLES = (
     {"service": "orders", "queue": "emails", "dlq": ".*dlq.*"},
@@ -83,7 +90,9 @@ async def test_every_expression_is_valid_promql(tmp_path: Path) -> None:
 
 async def test_every_panel_has_data_on_a_running_lab(tmp_path: Path) -> None:
     """The shop lab under load (orders autoscaled), one server killed: each non-Locust
-    expression gives series.
+    expression gives series, and every counter and histogram series of every exporter
+    (load balancers, servers, gateway, queue, workers, provider, autoscaler, harness) starts
+    at 0 in Prometheus, new backends and status codes of the kill included.
 
     Locust's expressions are skipped (no Locust runs here; tests/locust covers its exporter).
     The chaos annotation must mark the kill, although it is the first event of its series."""
@@ -132,6 +141,7 @@ async def test_every_panel_has_data_on_a_running_lab(tmp_path: Path) -> None:
                 )
                 if not series:
                     empty.append(f"{query.where}: {expr}")
+            born = await first_samples(prometheus, ended)
             chaos = [q for q in checked if q.where.startswith("annotation")]
             assert len(chaos) == 1
             marks = await prometheus.query_range(
@@ -144,6 +154,10 @@ async def test_every_panel_has_data_on_a_running_lab(tmp_path: Path) -> None:
     print("\n".join(report))
     print("skipped, no Locust in this test:", *(q.where for q in skipped), sep="\n  ")
     assert not empty, "no data for:\n" + "\n".join(empty)
+    jobs = {labels.get("role") for labels, _ in born}
+    assert {"lb", "server", "gateway", "queue", "worker", "provider", "autoscaler"} <= jobs, jobs
+    late = [f"{labels} first at {value}" for labels, value in born if value != 0]
+    assert not late, "counters that appeared already non-zero:\n" + "\n".join(late[:20])
     marked = [(t, s.labels) for s in marks for t, v in s.points if v > 0 and t >= event.at - 1]
     assert marked, "the chaos annotation did not mark the kill"
     assert all(labels.get("action") == "kill" for _, labels in marked)

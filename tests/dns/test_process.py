@@ -144,6 +144,7 @@ async def test_record_change_is_seen_once_the_ttl_runs_out(tmp_path):
         assert await asyncio.to_thread(client.resolve, "shop.lab.") == "127.0.0.2"
         assert (client.hits, client.misses) == (1, 2)
 
+        await fetch(chost, int(cport), "GET", "/metrics", timeout_s=10)  # counters at 0 first
         metrics = (await fetch(chost, int(cport), "GET", "/metrics", timeout_s=10)).body.decode()
         assert 'dns_queries_total{name="shop.lab.",qtype="A",rcode="NOERROR"} 3.0' in metrics
 

@@ -158,6 +158,7 @@ async def test_every_action_is_an_event_and_a_counter(api: Api) -> None:
     assert [json.loads(line)["action"] for line in lines] == ["pause", "resume"]
     events = (await api.client.get("/events")).json()["events"]
     assert [e["instances"] for e in events] == [["orders-1"], ["orders-1"]]
+    await api.client.get("/metrics")  # a counter series is exposed at 0 the first time
     metrics = (await api.client.get("/metrics")).text
     assert 'harness_chaos_events_total{action="pause",service="orders"} 1.0' in metrics
     assert 'harness_instances{service="orders",state="running"} 2.0' in metrics

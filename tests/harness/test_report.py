@@ -31,9 +31,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 P95 = 'histogram_quantile(0.95, y{service="orders"}) < 1 & 2'
 VERDICTS = [
-    Verdict("few-failed-gets", "threshold", True, 2.0, 3.0, "increase over the run", "<=", "x"),
-    Verdict("p95-recovers", "recovery", False, 14.0, 10.0, "back after 14 s", "<=", P95),
-    Verdict("ejected", "threshold", False, None, 1.0, "no data from 12 s to 18 s", ">=", "z"),
+    Verdict("few-failed-gets", "threshold", True, 2.0, 3.0, "increase over the run", "<=", "x", 38),
+    Verdict("p95-recovers", "recovery", False, 14.0, 10.0, "back after 14 s", "<=", P95, 22, 0, 3),
+    Verdict("ejected", "threshold", False, 0.0, 1.0, "max from 12 s to 18 s", ">=", "z", 7),
 ]
 EVENTS = [
     Event(16.0, "kill", "orders", ("orders-2",), "SIGKILL to pid 4242"),
@@ -115,11 +115,31 @@ def test_junit_one_testcase_per_slo() -> None:
     assert "measured 2, limit <= 3" in (cases[0].findtext("system-out") or "")
     failure = cases[1].find("failure")
     assert failure is not None
-    assert failure.get("message") == "recovery: measured 14 s, limit <= 10 s"
+    assert failure.get("message") == (
+        "recovery: measured 14 s, limit <= 10 s; 22 points judged, 0 missing, 3 skipped"
+    )
     assert 'y{service="orders"}) < 1 & 2' in (failure.text or "")
     ejected = cases[2].find("failure")
     assert ejected is not None
-    assert ejected.get("message") == "threshold: measured no data, limit >= 1"
+    assert ejected.get("message") == "threshold: measured 0, limit >= 1; 7 points judged, 0 missing"
+
+
+def test_junit_an_slo_without_data_is_an_error_not_a_failure() -> None:
+    """An SLO without data is an error testcase (the run is invalid), counted in errors."""
+    empty = Verdict(
+        "ejected", "threshold", False, None, 1.0, "no data at 7 of 7 points (12 s to 18 s)",
+        ">=", "z", 0, 7, no_data=True,
+    )  # fmt: skip
+    result = replace(RESULT, verdicts=[RESULT.verdicts[0], empty], problems=["SLO ejected: ..."])
+    assert result.exit_code == 2
+    (suite,) = ET.fromstring(render_junit(result)).findall("testsuite")
+    assert (suite.get("failures"), suite.get("errors")) == ("0", "1")
+    error = suite.findall("testcase")[1].find("error")
+    assert error is not None
+    assert (error.get("type"), error.get("message")) == (
+        "slo.no-data",
+        "threshold: measured no data, limit >= 1; 0 points judged, 7 missing",
+    )
 
 
 def test_junit_invalid_run_is_an_error_testcase() -> None:

@@ -8,8 +8,10 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import pytest
+from ruamel.yaml import YAML
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = sorted((ROOT / "chaos" / "scenarios").glob("*.yaml"))
@@ -86,3 +88,88 @@ def test_bad_scenario_exits_2_before_starting_anything(tmp_path: Path) -> None:
     assert f"{scenario}:6:" in result.stdout
     assert "nosuch" in result.stdout
     assert not (tmp_path / "run").exists()
+
+
+# -- every safety SLO fails on a broken variant ------------------------------------------------
+
+ERRORS_ON_ORDERS = {"at_s": 4, "action": "errors", "service": "orders", "count": 3}
+BROKEN: dict[str, tuple[str, list[dict[str, Any]], dict[str, Any], set[str], set[str]]] = {
+    # variant: (shipped scenario, chaos added, worker pool changes, SLOs that must fail,
+    #           SLOs that must still pass, showing the failure is that variant's own)
+    "errors-fail-gets": (
+        "kill-under-rush",
+        [{**ERRORS_ON_ORDERS, "error_rate": 0.2}],
+        {},
+        {"few-failed-gets"},
+        set(),
+    ),
+    "async-errors-and-no-workers": (
+        "sync-vs-async-email",
+        [
+            {"at_s": 10, "action": "errors", "service": "payments-async", "error_rate": 0.3},
+            {"at_s": 20, "action": "stop", "service": "email-workers", "count": 6},
+        ],
+        {},
+        {"async-never-fails", "queue-drained"},
+        {"sync-collapses"},
+    ),
+    "workers-ack-before-sending": (
+        "sync-vs-async-email",
+        [],
+        {"ack": "before_send"},
+        {"every-email-accounted-for"},
+        {"queue-drained", "async-never-fails"},
+    ),
+    "removal-without-draining": (
+        "graceful-scale-in",
+        [
+            {"at_s": 8, "action": "latency", "service": "orders", "instance": "orders-2",
+             "latency_ms": 400},
+            {"at_s": 12, "action": "kill", "service": "orders", "instance": "orders-2"},
+        ],
+        {},
+        {"zero-failed-requests"},
+        set(),  # the killed server stays registered (unhealthy), the slow one lifts p95
+    ),
+}  # fmt: skip
+
+
+def broken_variant(name: str, tmp_path: Path) -> Path:
+    """The shipped scenario with the variant's chaos (replacing its own) and worker changes
+    (in a copy of its topology)."""
+    shipped, chaos, workers, _, _ = BROKEN[name]
+    yaml = YAML(typ="safe")
+    scenario = yaml.load((ROOT / "chaos" / "scenarios" / f"{shipped}.yaml").read_text())
+    scenario["name"] = f"{shipped}-broken"
+    scenario["chaos"] = chaos
+    if workers:
+        topology = yaml.load(
+            (ROOT / "harness/topologies" / f"{scenario['topology']}.yaml").read_text()
+        )
+        for pool in topology["workers"].values():
+            pool.update(workers)
+        yaml.dump(topology, tmp_path / "topology.yaml")
+        scenario["topology"] = "topology.yaml"
+    path = tmp_path / f"{name}.yaml"
+    yaml.dump(scenario, path)
+    return path
+
+
+@pytest.mark.parametrize("variant", BROKEN, ids=list(BROKEN))
+def test_every_safety_slo_fails_on_a_broken_variant(variant: str, tmp_path: Path) -> None:
+    """A deliberately broken variant of a shipped scenario (errors the LB cannot retry away,
+    failing async payments, stopped workers, workers that delete before sending, a removal
+    that kills a busy server) fails that scenario's safety SLO for real: exit 1, and the SLOs
+    the breakage does not touch still pass."""
+    *_, must_fail, must_pass = BROKEN[variant]
+    result = run(broken_variant(variant, tmp_path), tmp_path)
+    data = json.loads((tmp_path / "report" / "result.json").read_text())
+    outcomes = {v["name"]: v["outcome"] for v in data["verdicts"]}
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-2000:]
+    assert data["problems"] == []
+    assert {name: outcomes[name] for name in must_fail} == dict.fromkeys(must_fail, "fail")
+    assert {name: outcomes[name] for name in must_pass} == dict.fromkeys(must_pass, "pass")
+    if variant == "errors-fail-gets":  # the failures show in the report's plot too
+        (errors,) = [p for p in data["plots"] if p["title"].startswith("Errors per second")]
+        (client,) = [s for s in errors["series"] if s["label"] == "client failures"]
+        assert client["summary"]["max"] > 0

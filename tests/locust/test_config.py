@@ -253,7 +253,7 @@ def test_headless_stages_command(tmp_path: Path) -> None:
     assert "--users" not in argv  # the shape sets users
     assert argv[argv.index("--csv") + 1] == str(tmp_path / "locust")
     assert argv[argv.index("--html") + 1] == str(tmp_path / "locust.html")
-    assert main.ready_url == ("127.0.0.1", 9646, "/metrics")
+    assert main.ready_url == ("127.0.0.1", 9646, "/health")
     settings = load_settings(_env_of(argv))
     assert settings.stages == plan.stages
     assert settings.services == SERVICES
@@ -314,7 +314,7 @@ def test_distributed_commands(tmp_path: Path) -> None:
         assert worker.argv[worker.argv.index("--master-host") + 1] == "127.0.0.1"
         assert "--csv" not in worker.argv
         assert load_settings(_env_of(worker.argv)).metrics_port == port
-        assert worker.ready_url == ("127.0.0.1", port, "/metrics")
+        assert worker.ready_url == ("127.0.0.1", port, "/health")
 
 
 def test_resolve_ports_picks_distinct_free_ports() -> None:

@@ -120,6 +120,60 @@ async def test_headless_staged_run_exports_metrics_and_stops_by_itself(lab: Runn
     assert handles.reports.html.exists()
 
 
+CUMULATIVE = ("_total", "_bucket", "_count", "_sum")
+SHOP_ENDPOINTS = {
+    ("POST", "/api/auth/login"), ("GET", "/api/auth/verify"), ("GET", "/api/orders"),
+    ("GET", "/api/orders/{id}"), ("POST", "/api/orders"), ("POST", "/api/payments"),
+    ("GET", "/api/payments/{id}"),
+}  # fmt: skip
+
+
+async def test_held_run_waits_for_its_scrapes_and_release_and_no_series_starts_above_zero(
+    lab: Running,
+) -> None:
+    """With a release file (the scenario runner), Locust starts its test only after two
+    scrapes, every endpoint's ok and fail series exist at 0 before the first request, no
+    counter series is ever first seen above 0 (the payments failures, a series born mid-run,
+    included), `locust_counts_final` turns 1 after the stop, and the process stays until the
+    file exists."""
+    services = {**lab.services, "payments": f"http://127.0.0.1:{free_port()}"}
+    release = lab.run_dir / "release"
+    plan = LocustPlan(services=services, stages=STAGES, wait_s=FAST_WAIT, release_file=release)
+    handles = await start_locust(lab.supervisor, plan, lab.run_dir)
+    address = handles.metrics["locust"]
+    first = await scrape(address)
+    declared = {(labels["method"], labels["name"], labels["result"])
+                for labels, _ in first["locust_requests_total"]}  # fmt: skip
+    assert declared == {(m, n, r) for m, n in SHOP_ENDPOINTS for r in ("ok", "fail")}
+    assert {value for _, value in first["locust_requests_total"]} == {0}
+    await asyncio.sleep(1.0)
+    assert requests_ok(await scrape(address)) == 0  # held: one scrape is not enough
+    seen: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    final_at = None
+    deadline = time.monotonic() + 30
+    while final_at is None and time.monotonic() < deadline:
+        metrics = await scrape(address)
+        for name, samples in metrics.items():
+            for labels, value in samples:
+                if name.endswith(CUMULATIVE):
+                    seen.setdefault((name, tuple(sorted(labels.items()))), value)
+        if gauge(metrics, "locust_counts_final") == 1:
+            final_at = time.monotonic()
+        await asyncio.sleep(0.1)
+    assert final_at is not None, "locust_counts_final never turned 1"
+    late = {key: value for key, value in seen.items() if value != 0}
+    assert not late, f"series first seen above 0: {late}"
+    assert requests_ok(metrics) > 0
+    failed = [
+        v for labels, v in metrics["locust_failures_total"] if labels["name"] == "/api/payments"
+    ]
+    assert sum(failed) > 0  # born mid-run, first seen at 0 above
+    await asyncio.sleep(1.0)
+    assert handles.main.process.returncode is None, "left before its release"
+    release.touch()
+    assert await handles.wait(timeout_s=20) == 0
+
+
 async def _ok_after(address: tuple[str, int], floor: float) -> float:
     count = requests_ok(await scrape(address))
     return count if count > floor else 0

@@ -31,6 +31,13 @@ def text(url: str) -> str:
         return str(reply.read().decode())
 
 
+def scrape(base: str) -> str:
+    """`base`/metrics as Prometheus sees it from its second scrape on: a series is exposed at 0
+    the first time (targets.fastmetrics.BornAtZeroRegistry), so read twice."""
+    text(f"{base}/metrics")
+    return text(f"{base}/metrics")
+
+
 class Lab:
     """The processes one test started, each killed and reaped by `stop_all`."""
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.workers.procs import Lab, call, counts, metric, text
+from tests.workers.procs import Lab, call, counts, metric, scrape
 from tests.workers.test_pipeline import start_provider, start_queue
 
 pytestmark = pytest.mark.e2e
@@ -32,7 +32,7 @@ def test_sync_payment_answers_after_the_provider_delivered(lab: Lab) -> None:
         status, reply = pay(server)
         assert (status, reply["email"]) == (201, "sent")
         assert call(f"{provider}/delivered")["unique"] == n  # before the payment answered
-    scraped = text(f"{server}/metrics")
+    scraped = scrape(server)
     assert metric(scraped, 'server_emails_total{mode="sync",outcome="sent"}') == 3
 
 
@@ -71,5 +71,5 @@ def test_async_payment_fails_when_the_queue_is_down(lab: Lab, tmp_path: Path) ->
     status, reply = pay(server)
     assert (status, reply["error"]) == (503, "email_failed")
     assert "queue did not answer" in str(reply["detail"])
-    scraped = text(f"{server}/metrics")
+    scraped = scrape(server)
     assert metric(scraped, 'server_emails_total{mode="async",outcome="failed"}') == 1

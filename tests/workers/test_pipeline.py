@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import wait_for
-from tests.workers.procs import ROOT, Lab, call, counts, metric, send, text
+from tests.workers.procs import ROOT, Lab, call, counts, metric, scrape, send
 
 pytestmark = pytest.mark.e2e
 
@@ -52,7 +52,7 @@ def test_two_long_polling_workers_deliver_every_message_once(lab: Lab, tmp_path:
     wait_for(lambda: drained(queue, "emails"), what="an empty queue")
     delivered = call(f"{provider}/delivered")
     assert (delivered["count"], delivered["unique"], delivered["failed"]) == (30, 30, 0)
-    scraped = [text(f"{url}/metrics") for url in workers.values()]
+    scraped = [scrape(url) for url in workers.values()]
     assert sum(metric(s, 'worker_messages_total{outcome="delivered"}') for s in scraped) == 30
     assert sum(metric(s, 'worker_actions_total{action="delete"}') for s in scraped) == 30
     assert all(metric(s, "worker_receive_calls_total") >= 1 for s in scraped)
@@ -120,7 +120,7 @@ def test_the_worker_rate_limit_holds_at_the_provider(lab: Lab, tmp_path: Path) -
         for j in range(i + 1, total):
             # one message of slack: loopback delays may bunch two arrivals together
             assert j - i + 1 <= burst + rate * (times[j] - times[i]) + 1, (i, j, times)
-    assert metric(text(f"{worker}/metrics"), "worker_rate_limit_waits_total") > 0
+    assert metric(scrape(worker), "worker_rate_limit_waits_total") > 0
 
 
 @pytest.mark.parametrize(
