@@ -294,9 +294,13 @@ async def _down_times(
         return []
     matcher = json.dumps("|".join(re.escape(i) for i in instances))
     first = ended - (run.grid()[-1] - run.grid()[0])
-    found = await prometheus.query_range(f"min(up{{instance=~{matcher}}})", first, ended, 1.0)
-    up = {slo.grid_time(t - started): v for s in found for t, v in s.points}
-    return [t for t in run.grid() if up.get(t, 0.0) < 1]
+    found = await prometheus.query_range(f"up{{instance=~{matcher}}}", first, ended, 1.0)
+    up: dict[float, int] = {}  # grid time -> sources up then (a target chaos took out of
+    for series in found:  # the scrape list has no `up` at all: it counts as down)
+        for t, v in series.points:
+            key = slo.grid_time(t - started)
+            up[key] = up.get(key, 0) + (v >= 1)
+    return [t for t in run.grid() if up.get(t, 0) < len(instances)]
 
 
 class _Missing(dict[str, str]):

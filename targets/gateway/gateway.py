@@ -115,6 +115,7 @@ class GatewayMetrics:
         """Series a route will need, from 0 (rate() misses a counter born non-zero)."""
         for code in ("429", "502", "504"):
             self.requests.inc((route, code), 0)
+        self.duration.declare((route,))  # a quantile without traffic is NaN, not "no data"
         for limit in limits:
             for outcome in ("allowed", "delayed", "rejected"):
                 self.limits.inc((route, limit.name, outcome), 0)

@@ -64,6 +64,7 @@ class LbMetrics:
             self.retries.labels(reason)
         for status in (502, 503, 504):
             self.requests.inc(("lb", str(status)), 0)
+        self.duration.declare(("lb",))
 
     def target_added(self, backend: str) -> None:
         """Zero series for a new target's failures (see above)."""
@@ -71,6 +72,7 @@ class LbMetrics:
             self.upstream_errors.labels(backend, reason)
         for status in (500, 502, 503, 504):
             self.requests.inc((backend, str(status)), 0)
+        self.duration.declare((backend,))  # a quantile without traffic is NaN, not "no data"
         self.health_checks.labels(backend, "fail")
 
     def answered_by(self) -> dict[str, int]:

@@ -91,6 +91,8 @@ class ServerMetrics:
         for endpoint in ENDPOINTS:  # failures exist at 0 before the first: rate() sees it
             for code in ("500", "503"):
                 self.requests.inc((endpoint, code), 0)
+            self.duration.declare((endpoint,))  # a quantile without traffic: NaN, not no data
+        self.queue_wait.declare(())
         self.faults = Counter(
             "server_faults_injected_total",
             "Requests that an injected fault changed, by kind (latency, error, hang).",

@@ -70,6 +70,7 @@ class ProviderMetrics:
             registry.register(collector)
         for outcome in ("delivered", "failed"):  # both series exist from the start
             self.deliveries.inc((provider.kind.value, outcome), 0)
+        self.latency.declare((provider.kind.value,))
         Gauge("provider_in_flight", "Sends being processed now.", registry=registry).set_function(
             lambda: provider.in_flight
         )

@@ -182,6 +182,7 @@ class WorkerMetrics:
             registry.register(collector)
         for outcome in ("delivered", "failed"):  # every series exists from the start
             self.messages.inc((outcome,), 0)
+            self.latency.declare((outcome,))
         for verb in (*(v.value for v in Verb), "release"):
             self.actions.inc((verb,), 0)
         for counter in (self.receives, self.empty, self.limit_waits, self.limit_wait_s):
