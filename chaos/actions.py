@@ -42,6 +42,7 @@ class ChaosRequest:
     error_rate: float | None = None
     slots: int | None = None
     cause: str | None = None  # who asked and why (the autoscaler's decision); in the event
+    all: bool = False  # every instance the action can act on, instead of `count` random ones
 
 
 Outcome = tuple[list[str], str]
@@ -64,6 +65,8 @@ async def apply(lab: LabRuntime, request: ChaosRequest) -> Event:
         raise ChaosRefused(404, f"unknown action {request.action!r}", sorted(ACTIONS))
     if request.count < 1:
         raise ChaosRefused(409, f"count must be at least 1 (got {request.count})")
+    if request.all and (request.instance is not None or request.action in ("add", "remove")):
+        raise ChaosRefused(409, "all acts on every instance: not with instance, add or remove")
     service = lab.group(request.service)
     at = time.time()  # when the action began: a drain or a boot takes a while
     names, detail = await fn(lab, service, request)
@@ -80,13 +83,20 @@ def _servers(group: Group, action: str) -> Service:
     return group
 
 
+def _chosen(
+    lab: LabRuntime, group: Group, request: ChaosRequest, states: tuple[str, ...]
+) -> list[Instance]:
+    """The instances `request` names: one by name, `count` at random (seeded), or all."""
+    return lab.pick(group, request.instance, request.count, states, every=request.all)
+
+
 def _names(instances: list[Instance]) -> list[str]:
     return [i.name for i in instances]
 
 
 @action("kill")
 async def kill(lab: LabRuntime, service: Group, request: ChaosRequest) -> Outcome:
-    chosen = lab.pick(service, request.instance, request.count, ALIVE)
+    chosen = _chosen(lab, service, request, ALIVE)
     for instance in chosen:
         instance.child.kill()
         instance.state = "killed"
@@ -96,7 +106,7 @@ async def kill(lab: LabRuntime, service: Group, request: ChaosRequest) -> Outcom
 
 @action("stop")
 async def stop(lab: LabRuntime, service: Group, request: ChaosRequest) -> Outcome:
-    chosen = lab.pick(service, request.instance, request.count, ALIVE)
+    chosen = _chosen(lab, service, request, ALIVE)
     codes = await asyncio.gather(*(_stop(i) for i in chosen))
     return _names(chosen), f"stopped gracefully (exit {', '.join(map(str, codes))})"
 
@@ -109,7 +119,7 @@ async def _stop(instance: Instance) -> int:
 
 @action("pause")
 async def pause(lab: LabRuntime, service: Group, request: ChaosRequest) -> Outcome:
-    chosen = lab.pick(service, request.instance, request.count, RUNNING)
+    chosen = _chosen(lab, service, request, RUNNING)
     for instance in chosen:
         instance.child.pause()
         instance.state = "paused"
@@ -118,7 +128,7 @@ async def pause(lab: LabRuntime, service: Group, request: ChaosRequest) -> Outco
 
 @action("resume")
 async def resume(lab: LabRuntime, service: Group, request: ChaosRequest) -> Outcome:
-    chosen = lab.pick(service, request.instance, request.count, ("paused",))
+    chosen = _chosen(lab, service, request, ("paused",))
     for instance in chosen:
         instance.child.resume()
         instance.state = "running"
@@ -127,7 +137,7 @@ async def resume(lab: LabRuntime, service: Group, request: ChaosRequest) -> Outc
 
 @action("restart")
 async def restart(lab: LabRuntime, service: Group, request: ChaosRequest) -> Outcome:
-    chosen = lab.pick(service, request.instance, request.count, ANY)
+    chosen = _chosen(lab, service, request, ANY)
     before = {i.name: i.state for i in chosen}
     for instance in chosen:
         if instance.child.alive:
@@ -143,7 +153,7 @@ async def resize(lab: LabRuntime, group: Group, request: ChaosRequest) -> Outcom
     service = _servers(group, request.action)
     if request.slots is None or request.slots < 1:
         raise ChaosRefused(409, "resize needs slots >= 1")
-    chosen = lab.pick(service, request.instance, request.count, ALIVE)
+    chosen = _chosen(lab, service, request, ALIVE)
     bigger = replace(service.pool.default, slots=request.slots)
     started = time.monotonic()
     for instance in chosen:
@@ -178,7 +188,7 @@ async def remove(lab: LabRuntime, service: Group, request: ChaosRequest) -> Outc
             f"{service.name} has {live} replicas; removing {request.count} would go below"
             f" min_replicas {floor}",
         )
-    chosen = lab.pick(service, request.instance, request.count, RUNNING)
+    chosen = _chosen(lab, service, request, RUNNING)
     await asyncio.gather(*(_stop(i) for i in chosen))
     return _names(chosen), f"{live} -> {live - request.count} replicas (deregistered, drained)"
 
@@ -188,7 +198,7 @@ async def latency(lab: LabRuntime, group: Group, request: ChaosRequest) -> Outco
     service = _servers(group, request.action)
     if request.latency_ms is None or request.latency_ms < 0:
         raise ChaosRefused(409, "latency needs latency_ms >= 0")
-    chosen = lab.pick(service, request.instance, request.count, RUNNING)
+    chosen = _chosen(lab, service, request, RUNNING)
     for instance in chosen:
         await lab.set_faults(instance, {"latency_ms": request.latency_ms})
     return _names(chosen), f"+{request.latency_ms:g} ms per request"
@@ -200,7 +210,7 @@ async def errors(lab: LabRuntime, group: Group, request: ChaosRequest) -> Outcom
     rate = request.error_rate
     if rate is None or not 0 <= rate <= 1:
         raise ChaosRefused(409, "errors needs error_rate between 0 and 1")
-    chosen = lab.pick(service, request.instance, request.count, RUNNING)
+    chosen = _chosen(lab, service, request, RUNNING)
     for instance in chosen:
         await lab.set_faults(instance, {"error_rate": rate})
     return _names(chosen), f"{rate:.0%} of requests answer 500"

@@ -6,8 +6,8 @@ and the recording rules of harness/rules/lab.rules.yml; tests/dashboards hold it
 every expression against a real Prometheus. Rate windows are 5 s: Prometheus scrapes every 1 s.
 
 Labels: `service`, `role` and `instance` come from the scrape targets (harness/prometheus.py).
-They win over scraped labels of the same name, so the harness's own `service` label
-(harness_chaos_events_total, harness_instances) arrives as `exported_service`.
+They win over scraped labels of the same name; the harness's own scrape target sets no
+`service`, so its metrics (harness_chaos_events_total, harness_instances) keep their own.
 
 Chaos events of the selected services are annotations, from Prometheus and from Grafana's
 store (dashboards/panels.py builds the frame, panels and annotations every dashboard shares).
@@ -57,8 +57,9 @@ SERVICE = 'service=~"$service"'
 """The `service` variable's selector (multi-value and "All" both become a regex)."""
 # Locust names requests by route ("/api/orders/{id}"): the first path segment is the service.
 CLIENT_NAME = 'name=~"/api/$service.*"'
-# Chaos events on the selected services (the harness's `service` label is `exported_service`).
-CHAOS_EVENTS = chaos_events('exported_service=~"$service"')
+# Chaos events on the selected services (the harness's own `service` label: its scrape target
+# sets none).
+CHAOS_EVENTS = chaos_events('service=~"$service"')
 
 
 def _by_client_service(vector: str) -> str:
@@ -407,9 +408,8 @@ def _instances(layout: Layout) -> None:
             "short",
             [
                 (
-                    "sum by (exported_service, state) "
-                    '(harness_instances{exported_service=~"$service"})',
-                    "{{exported_service}} {{state}}",
+                    'sum by (service, state) (harness_instances{service=~"$service"})',
+                    "{{service}} {{state}}",
                 )
             ],
         )

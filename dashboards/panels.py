@@ -44,9 +44,9 @@ CHAOS_PUSHED_ANNOTATION = "Chaos (pushed to Grafana)"
 PROMETHEUS_ANNOTATION_EXTRAS: dict[str, dict[str, Any]] = {
     CHAOS_ANNOTATION: {
         "step": "5s",
-        "titleFormat": "{{action}} {{exported_service}}",
-        "textFormat": "chaos: {{action}} on {{exported_service}} (harness control API)",
-        "tagKeys": "action,exported_service",
+        "titleFormat": "{{action}} {{service}}",
+        "textFormat": "chaos: {{action}} on {{service}} (harness control API)",
+        "tagKeys": "action,service",
         "useValueForTime": False,
     }
 }

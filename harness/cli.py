@@ -45,6 +45,7 @@ def _run_dir(given: Path | None) -> Path:
     return given or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
 
 
+DOWN_TIMEOUT_S = 60.0  # `harness down` waits this long for the lab to drain and stop
 SHOWCASE = Path(__file__).resolve().parents[1] / "chaos" / "scenarios" / "showcase.yaml"
 
 
@@ -133,7 +134,9 @@ def up(
     def ready(info: LabInfo) -> None:
         for name, url in info.urls.items():
             console.print(f"  {name}: {url}")
-        console.print(f"  token: {info.token_file}  (stop with Ctrl-C or `harness down`)")
+        token = info.token_file.absolute()
+        shown = token.relative_to(Path.cwd()) if token.is_relative_to(Path.cwd()) else token
+        console.print(f"  token: {shown}  (stop with Ctrl-C or `harness down`)")
 
     with Live(console=console, auto_refresh=False, transient=True) as screen:
 
@@ -201,9 +204,19 @@ def run_command(
 @app.command()
 def down() -> None:
     """Stop the running lab (the `harness up` process and everything it started)."""
-    info = _lab()
+    try:
+        info = LabInfo.read()
+    except NoLab:
+        console.print("no lab is running")
+        return
     os.kill(info.pid, signal.SIGTERM)
     console.print(f"stopping the lab in {info.run_dir} (pid {info.pid})")
+    deadline = time.monotonic() + DOWN_TIMEOUT_S
+    while info.running() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if info.running():
+        _fail(f"the lab (pid {info.pid}) is still stopping after {DOWN_TIMEOUT_S:g} s")
+    console.print("lab stopped")
 
 
 @app.command()
@@ -222,13 +235,20 @@ def chaos(
     service: Annotated[str, typer.Argument(help="service name, e.g. orders")],
     count: Annotated[int, typer.Option(min=1, max=64, help="how many instances")] = 1,
     instance: Annotated[str | None, typer.Option(help="this instance (default: random)")] = None,
+    every: Annotated[
+        bool, typer.Option("--all", help="every instance it can act on (default: one, random)")
+    ] = False,
     latency_ms: Annotated[float | None, typer.Option(help="for latency")] = None,
     error_rate: Annotated[float | None, typer.Option(help="for errors, 0..1")] = None,
     slots: Annotated[int | None, typer.Option(help="for resize: the new capacity")] = None,
 ) -> None:
     """Apply one chaos action to the running lab."""
+    if action not in ACTION_NAMES:
+        _fail(f"unknown action {action!r}; actions: {', '.join(ACTION_NAMES)}")
     info = _lab()
     payload: dict[str, object] = {"action": action, "service": service, "count": count}
+    if every:
+        payload["all"] = True
     for key, value in (
         ("instance", instance),
         ("latency_ms", latency_ms),

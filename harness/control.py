@@ -2,7 +2,8 @@
 
     GET  /status   every instance: service, role, pid, address, state, load balancer view
     POST /chaos    one action of chaos/actions.py: {"action", "service", "instance"?, "count"?,
-                   "latency_ms"?, "error_rate"?}; 404 names the valid choices, 409 says why not
+                   "all"?, "latency_ms"?, "error_rate"?, "slots"?}; 404 names the valid
+                   choices, 409 says why not, 422 names the field that is wrong
     GET  /events   the event log
     GET  /metrics  harness_chaos_events_total{action,service} and instance counts (no token)
 
@@ -32,7 +33,7 @@ from chaos.actions import ACTIONS, ChaosRequest, apply
 from dashboards.elasticity import CHAOS_TAG
 from dashboards.grafana import GrafanaError, post_annotation
 from harness.runtime import ChaosRefused, Event, LabRuntime
-from targets.asgi import bearer_guard
+from targets.asgi import bearer_guard, control_api
 from targets.fastmetrics import BornAtZeroRegistry, FastCounter
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ class ChaosBody(BaseModel):
     error_rate: float | None = Field(default=None, ge=0, le=1)
     slots: int | None = Field(default=None, ge=1, le=100_000)
     cause: str | None = Field(default=None, max_length=300)  # who asked, e.g. the autoscaler
+    all: bool = False  # every instance in a state the action acts on (not with instance)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,11 +145,10 @@ class Controller:
 
 def control_app(controller: Controller) -> FastAPI:
     lab = controller.lab
-    app = FastAPI(
-        title="rushlab control API",
-        description="Status and chaos for the running lab. Loopback only; bearer token in "
-        "the run folder's control.token.",
-        version="1",
+    app = control_api(
+        "rushlab control API",
+        "Status and chaos for the running lab. Loopback only; bearer token in the run folder's"
+        " control.token.",
     )
 
     guarded = bearer_guard(lab.token, "token from control.token")

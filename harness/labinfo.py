@@ -52,6 +52,10 @@ class LabInfo:
             raise NoLab(f"the lab in {info.run_dir} is not running (pid {info.pid} is gone)")
         return info
 
+    def running(self) -> bool:
+        """Whether the `harness up` process still runs."""
+        return _alive(self.pid)
+
     def write(self, pointer: Path = CURRENT) -> None:
         data = {
             "run_dir": str(self.run_dir),
@@ -87,13 +91,18 @@ class LabInfo:
 
 
 def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, exited and not yet reaped by its parent, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return True  # no /proc here: trust the signal
 
 
 def status_table(status: dict[str, Any]) -> Table:
@@ -131,6 +140,9 @@ def status_table(status: dict[str, Any]) -> Table:
                 f"[{style}]{i['state']}[/]" if style else i["state"], "", "",
             )  # fmt: skip
     for name, provider in status.get("providers", {}).items():
-        table.add_row(name, provider["name"], "provider", str(provider["pid"]), "",
-                      provider["state"], "", "")  # fmt: skip
+        table.add_row(name, provider["name"], "provider", str(provider["pid"]),
+                      provider.get("address") or "", provider["state"], "", "")  # fmt: skip
+    for process in status.get("processes", []):
+        table.add_row(process["name"], process["name"], process["role"], str(process["pid"]),
+                      process.get("address") or "", process["state"], "", "")  # fmt: skip
     return table

@@ -94,7 +94,7 @@ async def _run(
         poison_rate=scenario.load.poison_rate,
         release_file=lab.run_dir / "locust.release",
     )
-    lab.scrape(f"127.0.0.1:{control_port}", service="lab", role="harness")
+    lab.scrape(f"127.0.0.1:{control_port}", role="harness", instance="harness")
     await lab.start_autoscalers(("127.0.0.1", control_port))
     for i, port in enumerate((plan.metrics_port, *plan.worker_metrics_ports)):
         name = "locust" if i == 0 else f"locust-worker-{i}"
@@ -309,13 +309,17 @@ class _Missing(dict[str, str]):
 
 
 def _worst(found: list[Series], started: float, worst: str) -> slo.Series:
-    """One series from several: the worst value at each time, in run time."""
+    """One series from several: the worst value at each time, in run time. A NaN (a quantile
+    without traffic) counts only where no series has a number: it is a value, undefined, not
+    an absence."""
     pick = max if worst == "max" else min
     by_time: dict[float, float] = {}
     for s in found:
         for t, v in s.points:
-            if math.isnan(v):
-                continue
             key = slo.grid_time(t - started)
-            by_time[key] = pick(by_time[key], v) if key in by_time else v
+            held = by_time.get(key)
+            if held is None or math.isnan(held):
+                by_time[key] = v
+            elif not math.isnan(v):
+                by_time[key] = pick(held, v)
     return sorted(by_time.items())

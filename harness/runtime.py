@@ -462,9 +462,16 @@ class LabRuntime:
         return [*self.services.values(), *self.pools.values()]
 
     def pick(
-        self, service: Group, instance: str | None, count: int, states: tuple[str, ...]
+        self,
+        service: Group,
+        instance: str | None,
+        count: int,
+        states: tuple[str, ...],
+        *,
+        every: bool = False,
     ) -> list[Instance]:
-        """The named instance, or `count` random ones (seeded) among those in `states`."""
+        """The named instance, or `count` random ones (seeded) among those in `states`, or
+        with `every` all of those (at least one)."""
         if instance is not None:
             found = service.instances.get(instance)
             if found is None:
@@ -479,6 +486,8 @@ class LabRuntime:
         candidates = sorted(
             (i for i in service.instances.values() if i.state in states), key=lambda i: i.name
         )
+        if every and candidates:
+            return candidates
         if len(candidates) < count:
             raise ChaosRefused(
                 409,
@@ -571,11 +580,23 @@ class LabRuntime:
             for pool in self.pools.values()
         }
         providers = {name: _process(child) for name, child in self.providers.items()}
+        shown = {
+            *(service.pool.lb.pid for service in self.services.values()),
+            *(i.child.pid for group in self.groups() for i in group.instances.values()),
+            *(child.pid for child in self.autoscalers.values()),
+            *(child.pid for child in self.providers.values()),
+        }
+        others = [  # the gateway, DNS, Prometheus, Locust: every other process the lab started
+            {**_described(child), "role": child.role}
+            for child in self.supervisor.children.values()
+            if child.pid not in shown
+        ]
         return {
             "started_at": self.started_at,
             "services": services,
             "pools": pools,
             "providers": providers,
+            "processes": others,
         }
 
 
@@ -586,6 +607,13 @@ def _number(name: str) -> int:
 
 
 def _process(child: Child | None) -> dict[str, Any] | None:
-    if child is None:
-        return None
-    return {"name": child.name, "pid": child.pid, "state": "running" if child.alive else "exited"}
+    return None if child is None else _described(child)
+
+
+def _described(child: Child) -> dict[str, Any]:
+    return {
+        "name": child.name,
+        "pid": child.pid,
+        "address": child.ready.get("address"),
+        "state": "running" if child.alive else "exited",
+    }

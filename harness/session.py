@@ -74,7 +74,7 @@ async def run_session(
         await lab.wait_healthy()
         controller = Controller(lab, grafana)
         control = await asgi.start(control_app(controller), "127.0.0.1", control_port)
-        lab.scrape(f"127.0.0.1:{control.port}", service="lab", role="harness")
+        lab.scrape(f"127.0.0.1:{control.port}", role="harness", instance="harness")
         await lab.start_autoscalers(("127.0.0.1", control.port))
         urls = {"control": f"http://127.0.0.1:{control.port}/docs"}
         for name, service in lab.services.items():

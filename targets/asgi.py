@@ -1,7 +1,12 @@
-"""Serving an ASGI app (a FastAPI control plane) with uvicorn inside a running event loop.
+"""Control planes: a FastAPI app as every service builds it, served with uvicorn inside a
+running event loop.
 
-The process's signals stay with its owner (a target's `wait_for_stop`, the harness CLI), not
-uvicorn's; `start` returns once the socket is bound, with the port it got.
+`control_api` is the FastAPI app every control plane starts from: its `/docs` page serves
+Swagger UI from the swagger-ui-bundle package (no CDN: it works offline), and a request that
+fails validation is a 422 whose `detail` is one readable sentence naming each field ("unknown
+action 'foo'; actions: add, clear, ..."), not pydantic's list. The process's signals stay with
+its owner (a target's `wait_for_stop`, the harness CLI), not uvicorn's; `start` returns once
+the socket is bound, with the port it got.
 """
 
 from __future__ import annotations
@@ -13,8 +18,55 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import swagger_ui_bundle  # type: ignore[import-untyped]  # (ships no type hints)
 import uvicorn
-from fastapi import Depends, Header, HTTPException
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+DOCS_ASSETS = "/docs/assets"
+
+
+def control_api(title: str, description: str = "", version: str = "1") -> FastAPI:
+    """A FastAPI app with offline Swagger UI at /docs and readable validation errors."""
+    app = FastAPI(
+        title=title, description=description, version=version, docs_url=None, redoc_url=None
+    )
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), "docs")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{title} - docs",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": readable(exc.errors())}, status_code=422)
+
+    return app
+
+
+def readable(errors: Any) -> str:
+    """Pydantic's validation errors as one sentence: `field: problem; field: problem`."""
+    parts = []
+    for error in errors:
+        where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query"))
+        if error.get("type") == "literal_error":
+            expected = error.get("ctx", {}).get("expected", "")
+            choices = ", ".join(
+                sorted(c.strip(" '") for c in expected.replace(" or ", ",").split(","))
+            )
+            parts.append(f"unknown {where} {error.get('input')!r}; {where}s: {choices}")
+        else:
+            parts.append(f"{where or 'body'}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts)
 
 
 class _Embedded(uvicorn.Server):

@@ -21,7 +21,7 @@ from fastapi import FastAPI, HTTPException, Request, Response
 from prometheus_client import generate_latest
 from pydantic import BaseModel
 
-from targets.asgi import AUTH_ERRORS, bearer_guard
+from targets.asgi import AUTH_ERRORS, bearer_guard, control_api
 from targets.dns.core import ZoneError, record_from_json
 from targets.dns.server import DnsServer
 
@@ -62,10 +62,9 @@ class HealthCheckOut(BaseModel):
 
 
 def control_app(server: DnsServer, token: str | None) -> FastAPI:
-    app = FastAPI(
-        title="DNS control API",
-        description="Records and health checks of one authoritative zone (Route 53 routing).",
-        version="1",
+    app = control_api(
+        "DNS control API",
+        "Records and health checks of one authoritative zone (Route 53 routing).",
     )
     zone = server.zone
 

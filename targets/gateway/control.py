@@ -11,13 +11,13 @@ from typing import Any
 from fastapi import FastAPI, Response
 from prometheus_client import generate_latest
 
-from targets.asgi import AUTH_ERRORS, bearer_guard
+from targets.asgi import AUTH_ERRORS, bearer_guard, control_api
 from targets.gateway.config import config_to_json
 from targets.gateway.gateway import Gateway
 
 
 def control_app(gateway: Gateway, token: str | None) -> FastAPI:
-    app = FastAPI(title=f"{gateway.config.name} control API", version="1")
+    app = control_api(f"{gateway.config.name} control API")
 
     @app.get("/health")
     async def health() -> dict[str, str]:

@@ -14,7 +14,7 @@ from fastapi import FastAPI, HTTPException, Path, Response
 from prometheus_client import generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
-from targets.asgi import AUTH_ERRORS, bearer_guard
+from targets.asgi import AUTH_ERRORS, bearer_guard, control_api
 from targets.lb.balancer import LoadBalancer
 from targets.lb.core import ConfigError, Target
 
@@ -78,10 +78,9 @@ def _is_loopback(host: str) -> bool:
 
 
 def control_app(lb: LoadBalancer, token: str | None, allow_remote: bool = False) -> FastAPI:
-    app = FastAPI(
-        title=f"{lb.config.name} control API",
-        description="Targets of one elastic load balancer (ALB target-group semantics).",
-        version="1",
+    app = control_api(
+        f"{lb.config.name} control API",
+        "Targets of one elastic load balancer (ALB target-group semantics).",
     )
 
     guarded = bearer_guard(token)

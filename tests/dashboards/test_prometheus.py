@@ -107,7 +107,9 @@ async def test_every_panel_has_data_on_a_running_lab(tmp_path: Path) -> None:
         try:
             await lab.start_autoscalers(("127.0.0.1", control.port))
             lab.extra_targets.append(
-                ScrapeTarget(f"127.0.0.1:{control.port}", {"service": "lab", "role": "harness"})
+                ScrapeTarget(
+                    f"127.0.0.1:{control.port}", {"role": "harness", "instance": "harness"}
+                )
             )
             prometheus = Prometheus(lab.run_dir, free_port())
             prometheus.write_config([LAB_RULES])
@@ -161,4 +163,4 @@ async def test_every_panel_has_data_on_a_running_lab(tmp_path: Path) -> None:
     marked = [(t, s.labels) for s in marks for t, v in s.points if v > 0 and t >= event.at - 1]
     assert marked, "the chaos annotation did not mark the kill"
     assert all(labels.get("action") == "kill" for _, labels in marked)
-    assert all(labels.get("exported_service") == KILLED for _, labels in marked)
+    assert all(labels.get("service") == KILLED for _, labels in marked)

@@ -52,11 +52,22 @@ def test_validate_names_file_line_and_field(tmp_path: Path) -> None:
 
 
 def test_commands_without_a_running_lab_say_so(tmp_path: Path) -> None:
-    """status, chaos and down exit 2 with a clear line when no lab runs."""
-    for args in (("status",), ("chaos", "kill", "orders"), ("down",)):
+    """status and chaos exit 2 with a clear line when no lab runs; down has nothing to do."""
+    for args in (("status",), ("chaos", "kill", "orders")):
         result = harness(*args, cwd=tmp_path)
         assert result.returncode == 2
         assert "no running lab" in result.stdout
+    down = harness("down", cwd=tmp_path)
+    assert (down.returncode, down.stdout.strip()) == (0, "no lab is running")
+
+
+def test_an_unknown_chaos_action_names_the_valid_ones(tmp_path: Path) -> None:
+    """`harness chaos foo orders` says which actions exist, in one line, exit 2."""
+    result = harness("chaos", "foo", "orders", cwd=tmp_path)
+    assert result.returncode == 2
+    assert (
+        result.stdout.strip() == f"error: unknown action 'foo'; actions: {', '.join(ACTION_NAMES)}"
+    )
 
 
 @pytest.mark.e2e

@@ -210,3 +210,27 @@ async def test_resize_restarts_the_instance_with_its_new_capacity(api: Api) -> N
     await api.lab.wait_healthy()
     refused = await api.chaos(action="resize", service="orders", instance="orders-2")
     assert refused.status_code == 409  # no slots given
+
+
+async def test_all_acts_on_every_instance_the_action_can_act_on(api: Api) -> None:
+    """`all` pauses every running instance and resumes every paused one; with an instance,
+    or for add and remove, it is refused."""
+    paused = await api.chaos(action="pause", service="orders", all=True)
+    assert paused.status_code == 200, paused.text
+    assert paused.json()["event"]["instances"] == ["orders-1", "orders-2"]
+    both = await api.chaos(action="pause", service="orders", instance="orders-1", all=True)
+    assert both.status_code == 409
+    assert (await api.chaos(action="remove", service="orders", all=True)).status_code == 409
+    resumed = await api.chaos(action="resume", service="orders", all=True)
+    assert resumed.json()["event"]["instances"] == ["orders-1", "orders-2"]
+    assert {i["state"] for i in (await api.instances()).values()} == {"running"}
+
+
+async def test_a_malformed_request_is_one_readable_sentence(api: Api) -> None:
+    """A request that fails validation answers 422 naming the field and the valid values."""
+    reply = await api.chaos(action="foo", service="orders", count=0)
+    assert reply.status_code == 422
+    assert reply.json()["detail"] == (
+        "unknown action 'foo'; actions: add, clear, errors, kill, latency, pause, remove,"
+        " resize, restart, resume, stop; count: Input should be greater than or equal to 1"
+    )
