@@ -29,7 +29,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from chaos.actions import ChaosRequest
@@ -223,17 +223,17 @@ async def _judge(  # noqa: PLR0917 - the run's facts, gathered by _run
     problems: list[str],
 ) -> RunResult:
     run = slo.Run(ended - started)
-    first = ended - (run.grid()[-1] - run.grid()[0])  # the grid's first point, unix time
 
     async def on_grid(expr: str) -> list[Series]:
-        return await prometheus.query_range(expr, first, ended, step=1.0)
+        """`expr` at the run's grid points (unix time: `started` + each run time)."""
+        return await prometheus.query_range(expr, started + run.grid()[0], ended, step=1.0)
 
     async def series(expr: str, worst: str = "max") -> slo.Series:
         return _worst(await on_grid(expr), started, worst)
 
     data = {s.expr: await series(s.expr, "max" if s.op == "<=" else "min") for s in scenario.slos}
     down = {
-        s.expr: await _down_times(s.expr, prometheus, run, started, ended) for s in scenario.slos
+        s.expr: await _down_times(s.expr, prometheus, on_grid, run, started) for s in scenario.slos
     }
     verdicts = slo.evaluate(scenario.slos, data, events, run, down)
     scrape_up = {}
@@ -277,7 +277,11 @@ async def _judge(  # noqa: PLR0917 - the run's facts, gathered by _run
 
 
 async def _down_times(
-    expr: str, prometheus: Prometheus, run: slo.Run, started: float, ended: float
+    expr: str,
+    prometheus: Prometheus,
+    on_grid: Callable[[str], Awaitable[list[Series]]],
+    run: slo.Run,
+    started: float,
 ) -> list[float]:
     """The grid times at which a scrape target that exported a metric `expr` reads (during
     the run) was down: killed, paused, or not yet back."""
@@ -287,14 +291,13 @@ async def _down_times(
     selector = "{__name__=~" + json.dumps("|".join(re.escape(n) for n in names)) + "}"
     span = f"{math.ceil(run.duration_s) + 2}s"
     sources = await prometheus.query(
-        f"count by (instance) (last_over_time({selector}[{span}]))", at=ended
+        f"count by (instance) (last_over_time({selector}[{span}]))", at=started + run.duration_s
     )
     instances = sorted(s.labels["instance"] for s in sources if "instance" in s.labels)
     if not instances:
         return []
     matcher = json.dumps("|".join(re.escape(i) for i in instances))
-    first = ended - (run.grid()[-1] - run.grid()[0])
-    found = await prometheus.query_range(f"up{{instance=~{matcher}}}", first, ended, 1.0)
+    found = await on_grid(f"up{{instance=~{matcher}}}")
     up: dict[float, int] = {}  # grid time -> sources up then (a target chaos took out of
     for series in found:  # the scrape list has no `up` at all: it counts as down)
         for t, v in series.points:
