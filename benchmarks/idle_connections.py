@@ -3,7 +3,7 @@
 Goal (from the issue): 5,000 idle keep-alive connections cost the LB process less than 100 MB
 resident memory (VmRSS), all included.
 
-One app server (fastest mode) registers itself with the LB (`--register-with`). Once it is
+One app server (fastest mode) registers itself with the LB (`--lb-control`). Once it is
 healthy, the LB's VmRSS is read (`lb_rss_mb_before`), then this process opens 5,000 TCP
 connections to the LB's data port (at most `OPEN_CONCURRENCY` at a time), sends
 `GET /api/orders/1 HTTP/1.1` on each and reads the whole 200 response, then leaves every
@@ -156,7 +156,7 @@ def run(connections: int = CONNECTIONS) -> dict[str, Any]:
             PYTHON,
             "-m",
             "targets.server",
-            "--instance-id",
+            "--name",
             "idle-1",
             "--service-ms",
             "0",
@@ -164,7 +164,7 @@ def run(connections: int = CONNECTIONS) -> dict[str, Any]:
             "10000",
             "--backlog",
             "10000",
-            "--register-with",
+            "--lb-control",
             lb.ready["control"],
         ]
         group.spawn("server", server_argv)

@@ -44,7 +44,7 @@ def start_server(group: ProcessGroup, cpu: int | None) -> Contender:
         PYTHON,
         "-m",
         "targets.server",
-        "--instance-id",
+        "--name",
         "bench-1",
         "--service-ms",
         "0",

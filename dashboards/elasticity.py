@@ -26,7 +26,6 @@ from dashboards.panels import (
     CHAOS_TAG,
     DATASOURCE,
     PROMETHEUS_ANNOTATION_EXTRAS,
-    RATE,
     Layout,
     Target,
     chaos_events,
@@ -38,6 +37,8 @@ from dashboards.panels import (
     single,
     to_json,
 )
+from harness.components import gateway
+from harness.promql import RATE
 
 __all__ = [
     "CHAOS_ANNOTATION",
@@ -242,12 +243,7 @@ def _gateway(layout: Layout) -> None:
             " the upstream's, or the gateway's own 429 (rate limited), 502 (upstream refused)"
             " and 504 (the route's timeout).",
             "reqps",
-            [
-                (
-                    f"sum by (route, code) (rate(gateway_requests_total[{RATE}])) > 0",
-                    "{{route}} {{code}}",
-                )
-            ],
+            [(gateway.requests_by_route(), "{{route}} {{code}}")],
             width=8,
         )
     )
@@ -259,8 +255,7 @@ def _gateway(layout: Layout) -> None:
             "reqps",
             [
                 (
-                    "sum by (route, limit, outcome) "
-                    f"(rate(gateway_limiter_decisions_total[{RATE}]))",
+                    gateway.limiter_decisions("route, limit, outcome"),
                     "{{route}} {{limit}} {{outcome}}",
                 )
             ],
@@ -272,13 +267,7 @@ def _gateway(layout: Layout) -> None:
             "Gateway: p95 latency by route",
             "Request in to response out at the gateway, limiter delays included.",
             "s",
-            [
-                (
-                    "histogram_quantile(0.95, sum by (route, le) "
-                    f"(rate(gateway_request_duration_seconds_bucket[{RATE}])))",
-                    "{{route}}",
-                )
-            ],
+            [(gateway.p95_by_route(), "{{route}}")],
             width=8,
         )
     )

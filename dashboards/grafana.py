@@ -19,11 +19,9 @@ from urllib.parse import urlsplit
 
 import httpx2
 
+from harness.errors import GrafanaError
+
 TIMEOUT_S = 10.0
-
-
-class GrafanaError(Exception):
-    """Grafana could not be reached, or refused the call; the message says which and why."""
 
 
 async def post_annotation(

@@ -31,9 +31,10 @@ from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as models
 from grafana_foundation_sdk.models import prometheus as prometheus_models
 
+from harness.promql import RATE
+
 DATASOURCE = models.DataSourceRef(type_val="prometheus", uid="${datasource}")
 GRAFANA = models.DataSourceRef(type_val="grafana", uid="-- Grafana --")
-RATE = "5s"
 
 CHAOS_TAG = "chaos"
 """Tag of the annotations the harness pushes to Grafana; the dashboards show those tagged so."""

@@ -26,7 +26,6 @@ from grafana_foundation_sdk.builders import dashboard as builders
 from grafana_foundation_sdk.models import dashboard as models
 
 from dashboards.panels import (
-    RATE,
     Layout,
     chaos_events,
     dashboard,
@@ -35,6 +34,7 @@ from dashboards.panels import (
     series,
     single,
 )
+from harness.promql import RATE
 
 UID = "rushlab-queues"
 TITLE = "Queues"

@@ -1,5 +1,10 @@
 """The `harness` command line. The one place that turns errors into exit codes:
 0 success, 1 the run showed a failure it was asked to catch, 2 bad input or a broken lab.
+
+Every command runs inside `_errors()`, which maps the harness's error tree (harness/errors.py)
+to what the user sees: an `InputError` prints its problem lines, any other `RushlabError` (a
+`LabError`: a process that did not start, Prometheus, no lab) and the OS's own `OSError` and
+`TimeoutError` print one `error:` line; all exit 2.
 """
 
 from __future__ import annotations
@@ -7,25 +12,26 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from harness.errors import InputError
-from harness.labinfo import LabInfo, NoLab, status_table
+from chaos.vocabulary import NAMES, PARAMS
+from harness.errors import InputError, LabError, NoLab, RushlabError
+from harness.labinfo import LabInfo, status_table
 from targets.http.loop import run
 
 if TYPE_CHECKING:
-    from harness.topology import Topology
+    pass
 
 # Commands import what they need when they run: `harness chaos` must answer in a blink, not
 # after loading FastAPI, pydantic models, the Grafana SDK and the whole lab.
-ACTION_NAMES = ("kill", "stop", "pause", "resume", "restart", "resize", "add", "remove",
-                "latency", "errors", "clear")  # fmt: skip
 
 app = typer.Typer(
     name="harness",
@@ -33,7 +39,11 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console()
+
+
+def _say(*objects: object, **options: Any) -> None:
+    """Print to the terminal (a Console per call: no module-level state)."""
+    Console().print(*objects, **options)
 
 
 @app.callback()
@@ -68,15 +78,12 @@ def demo(
 
 def _quick_demo(folder: Path) -> None:
     from harness.demo import DemoSettings, render, run_demo
-    from harness.supervisor import StartError
 
     settings = DemoSettings()
-    console.print(f"starting a load balancer and {settings.servers} servers; logs in {folder}/")
-    try:
+    _say(f"starting a load balancer and {settings.servers} servers; logs in {folder}/")
+    with _errors():
         result = run(run_demo(settings, folder))
-    except (StartError, TimeoutError) as exc:
-        _fail(str(exc))
-    console.print(render(result))
+    _say(render(result))
 
 
 @app.command()
@@ -108,17 +115,16 @@ def up(
 ) -> None:
     """Start the lab in the foreground; Ctrl-C (or `harness down`) stops every process."""
     from harness.control import Grafana
-    from harness.prometheus import PrometheusError, find_binary
+    from harness.prometheus import find_binary
     from harness.session import Extra, run_session, with_locust, with_prometheus
-    from harness.supervisor import StartError
+    from harness.topology import load_topology
 
-    spec = _load_topology(topology)
+    with _errors():
+        spec = load_topology(topology)
+        if prometheus:
+            find_binary("prometheus")
     extras: list[Extra] = []
     if prometheus:
-        try:
-            find_binary("prometheus")
-        except PrometheusError as exc:
-            _fail(str(exc))
         extras.append(with_prometheus)
     if locust:
         extras.append(with_locust(load_workers, swarm_limit_s))
@@ -129,22 +135,22 @@ def up(
             _fail("--grafana-url needs a service-account token in RUSHLAB_GRAFANA_TOKEN")
         grafana = Grafana(grafana_url.rstrip("/"), token)
     folder = _run_dir(run_dir)
-    console.print(f"starting topology {spec.name!r}; logs in {folder}/", style="bold")
+    _say(f"starting topology {spec.name!r}; logs in {folder}/", style="bold")
 
     def ready(info: LabInfo) -> None:
         for name, url in info.urls.items():
-            console.print(f"  {name}: {url}")
+            _say(f"  {name}: {url}")
         token = info.token_file.absolute()
         shown = token.relative_to(Path.cwd()) if token.is_relative_to(Path.cwd()) else token
-        console.print(f"  token: {shown}  (stop with Ctrl-C or `harness down`)")
+        _say(f"  token: {shown}  (stop with Ctrl-C or `harness down`)")
 
-    with Live(console=console, auto_refresh=False, transient=True) as screen:
+    with Live(console=Console(), auto_refresh=False, transient=True) as screen:
 
         def show(table: Table) -> None:
             if live:
                 screen.update(table, refresh=True)
 
-        try:
+        with _errors():
             run(
                 run_session(
                     spec,
@@ -156,10 +162,7 @@ def up(
                     grafana=grafana,
                 )
             )
-        except (StartError, TimeoutError, OSError) as exc:
-            console.print(f"error: {exc}", style="red")
-            raise typer.Exit(2) from None
-    console.print("lab stopped", style="bold")
+    _say("lab stopped", style="bold")
 
 
 @app.command("run")
@@ -173,31 +176,25 @@ def run_command(
     ] = None,
 ) -> None:
     """Run a scenario headless and judge its SLOs: exit 0 pass, 1 violated, 2 invalid run."""
-    from harness.prometheus import PrometheusError, find_binary
+    from harness.prometheus import find_binary
     from harness.report import render_summary, write_reports
     from harness.runner import run_scenario
     from harness.scenario import load_scenario
-    from harness.supervisor import StartError
 
-    try:
+    with _errors():
         scenario = load_scenario(scenario_file)
         find_binary("prometheus")
-    except InputError as exc:
-        for line in exc.problems:
-            console.print(line, style="red", highlight=False)
-        raise typer.Exit(2) from None
-    except PrometheusError as exc:
-        _fail(str(exc))
     folder = _run_dir(run_dir)
     reports = report or folder / "report"
-    console.print(f"scenario {scenario.name!r}: {scenario.description}", style="bold")
-    try:
-        result = run(run_scenario(scenario, folder, progress=console.print))
-    except (StartError, TimeoutError, OSError, PrometheusError) as exc:
-        _fail(f"the run broke: {exc} (logs in {folder}/)")
+    _say(f"scenario {scenario.name!r}: {scenario.description}", style="bold")
+    with _errors("the run broke: "):
+        try:
+            result = run(run_scenario(scenario, folder, progress=_say))
+        except LabError as exc:
+            raise LabError(f"{exc} (logs in {folder}/)") from exc
     paths = write_reports(result, reports)
-    console.print(render_summary(result), highlight=False)
-    console.print(f"reports: {', '.join(str(p) for p in paths.values())}")
+    _say(render_summary(result), highlight=False)
+    _say(f"reports: {', '.join(str(p) for p in paths.values())}")
     raise typer.Exit(result.exit_code)
 
 
@@ -207,57 +204,56 @@ def down() -> None:
     try:
         info = LabInfo.read()
     except NoLab:
-        console.print("no lab is running")
+        _say("no lab is running")
         return
     os.kill(info.pid, signal.SIGTERM)
-    console.print(f"stopping the lab in {info.run_dir} (pid {info.pid})")
+    _say(f"stopping the lab in {info.run_dir} (pid {info.pid})")
     deadline = time.monotonic() + DOWN_TIMEOUT_S
     while info.running() and time.monotonic() < deadline:
         time.sleep(0.1)
     if info.running():
         _fail(f"the lab (pid {info.pid}) is still stopping after {DOWN_TIMEOUT_S:g} s")
-    console.print("lab stopped")
+    _say("lab stopped")
 
 
 @app.command()
 def status() -> None:
     """Every instance of the running lab: pid, address, state, load balancer view."""
-    info = _lab()
-    code, body = run(info.call("GET", "/status"))
+    with _errors():
+        info = LabInfo.read()
+        code, body = run(info.call("GET", "/status"))
     if code != 200:
         _fail(f"control API answered {code}: {body}")
-    console.print(status_table(body))
+    _say(status_table(body))
 
 
 @app.command()
 def chaos(
-    action: Annotated[str, typer.Argument(help=f"one of: {', '.join(ACTION_NAMES)}")],
+    action: Annotated[str, typer.Argument(help=f"one of: {', '.join(NAMES)}")],
     service: Annotated[str, typer.Argument(help="service name, e.g. orders")],
     count: Annotated[int, typer.Option(min=1, max=64, help="how many instances")] = 1,
     instance: Annotated[str | None, typer.Option(help="this instance (default: random)")] = None,
     every: Annotated[
         bool, typer.Option("--all", help="every instance it can act on (default: one, random)")
     ] = False,
-    latency_ms: Annotated[float | None, typer.Option(help="for latency")] = None,
-    error_rate: Annotated[float | None, typer.Option(help="for errors, 0..1")] = None,
-    slots: Annotated[int | None, typer.Option(help="for resize: the new capacity")] = None,
+    latency_ms: Annotated[float | None, typer.Option(help=PARAMS["latency_ms"].help)] = None,
+    error_rate: Annotated[float | None, typer.Option(help=PARAMS["error_rate"].help)] = None,
+    slots: Annotated[int | None, typer.Option(help=PARAMS["slots"].help)] = None,
 ) -> None:
-    """Apply one chaos action to the running lab."""
-    if action not in ACTION_NAMES:
-        _fail(f"unknown action {action!r}; actions: {', '.join(ACTION_NAMES)}")
-    info = _lab()
+    """Apply one chaos action to the running lab (its parameters: chaos/vocabulary.py)."""
+    if action not in NAMES:
+        _fail(f"unknown action {action!r}; actions: {', '.join(NAMES)}")
+    given = {"latency_ms": latency_ms, "error_rate": error_rate, "slots": slots}
+    assert set(given) == set(PARAMS), "an option per parameter of the vocabulary"
     payload: dict[str, object] = {"action": action, "service": service, "count": count}
     if every:
         payload["all"] = True
-    for key, value in (
-        ("instance", instance),
-        ("latency_ms", latency_ms),
-        ("error_rate", error_rate),
-        ("slots", slots),
-    ):
-        if value is not None:
-            payload[key] = value
-    code, body = run(info.call("POST", "/chaos", payload))
+    if instance is not None:
+        payload["instance"] = instance
+    payload |= {name: value for name, value in given.items() if value is not None}
+    with _errors():
+        info = LabInfo.read()
+        code, body = run(info.call("POST", "/chaos", payload))
     if code != 200:
         detail = body.get("detail") if isinstance(body, dict) else body
         choices = body.get("choices") if isinstance(body, dict) else None
@@ -265,9 +261,7 @@ def chaos(
             f"{action} {service}: {detail}" + (f" (valid: {', '.join(choices)})" if choices else "")
         )
     event = body["event"]
-    console.print(
-        f"{event['action']} {event['service']} {', '.join(event['instances'])}: {event['detail']}"
-    )
+    _say(f"{event['action']} {event['service']} {', '.join(event['instances'])}: {event['detail']}")
 
 
 @app.command()
@@ -275,23 +269,18 @@ def validate(
     file: Annotated[Path, typer.Argument(help="a topology or scenario file")],
 ) -> None:
     """Check a topology or scenario file; errors name file:line:col and the field."""
-    from harness.topology import Topology
-    from harness.yamlfile import validate as validate_yaml
+    from harness.scenario import load_scenario
+    from harness.topology import load_topology
+    from harness.yamlfile import read_yaml
 
-    data = _read(file)
-    kind = "topology" if isinstance(data, dict) and "services" in data else "scenario"
-    try:
+    with _errors():
+        data = read_yaml(file)
+        kind = "topology" if isinstance(data, dict) and "services" in data else "scenario"
         if kind == "topology":
-            validate_yaml(data, Topology, file)
+            load_topology(file)
         else:
-            from harness.scenario import load_scenario
-
             load_scenario(file)
-    except InputError as exc:
-        for line in exc.problems:
-            console.print(line, style="red", highlight=False)
-        raise typer.Exit(2) from None
-    console.print(f"{file}: a valid {kind}")
+    _say(f"{file}: a valid {kind}")
 
 
 dashboards_app = typer.Typer(help="Grafana dashboards as code.", no_args_is_help=True)
@@ -306,40 +295,24 @@ def dashboards_build(
     from dashboards.build import GENERATED, write_all
 
     for path in write_all(out or GENERATED):
-        console.print(f"wrote {path}")
+        _say(f"wrote {path}")
 
 
-def _load_topology(path: Path | None) -> Topology:
-    from harness.topology import load_topology
-
+@contextmanager
+def _errors(context: str = "") -> Iterator[None]:
+    """Errors as the user sees them (see the module docstring); `context` leads the line."""
     try:
-        return load_topology(path)
+        yield
     except InputError as exc:
         for line in exc.problems:
-            console.print(line, style="red", highlight=False)
+            _say(line, style="red", highlight=False)
         raise typer.Exit(2) from None
-
-
-def _read(path: Path) -> object:
-    from harness.yamlfile import read_yaml
-
-    try:
-        return read_yaml(path)
-    except InputError as exc:
-        _fail(str(exc))
-        raise
-
-
-def _lab() -> LabInfo:
-    try:
-        return LabInfo.read()
-    except NoLab as exc:
-        _fail(str(exc))
-        raise
+    except (RushlabError, OSError, TimeoutError) as exc:
+        _fail(f"{context}{exc}")
 
 
 def _fail(message: str) -> NoReturn:
-    console.print(f"error: {message}", style="red", highlight=False)
+    _say(f"error: {message}", style="red", highlight=False)
     raise typer.Exit(2)
 
 

@@ -27,12 +27,14 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from chaos.actions import ACTIONS, ChaosRequest, apply
+from chaos.actions import ChaosRequest, apply
+from chaos.vocabulary import NAMES, PARAMS, as_json
 from dashboards.elasticity import CHAOS_TAG
-from dashboards.grafana import GrafanaError, post_annotation
-from harness.runtime import ChaosRefused, Event, LabRuntime
+from dashboards.grafana import post_annotation
+from harness.errors import ChaosRefused, GrafanaError
+from harness.runtime import Event, LabRuntime
 from targets.asgi import bearer_guard, control_api
 from targets.fastmetrics import BornAtZeroRegistry, FastCounter
 
@@ -78,20 +80,36 @@ class InstanceCollector(Collector):
         yield family
 
 
-class ChaosBody(BaseModel):
+class _ChaosFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    action: Literal[
-        "kill", "stop", "pause", "resume", "restart", "resize", "add", "remove", "latency",
-        "errors", "clear",
-    ]  # fmt: skip
+    action: str  # one of the vocabulary's names (the model below narrows it)
     service: str = Field(min_length=1, max_length=64)
     instance: str | None = Field(default=None, max_length=64)
     count: int = Field(default=1, ge=1, le=64)
-    latency_ms: float | None = Field(default=None, ge=0, le=600_000)
-    error_rate: float | None = Field(default=None, ge=0, le=1)
-    slots: int | None = Field(default=None, ge=1, le=100_000)
     cause: str | None = Field(default=None, max_length=300)  # who asked, e.g. the autoscaler
     all: bool = False  # every instance in a state the action acts on (not with instance)
+
+    def request(self) -> ChaosRequest:
+        fields = self.model_dump(exclude=set(PARAMS))
+        params = {name: value for name, value in self.model_dump(include=set(PARAMS)).items()}
+        return ChaosRequest(**fields, params={k: v for k, v in params.items() if v is not None})
+
+
+def _body_model() -> type[_ChaosFields]:
+    """`POST /chaos`'s body: the action by name, every parameter of the vocabulary optional
+    (chaos/actions.py checks which the action needs)."""
+    params: dict[str, Any] = {
+        p.name: (p.type | None, Field(default=None, description=p.help, **p.bounds()))
+        for p in PARAMS.values()
+    }
+    names: Any = Literal[NAMES]
+    model: type[_ChaosFields] = create_model(
+        "ChaosBody", __base__=_ChaosFields, action=(names, ...), **params
+    )
+    return model
+
+
+ChaosBody = _body_model()
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,8 +181,8 @@ def control_app(controller: Controller) -> FastAPI:
         return await lab.status()
 
     @app.post("/chaos", dependencies=guarded, responses=refusals)
-    async def chaos(body: ChaosBody) -> dict[str, Any]:
-        request = ChaosRequest(**body.model_dump())
+    async def chaos(body: ChaosBody) -> dict[str, Any]:  # type: ignore[valid-type]
+        request = body.request()  # type: ignore[attr-defined]
         try:
             event = await controller.chaos(request)
         except ChaosRefused as exc:
@@ -178,8 +196,10 @@ def control_app(controller: Controller) -> FastAPI:
         return {"events": [e.as_dict() for e in controller.events.events]}
 
     @app.get("/actions")
-    async def actions() -> dict[str, list[str]]:
-        return {"actions": sorted(ACTIONS)}
+    async def actions() -> dict[str, Any]:
+        """The chaos vocabulary: each action, the states it picks from and leaves, the kinds
+        it applies to and its parameters (the chaos page builds its buttons from it)."""
+        return {"actions": as_json()}
 
     @app.get("/metrics", response_class=Response)
     async def metrics() -> Response:

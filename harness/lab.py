@@ -1,8 +1,8 @@
 """One service of the lab as real processes: a load balancer and the servers behind it.
 
 `start_lab` boots the load balancer, then N servers, each told to register with it after boot.
-`harness/runtime.py` runs one of these per service of a topology; the demo and the end-to-end
-tests use one directly.
+`harness/components/services.py` runs one of these per service of a topology; the demo and
+the end-to-end tests use one directly.
 """
 
 from __future__ import annotations
@@ -11,10 +11,12 @@ import asyncio
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.supervisor import Child, Supervisor, free_port
-from harness.topology import ServiceSpec
+
+if TYPE_CHECKING:
+    from harness.components.services import ServiceSpec
 from targets.http.client import fetch_json
 
 
@@ -78,18 +80,18 @@ class Lab:
         host, port = self.control
         placement = []
         if self.ip_prefix is not None:
-            placement = ["--host", self.host_of(name), "--port", str(self.port)]
+            placement = ["--listen", f"{self.host_of(name)}:{self.port}"]
         args = [
             "--service", spec.service,
-            "--instance-id", name,
+            "--name", name,
             "--slots", str(spec.slots),
             "--backlog", str(spec.backlog),
             "--service-ms", str(spec.service_ms),
             "--boot-delay", str(spec.boot_delay_s),
-            "--seed", str(self._next),
-            "--register-with", f"{host}:{port}",
+            "--seed", str(number(name) + 1),  # each instance its own stream, restarts too
+            "--lb-control", f"{host}:{port}",
             "--lb-token-file", str(self.token_file),
-            "--admin-token-file", str(self.token_file),
+            "--token-file", str(self.token_file),
             *placement,
             *spec.extra,
         ]  # fmt: skip
@@ -99,10 +101,10 @@ class Lab:
 
     def host_of(self, name: str) -> str:
         """The loopback address server `name` (`<service>-<n>`) listens on, with `ip_prefix`."""
-        number = name.rpartition("-")[2]
-        if self.ip_prefix is None or not number.isdigit() or not 1 <= int(number) <= 254:
+        n = number(name)
+        if self.ip_prefix is None or not 1 <= n <= 254:
             raise ValueError(f"{name}: no address of its own (ip_prefix {self.ip_prefix!r})")
-        return f"{self.ip_prefix}{int(number)}"
+        return f"{self.ip_prefix}{n}"
 
     async def targets(self) -> dict[str, Any]:
         """The load balancer's view: `GET /targets` of its control API."""
@@ -121,6 +123,12 @@ class Lab:
 
     def _auth(self) -> list[tuple[bytes, bytes]]:
         return [(b"authorization", f"Bearer {self.token}".encode())]
+
+
+def number(name: str) -> int:
+    """n of `<group>-<n>` (0 when it has none): instances in the order they were started."""
+    digits = name.rpartition("-")[2]
+    return int(digits) if digits.isdigit() else 0
 
 
 def write_token(run_dir: Path) -> tuple[str, Path]:
@@ -152,7 +160,7 @@ async def start_lab(
         lb_name,
         "lb",
         "targets.lb",
-        [f"--name={lb_name}", "--control-token-file", str(token_file), *lb_args],
+        [f"--name={lb_name}", "--token-file", str(token_file), *lb_args],
     )
     lab = Lab(supervisor, lb, secret, token_file, default=spec or ServerSpec())
     if ip_prefix is not None:

@@ -13,14 +13,11 @@ from typing import Any
 
 from rich.table import Table
 
+from harness.errors import NoLab
 from targets.http.client import fetch_json
 from targets.http.upstream import UpstreamError
 
 CURRENT = Path("runs") / "current.json"
-
-
-class NoLab(Exception):
-    """No running lab to talk to (never started, or stopped)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,30 +116,26 @@ def status_table(status: dict[str, Any]) -> Table:
         "in flight",
     ):
         table.add_column(column)
-    for name, service in status["services"].items():
-        lb = service["lb"]
-        table.add_row(
-            name, lb["name"], "lb", str(lb["pid"]), lb["address"], lb["state"],
-            f"{lb['routable']} routable", "",
-        )  # fmt: skip
-        for i in service["instances"]:
-            style = {"running": "", "paused": "yellow"}.get(i["state"], "red")
-            table.add_row(
-                "", i["name"], i["role"], str(i["pid"]), i["address"] or "",
-                f"[{style}]{i['state']}[/]" if style else i["state"],
-                i["target"], str(i["in_flight"]),
-            )  # fmt: skip
-    for name, pool in status.get("pools", {}).items():
-        for n, i in enumerate(pool["instances"]):
-            style = {"running": "", "paused": "yellow"}.get(i["state"], "red")
-            table.add_row(
-                "" if n else name, i["name"], i["role"], str(i["pid"]), i["address"] or "",
-                f"[{style}]{i['state']}[/]" if style else i["state"], "", "",
-            )  # fmt: skip
-    for name, provider in status.get("providers", {}).items():
-        table.add_row(name, provider["name"], "provider", str(provider["pid"]),
-                      provider.get("address") or "", provider["state"], "", "")  # fmt: skip
-    for process in status.get("processes", []):
-        table.add_row(process["name"], process["name"], process["role"], str(process["pid"]),
-                      process.get("address") or "", process["state"], "", "")  # fmt: skip
+    groups = [value for value in status.values() if isinstance(value, dict)]
+    entries = [(name, entry) for section in groups for name, entry in section.items()]
+    for name, entry in [*entries, *((p["name"], p) for p in status.get("processes", []))]:
+        rows = (
+            [entry] if "pid" in entry else [*filter(None, [entry.get("lb")]), *entry["instances"]]
+        )
+        for n, row in enumerate(rows):
+            table.add_row(*_row("" if n else name, row))
     return table
+
+
+def _row(group: str, row: dict[str, Any]) -> list[str]:
+    """One process of status as table cells: its group (on its first row), name, role, pid,
+    address, state (coloured unless running) and the load balancer's view when there is one."""
+    state = row["state"]
+    style = {"running": "", "paused": "yellow"}.get(state, "red")
+    view = f"{row['routable']} routable" if "routable" in row else row.get("target", "")
+    in_flight = row.get("in_flight")
+    return [
+        group, row["name"], row["role"], str(row["pid"]), row.get("address") or "",
+        f"[{style}]{state}[/]" if style else state, view,
+        "" if in_flight is None else str(in_flight),
+    ]  # fmt: skip

@@ -39,14 +39,11 @@ from typing import Any
 import httpx2
 from ruamel.yaml import YAML
 
+from harness.errors import PrometheusError
 from harness.supervisor import Child, Supervisor
 
 LAB_RULES = Path(__file__).resolve().parent / "rules" / "lab.rules.yml"
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-
-
-class PrometheusError(Exception):
-    """Prometheus is missing, refused a query, or did not reach the state waited for."""
 
 
 @dataclass(frozen=True)

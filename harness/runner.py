@@ -33,13 +33,16 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from chaos.actions import ChaosRequest
+from chaos.vocabulary import BY_NAME
 from dashboards.queries import metric_names
 from harness import slo
+from harness.components.entry import entry_points, resolver
 from harness.control import Controller, control_app
+from harness.errors import ChaosRefused
 from harness.locust import LocustHandles, LocustPlan, start_locust
 from harness.prometheus import Prometheus, Series
 from harness.report import Plot, RunResult, standard_plots
-from harness.runtime import ChaosRefused, LabRuntime
+from harness.runtime import LabRuntime
 from harness.scenario import ChaosStep, Scenario, resolve_timeline
 from harness.supervisor import Supervisor, free_port
 from locustfiles.stages import Stage
@@ -74,10 +77,10 @@ async def _run(
     progress: Progress,
 ) -> RunResult:
     wait = scenario.load.wait_s or (0.5, 2.0)
-    services, host = lab.entry_points(
-        side_by_side=scenario.load.side_by_side, via_dns=scenario.load.via_dns
+    services, host = entry_points(
+        lab, side_by_side=scenario.load.side_by_side, via_dns=scenario.load.via_dns
     )
-    dns = lab.dns_address
+    dns = resolver(lab)
     plan = LocustPlan(
         services=services,
         host=host,
@@ -196,19 +199,13 @@ async def _apply(
 
 def _requests(step: ChaosStep) -> list[ChaosRequest]:
     """The control requests for one resolved step (its instances chosen by the seed)."""
-    if step.action == "add":
-        return [ChaosRequest("add", step.service, count=max(1, len(step.instances)))]
-    if step.action == "clear" and not step.instances:
-        return [ChaosRequest("clear", step.service)]
+    if BY_NAME[step.action].selects == "new":
+        count = max(1, len(step.instances))
+        return [ChaosRequest(step.action, step.service, count=count, params=step.params)]
+    if not step.instances:  # `clear` with nothing chosen: every running instance
+        return [ChaosRequest(step.action, step.service, params=step.params)]
     return [
-        ChaosRequest(
-            step.action,
-            step.service,
-            instance=name,
-            latency_ms=step.latency_ms,
-            error_rate=step.error_rate,
-            slots=step.slots,
-        )
+        ChaosRequest(step.action, step.service, instance=name, params=step.params)
         for name in step.instances
     ]
 
@@ -253,10 +250,7 @@ async def _judge(  # noqa: PLR0917 - the run's facts, gathered by _run
         *slo.no_data_problems(verdicts),
     ]
     plots = []
-    autoscaled = [name for name, service in lab.services.items() if service.spec.autoscaling]
-    gateway = lab.gateway is not None
-    queues = lab.queue_address is not None
-    for query in standard_plots(list(lab.services), autoscaled, gateway, queues):
+    for query in standard_plots(lab.topology):
         lines: dict[str, slo.Series] = {}
         for line in query.lines:
             for found in await on_grid(line.expr):

@@ -14,7 +14,7 @@ the edge, and checks it in two passes; every problem of either pass is a line
 The load and the chaos share one clock: t = 0 is the start of the first load stage, and the run
 lasts the total duration of the stages. `resolve_timeline` turns the chaos list into concrete
 `ChaosStep`s, choosing the instances left open with `random.Random(seed)`, so a scenario always
-acts on the same instances. It plays the rules of `chaos/actions.py`: which states an action
+acts on the same instances. It plays the rules of `chaos/vocabulary.py`: which states an action
 may pick from, `add` naming new replicas `<service>-<n>` after the highest n, replica bounds.
 """
 
@@ -23,24 +23,35 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
+from chaos.vocabulary import ACTIONS, ALIVE, BY_NAME, NAMES, ActionSpec
+from harness.components.entry import resolvable
 from harness.errors import InputError
-from harness.topology import DEFAULT_TOPOLOGY, SERVER_ONLY_ACTIONS, Topology, load_topology
+from harness.topology import DEFAULT_TOPOLOGY, Topology, load_topology
 from harness.yamlfile import position, read_yaml, validate
 
 TOPOLOGIES = DEFAULT_TOPOLOGY.parent
 LOCUSTFILES = Path(__file__).resolve().parents[1] / "locustfiles"
 _TOPOLOGY_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
 
-Action = Literal[
-    "kill", "stop", "pause", "resume", "restart", "resize", "add", "remove", "latency", "errors",
-    "clear",
-]  # fmt: skip
+if TYPE_CHECKING:
+    Action: TypeAlias = str
+else:
+    Action = Literal[NAMES]  # the vocabulary's names: pydantic lists them on a typo
 Loc = tuple[str | int, ...]
 
 
@@ -109,9 +120,17 @@ class Load(_Strict):
 
 
 class _Step(_Strict):
-    action: Action  # each subclass narrows it to its own name: the union's tag
+    action: str  # each action's model narrows it to its own name: the union's tag
     at_s: float = Field(ge=0)
     service: str
+
+    @property
+    def spec(self) -> ActionSpec:
+        return BY_NAME[self.action]
+
+    @property
+    def params(self) -> dict[str, float]:
+        return {p.name: getattr(self, p.name) for p in self.spec.params}
 
 
 class _Targeted(_Step):
@@ -131,77 +150,44 @@ class _Targeted(_Step):
         return 1 if self.count is None else self.count
 
 
-class Kill(_Targeted):
-    """SIGKILL: the machine loses power."""
+class _New(_Step):
+    """Boots `count` new instances."""
 
-    action: Literal["kill"]
-
-
-class Stop(_Targeted):
-    """SIGTERM: the server deregisters, drains, exits."""
-
-    action: Literal["stop"]
-
-
-class Pause(_Targeted):
-    """SIGSTOP: a gray failure (the port accepts, nothing answers)."""
-
-    action: Literal["pause"]
-
-
-class Restart(_Targeted):
-    """Stop (if alive), then boot again under the same name."""
-
-    action: Literal["restart"]
-
-
-class Resize(_Targeted):
-    """Vertical scaling: stop, then boot again with `slots` (real downtime for that instance)."""
-
-    action: Literal["resize"]
-    slots: int = Field(ge=1, le=100_000)
-
-
-class Remove(_Targeted):
-    """Scale in: stop replicas gracefully (at least min_replicas stay)."""
-
-    action: Literal["remove"]
-
-
-class Latency(_Targeted):
-    action: Literal["latency"]
-    latency_ms: float = Field(gt=0, le=600_000)
-
-
-class Errors(_Targeted):
-    action: Literal["errors"]
-    error_rate: float = Field(gt=0, le=1)
-
-
-class Add(_Step):
-    """Scale out: boot `count` new replicas (at most max_replicas)."""
-
-    action: Literal["add"]
     count: int = Field(default=1, ge=1, le=64)
 
 
-class Resume(_Targeted):
-    """SIGCONT: a paused instance answers again."""
+class _Faulted(_Step):
+    """Acts on `instance`, or on every running instance of the service."""
 
-    action: Literal["resume"]
-
-
-class Clear(_Step):
-    """Remove injected faults from `instance`, or from every running instance of the service."""
-
-    action: Literal["clear"]
     instance: str | None = None
 
 
-ChaosEvent = Annotated[
-    Kill | Stop | Pause | Resume | Restart | Resize | Add | Remove | Latency | Errors | Clear,
-    Field(discriminator="action"),
-]
+_BASES: dict[str, type[_Step]] = {"instances": _Targeted, "new": _New, "faulted": _Faulted}
+
+
+def _step_model(spec: ActionSpec) -> type[_Step]:
+    """The scenario model of one action: its selection's fields, then its parameters."""
+    fields: dict[str, Any] = {
+        p.name: (p.type, Field(description=p.help, **p.bounds())) for p in spec.params
+    }
+    tag: Any = Literal[spec.name]
+    model: type[_Step] = create_model(
+        spec.name.capitalize(),
+        __base__=_BASES[spec.selects],
+        __doc__=spec.help,
+        action=(tag, ...),
+        **fields,
+    )
+    return model
+
+
+STEPS: Mapping[str, type[_Step]] = MappingProxyType(
+    {spec.name: _step_model(spec) for spec in ACTIONS}
+)
+if TYPE_CHECKING:
+    ChaosEvent = _Step
+else:
+    ChaosEvent = Annotated[Union[tuple(STEPS.values())], Field(discriminator="action")]  # noqa: UP007
 
 
 # -- SLOs ------------------------------------------------------------------------------------
@@ -358,9 +344,9 @@ def check_scenario(scenario: Scenario, topology: Topology) -> list[tuple[Loc, st
     """
     problems: list[tuple[Loc, str]] = []
     end = scenario.duration_s
-    groups = topology.groups()
+    groups = topology.shapes()
     services = sorted(groups)
-    if scenario.load.via_dns and topology.dns is None:
+    if scenario.load.via_dns and not resolvable(topology):
         problems.append(
             (("load", "via_dns"), f"topology {topology.name!r} has no dns records to resolve")
         )
@@ -380,13 +366,12 @@ def check_scenario(scenario: Scenario, topology: Topology) -> list[tuple[Loc, st
                     f" (services: {', '.join(services)})",
                 )
             )
-        elif group.kind != "service" and step.action in SERVER_ONLY_ACTIONS:
+        elif step.spec.kinds is not None and group.kind not in step.spec.kinds:
             playable = False
             problems.append(
                 (
                     ("chaos", i, "action"),
-                    f"{step.action} acts on servers; {step.service!r} is"
-                    f" {'a worker pool' if group.kind == 'workers' else 'the queue service'}",
+                    f"{step.action} acts on servers; {step.service!r} is {group.what}",
                 )
             )
     if playable:
@@ -446,9 +431,7 @@ class ChaosStep:
     action: Action
     service: str
     instances: tuple[str, ...]  # acted on; for `add`, the names the new replicas get
-    latency_ms: float | None = None
-    error_rate: float | None = None
-    slots: int | None = None
+    params: Mapping[str, float] = field(default_factory=dict)  # the action's parameters
 
 
 class TimelineError(ValueError):
@@ -459,37 +442,11 @@ class TimelineError(ValueError):
         self.index = index  # of the event in `scenario.chaos`
 
 
-# The states each action may pick from, as in chaos/actions.py.
-_RUNNING = ("running",)
-_ALIVE = ("running", "paused")
-_PICK_FROM: dict[str, tuple[str, ...]] = {
-    "kill": _ALIVE,
-    "stop": _ALIVE,
-    "pause": _RUNNING,
-    "resume": ("paused",),
-    "restart": ("running", "paused", "stopped", "killed"),
-    "resize": _ALIVE,
-    "remove": _RUNNING,
-    "latency": _RUNNING,
-    "errors": _RUNNING,
-    "clear": _RUNNING,
-}
-_AFTER = {
-    "kill": "killed",
-    "stop": "stopped",
-    "pause": "paused",
-    "resume": "running",
-    "restart": "running",
-    "resize": "running",
-    "remove": "stopped",
-}
-
-
 def instance_names(topology: Topology) -> dict[str, list[str]]:
     """The instances a lab starts for `topology`: `<service>-1` ... `<service>-<replicas>`."""
     return {
         name: [f"{name}-{i}" for i in range(1, group.replicas + 1)]
-        for name, group in topology.groups().items()
+        for name, group in topology.shapes().items()
     }
 
 
@@ -508,7 +465,7 @@ def resolve_timeline(
     min_replicas. Raises TimelineError.
     """
     rng = random.Random(scenario.seed)
-    groups = topology.groups() if topology else {}
+    groups = topology.shapes() if topology else {}
     states = {s: dict.fromkeys(names, "running") for s, names in instances_by_service.items()}
     steps: list[ChaosStep] = []
     order = sorted(range(len(scenario.chaos)), key=lambda i: scenario.chaos[i].at_s)
@@ -518,8 +475,8 @@ def resolve_timeline(
         if pool is None:
             raise TimelineError(index, f"no instances of service {event.service!r}")
         spec = groups.get(event.service)
-        live = sum(state in _ALIVE for state in pool.values())
-        if isinstance(event, Add):
+        live = sum(state in ALIVE for state in pool.values())
+        if isinstance(event, _New):
             if spec and live + event.count > spec.max_replicas:
                 raise TimelineError(
                     index,
@@ -530,32 +487,29 @@ def resolve_timeline(
             pool.update(dict.fromkeys(chosen, "running"))
         else:
             chosen = _choose(index, event, pool, rng)
-            if isinstance(event, Remove) and spec and live - len(chosen) < spec.min_replicas:
+            if event.spec.scales < 0 and spec and live - len(chosen) < spec.min_replicas:
                 raise TimelineError(
                     index,
                     f"at {event.at_s:g} s {event.service} has {live} replicas; removing"
                     f" {len(chosen)} goes below min_replicas {spec.min_replicas}",
                 )
-            if event.action in _AFTER:
-                pool.update(dict.fromkeys(chosen, _AFTER[event.action]))
+            if event.spec.leaves is not None:
+                pool.update(dict.fromkeys(chosen, event.spec.leaves))
         steps.append(
             ChaosStep(
                 event.at_s,
                 event.action,
                 event.service,
                 tuple(chosen),
-                latency_ms=event.latency_ms if isinstance(event, Latency) else None,
-                error_rate=event.error_rate if isinstance(event, Errors) else None,
-                slots=event.slots if isinstance(event, Resize) else None,
+                event.params,
             )
         )
     return steps
 
 
-def _choose(
-    index: int, event: _Targeted | Clear, pool: dict[str, str], rng: random.Random
-) -> list[str]:
-    allowed = _PICK_FROM[event.action]
+def _choose(index: int, event: _Step, pool: dict[str, str], rng: random.Random) -> list[str]:
+    allowed = event.spec.picks
+    assert isinstance(event, _Targeted | _Faulted)  # `new` steps pick nothing
     if event.instance is not None:
         name = event.instance
         if name not in pool:
@@ -572,7 +526,7 @@ def _choose(
             )
         return [name]
     candidates = _natural(n for n, state in pool.items() if state in allowed)
-    if isinstance(event, Clear):
+    if isinstance(event, _Faulted):
         return candidates
     if len(candidates) < event.n:
         raise TimelineError(

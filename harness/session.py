@@ -17,6 +17,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from harness.components.entry import entry_points
 from harness.control import Controller, Grafana, control_app
 from harness.labinfo import LabInfo, status_table
 from harness.locust import LocustPlan, start_locust
@@ -32,7 +33,7 @@ def with_locust(workers: int, swarm_limit_s: float) -> Extra:
     """The Locust web UI (with `workers` worker processes), its chaos page and exporters."""
 
     async def start(lab: LabRuntime, urls: dict[str, str]) -> None:
-        services, host = lab.entry_points()
+        services, host = entry_points(lab)
         plan = LocustPlan(
             services=services,
             host=host,
@@ -77,17 +78,7 @@ async def run_session(
         lab.scrape(f"127.0.0.1:{control.port}", role="harness", instance="harness")
         await lab.start_autoscalers(("127.0.0.1", control.port))
         urls = {"control": f"http://127.0.0.1:{control.port}/docs"}
-        for name, service in lab.services.items():
-            host, port = service.pool.address
-            urls[f"{name} (load balancer)"] = f"http://{host}:{port}/"
-        if lab.gateway_url is not None:
-            urls["gateway"] = lab.gateway_url + "/"
-        if lab.queue_address is not None:
-            urls["queue (SQS endpoint_url; JSON API at /queues)"] = "http://{}:{}/".format(
-                *lab.queue_address
-            )
-        if lab.dns_address is not None:
-            urls["dns (udp, e.g. dig @HOST -p PORT shop.lab)"] = lab.dns_address
+        urls |= lab.urls()
         for extra in extras or []:
             await extra(lab, urls)
         if grafana is not None:

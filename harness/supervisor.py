@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.errors import StartError
 from targets.http.client import fetch
 from targets.http.upstream import UpstreamError
 
@@ -33,10 +34,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
-
-
-class StartError(Exception):
-    """A child exited or stayed silent instead of announcing it was ready."""
 
 
 def _die_with_parent() -> None:

@@ -43,10 +43,11 @@ def load_model(path: Path, model: type[M]) -> M:
     return validate(data, model, path)
 
 
-def validate(data: Any, model: type[M], path: Path) -> M:
-    """Validate an already-read document (keeps its line marks for the error lines)."""
+def validate(data: Any, model: type[M], path: Path, context: Any = None) -> M:
+    """Validate an already-read document (keeps its line marks for the error lines);
+    `context` goes to the model's validators."""
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=context)
     except ValidationError as exc:
         raise InputError(
             [_describe(path, data, err) for err in exc.errors(include_url=False)]
@@ -58,7 +59,9 @@ def _describe(path: Path, data: Any, err: Any) -> str:
     line, col = position(data, loc)
     field = ".".join(str(p) for p in loc) or "(document)"
     message = err["msg"]
-    if err["type"] not in ("missing", "extra_forbidden") and "input" in err:
+    # a custom error ("{message}" in its context) names the value itself
+    own = "message" in (err.get("ctx") or {})
+    if err["type"] not in ("missing", "extra_forbidden") and "input" in err and not own:
         message += f" (got {_short(err['input'])})"
     if err["type"] == "extra_forbidden":
         message = "unknown field (a typo?)"

@@ -9,11 +9,15 @@ the browser.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import urlsplit
 
-ACTIONS = frozenset(
-    {"kill", "stop", "pause", "resume", "restart", "add", "remove", "latency", "errors", "clear"}
+from chaos.vocabulary import ACTIONS, BY_NAME, NAMES, PARAMS
+
+# The buttons beside each instance: the actions that pick instances and need no parameter.
+INSTANCE_ACTIONS = tuple(
+    spec.name for spec in ACTIONS if spec.selects == "instances" and not spec.params
 )
 MAX_COUNT = 64
 MAX_NAME = 100
@@ -27,14 +31,15 @@ class ActionError(ValueError):
 def validate_action(body: Any) -> dict[str, Any]:
     """The body to forward to `POST {control}/chaos`, keeping only the known fields.
 
-    `action` and `service` are required; `instance` and `count` are optional; `latency_ms` and
-    `error_rate` are passed through for the `latency` and `errors` actions.
+    `action` (a name of chaos/vocabulary.py) and `service` are required; `instance` and
+    `count` are optional; the action's own parameters (`latency_ms`, `slots`, ...) are passed
+    through within their bounds.
     """
     if not isinstance(body, dict):
         raise ActionError("expected a JSON object")
     action = body.get("action")
-    if action not in ACTIONS:
-        raise ActionError(f"action must be one of {', '.join(sorted(ACTIONS))}, got {action!r}")
+    if action not in BY_NAME:
+        raise ActionError(f"action must be one of {', '.join(NAMES)}, got {action!r}")
     out: dict[str, Any] = {"action": action, "service": _name(body.get("service"), "service")}
     if body.get("instance") not in (None, ""):
         out["instance"] = _name(body["instance"], "instance")
@@ -43,10 +48,9 @@ def validate_action(body: Any) -> dict[str, Any]:
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_COUNT:
             raise ActionError(f"count must be an integer 1..{MAX_COUNT}, got {count!r}")
         out["count"] = count
-    if body.get("latency_ms") is not None:
-        out["latency_ms"] = _number(body["latency_ms"], "latency_ms", 0, 600_000)
-    if body.get("error_rate") is not None:
-        out["error_rate"] = _number(body["error_rate"], "error_rate", 0, 1)
+    for param in PARAMS.values():
+        if body.get(param.name) is not None:
+            out[param.name] = _number(body[param.name], param.name, param.low, param.high)
     return out
 
 
@@ -95,7 +99,7 @@ def same_origin(origin: str | None, fetch_site: str | None, host: str) -> bool:
     return True
 
 
-CHAOS_HTML = """<!doctype html>
+_PAGE = """<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -126,7 +130,7 @@ Locust process to the harness control API.</div>
 <div id="services"></div>
 <script>
 "use strict";
-const INSTANCE_ACTIONS = ["kill", "stop", "pause", "resume", "restart"];
+const INSTANCE_ACTIONS = $INSTANCE_ACTIONS;
 const msg = document.getElementById("msg");
 const root = document.getElementById("services");
 
@@ -236,3 +240,4 @@ setInterval(refresh, 2000);
 </body>
 </html>
 """
+CHAOS_HTML = _PAGE.replace("$INSTANCE_ACTIONS", json.dumps(INSTANCE_ACTIONS))

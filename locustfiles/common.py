@@ -1,7 +1,15 @@
-"""What every locustfile of the lab shares: its settings and the stage shape.
+"""What every locustfile of the lab shares: its settings, the stage shape, the users' base class.
 
-Imported by a locustfile after it has put the repository root on `sys.path`. Importing it also
-loads the plugin (the Prometheus exporter and the chaos page).
+Locust loads a locustfile from the repository root (`locust -f locustfiles/shop.py`, as the
+harness, the image and the README run it) and puts its working directory on `sys.path`, so a
+locustfile imports `locustfiles.*` and `targets.*` with no path bootstrap of its own (the
+harness and the image set PYTHONPATH as well). Importing this module loads the plugin (the
+Prometheus exporter and the chaos page).
+
+No settings live in a module global: `settings()` reads the RUSHLAB_* variables whenever
+something needs them and raises `SettingsError` naming a malformed one. A locustfile calls it
+as Locust loads it (whether there is a shape, and which user classes, depend on them); each
+`RushUser` reads its own as it is created (waits, timeouts, the DNS server, the poison rate).
 """
 
 from __future__ import annotations
@@ -9,44 +17,96 @@ from __future__ import annotations
 import ipaddress
 import os
 import random
-import sys
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from locust import LoadTestShape, User
+from locust import FastHttpUser, LoadTestShape
+from locust.env import Environment
 
 from locustfiles import plugin  # noqa: F401  (the exporter and chaos page listeners)
-from locustfiles.settings import SettingsError, load_settings
-from locustfiles.stages import tick
+from locustfiles.settings import Settings, load_settings
+from locustfiles.stages import Stage, tick
 from targets.dns.client import CachingResolver, ResolveError
 
-try:
-    SETTINGS = load_settings(os.environ)
-except SettingsError as exc:
-    sys.exit(f"error: {exc}")
+
+def settings() -> Settings:
+    """This process's RUSHLAB_* settings, read from the environment now."""
+    return load_settings(os.environ)
 
 
-class _Stages(LoadTestShape):
-    """The stages of RUSHLAB_STAGES, back to back; None after the last ends the run."""
+def rush_shape(stages: Sequence[Stage]) -> type[LoadTestShape] | None:
+    """The shape that runs `stages` back to back, for a locustfile to bind as `RushShape`;
+    None without stages (the web UI or the command line then set users and spawn rate)."""
+    if not stages:
+        return None
+    run = tuple(stages)
 
-    abstract = True  # Locust skips abstract shapes; `RushShape` below is the concrete one
-    stages = SETTINGS.stages
+    class RushShape(LoadTestShape):
+        """The stages of RUSHLAB_STAGES, back to back; None after the last ends the run."""
 
-    def tick(self) -> tuple[int, float] | None:
-        return tick(self.stages, self.get_run_time())
+        def tick(self) -> tuple[int, float] | None:
+            return tick(run, self.get_run_time())
 
-
-# A locustfile re-exports `RushShape`; with no stages it is None and the web UI or the
-# command line sets users and spawn rate.
-RushShape = type("RushShape", (_Stages,), {"abstract": False}) if SETTINGS.stages else None
+    return RushShape
 
 
-def poison() -> dict[str, Any]:
-    """Fields for a payment body: `{"poison": true}` for RUSHLAB_POISON_RATE of payments (a
-    receipt the mail provider always refuses), else nothing."""
-    if SETTINGS.poison_rate and random.random() < SETTINGS.poison_rate:
-        return {"poison": True}
-    return {}
+def default_host(services: Mapping[str, str]) -> str | None:
+    """A user class's `host` before --host: the orders service, else the first service."""
+    return services.get("orders") or next(iter(services.values()), None)
+
+
+class RushUser(FastHttpUser):
+    """A FastHttpUser of the lab: waits between tasks (RUSHLAB_WAIT_S) and times out requests
+    (RUSHLAB_TIMEOUT_S) by the settings it reads as it is created (`self.settings`)."""
+
+    abstract = True
+
+    def __init__(self, environment: Environment) -> None:
+        self.settings = settings()
+        self.connection_timeout = self.network_timeout = self.settings.timeout_s
+        super().__init__(environment)
+
+    def wait_time(self) -> float:
+        low, high = self.settings.wait_s
+        return random.uniform(low, high)
+
+    def endpoint(self, base_url: str) -> Endpoint:
+        """`base_url` as this user reaches it (by the lab's DNS when RUSHLAB_DNS is set)."""
+        return Endpoint(base_url, self.settings.dns)
+
+    def send(
+        self,
+        endpoint: Endpoint,
+        method: str,
+        path: str,
+        name: str,
+        headers: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """One request for `path` of `endpoint`, named `name` (the route, never one name per
+        id). A name that does not resolve is a failed request, as the client sees it: None."""
+        try:
+            url, extra = endpoint.url(path)
+        except ResolveError as exc:
+            self.environment.events.request.fire(
+                request_type=method,
+                name=name,
+                response_time=0,
+                response_length=0,
+                exception=exc,
+                context={},
+            )
+            return None
+        return self.client.request(
+            method, url, name=name, headers={**(headers or {}), **extra}, **kwargs
+        )
+
+    def poison(self) -> dict[str, Any]:
+        """Fields for a payment body: `{"poison": true}` for RUSHLAB_POISON_RATE of payments
+        (a receipt the mail provider always refuses), else nothing."""
+        rate = self.settings.poison_rate
+        return {"poison": True} if rate and random.random() < rate else {}
 
 
 def _is_name(host: str) -> bool:
@@ -60,18 +120,19 @@ def _is_name(host: str) -> bool:
 class Endpoint:
     """A base URL as one user reaches it.
 
-    With RUSHLAB_DNS set and a host name in the URL (`http://shop.lab:4001`), the user resolves
-    it through the lab's DNS server and keeps the answer for its TTL (one cache per user, like a
-    browser), then connects to that address with the name in `Host`. Otherwise the URL as is.
+    With `dns` (RUSHLAB_DNS) and a host name in the URL (`http://shop.lab:4001`), the user
+    resolves it through that DNS server and keeps the answer for its TTL (one cache per user,
+    like a browser), then connects to that address with the name in `Host`. Otherwise the URL
+    as is.
     """
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, dns: tuple[str, int] | None = None) -> None:
         parts = urlsplit(base_url)
         self.base_url = base_url
         self.scheme, self.netloc = parts.scheme, parts.netloc
         self.hostname, self.port = parts.hostname or "", parts.port
-        by_name = SETTINGS.dns is not None and _is_name(self.hostname)
-        self.resolver = CachingResolver(SETTINGS.dns) if by_name and SETTINGS.dns else None
+        by_name = dns is not None and _is_name(self.hostname)
+        self.resolver = CachingResolver(dns) if dns is not None and by_name else None
 
     def url(self, path: str) -> tuple[str, dict[str, str]]:
         """The absolute URL for `path` and the headers it needs; ResolveError when the name
@@ -81,15 +142,3 @@ class Endpoint:
         address = self.resolver.resolve(self.hostname)
         port = f":{self.port}" if self.port else ""
         return f"{self.scheme}://{address}{port}{path}", {"Host": self.netloc}
-
-
-def resolve_failed(user: User, method: str, name: str, error: ResolveError) -> None:
-    """A name that did not resolve is a failed request, as the client sees it."""
-    user.environment.events.request.fire(
-        request_type=method,
-        name=name,
-        response_time=0,
-        response_length=0,
-        exception=error,
-        context={},
-    )

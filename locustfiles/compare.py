@@ -7,15 +7,10 @@ reads one order after another (`GET /api/orders/{id}`), named `<service> /api/or
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+from locustfiles.common import rush_shape, settings
+from locustfiles.sides import side_by_side, view_order
 
-_ROOT = str(Path(__file__).resolve().parents[1])
-if _ROOT not in sys.path:  # Locust puts only locustfiles/ on sys.path; the harness sets PYTHONPATH
-    sys.path.insert(0, _ROOT)
-
-from locustfiles.common import RushShape  # noqa: E402, F401  (Locust finds the shape)
-from locustfiles.sides import side_by_side, view_order  # noqa: E402
+RushShape = rush_shape(settings().stages)  # Locust finds the shape (None: no RUSHLAB_STAGES)
 
 # Locust collects the user classes from the module's globals: one name each.
-globals().update(side_by_side(view_order, "/api/orders/{id}"))
+globals().update(side_by_side(settings().services, "GET", view_order, "/api/orders/{id}"))

@@ -10,48 +10,32 @@ subclass: Locust would hand it the customers' tasks too.)
 from __future__ import annotations
 
 import random
-import sys
-from pathlib import Path
 
-_ROOT = str(Path(__file__).resolve().parents[1])
-if _ROOT not in sys.path:  # Locust puts only locustfiles/ on sys.path; the harness sets PYTHONPATH
-    sys.path.insert(0, _ROOT)
+from locust import constant, task
 
-from locust import FastHttpUser, constant, task  # noqa: E402
+from locustfiles.common import RushUser, rush_shape, settings
+from locustfiles.shop import ShopUser  # Locust runs the customers too
 
-from locustfiles.common import (  # noqa: E402
-    SETTINGS,
-    Endpoint,
-    ResolveError,
-    RushShape,  # noqa: F401  (Locust finds the shape)
-    resolve_failed,
-)
-from locustfiles.shop import ShopUser  # noqa: E402  (Locust runs the customers too)
+RushShape = rush_shape(settings().stages)  # Locust finds the shape (None: no RUSHLAB_STAGES)
 
 NAME = "noisy /api/orders/{id}"
 
 
-class NoisyNeighbour(FastHttpUser):
+class NoisyNeighbour(RushUser):
     """One client flooding the orders route, never waiting."""
 
     endpoints = (("GET", NAME),)  # their series exist at 0 before the first request
     fixed_count = 1
     wait_time = constant(0)
     host = ShopUser.host
-    connection_timeout = SETTINGS.timeout_s
-    network_timeout = SETTINGS.timeout_s
 
     def on_start(self) -> None:
-        self.endpoint = Endpoint(SETTINGS.services.get("orders") or self.host or "")
+        self.orders = self.endpoint(self.settings.services.get("orders") or self.host or "")
 
     @task
     def flood(self) -> None:
-        try:
-            url, headers = self.endpoint.url(f"/api/orders/o-{random.randint(1, 10_000)}")
-        except ResolveError as exc:
-            resolve_failed(self, "GET", NAME, exc)
-            return
-        self.client.get(url, name=NAME, headers={**headers, "X-Client-Id": "noisy"})
+        path = f"/api/orders/o-{random.randint(1, 10_000)}"
+        self.send(self.orders, "GET", path, NAME, {"X-Client-Id": "noisy"})
 
 
-__all__ = ["NoisyNeighbour", "ShopUser"]
+__all__ = ["NoisyNeighbour", "RushShape", "ShopUser"]

@@ -8,15 +8,10 @@ that share of payments asks for a receipt the mail provider always refuses.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+from locustfiles.common import rush_shape, settings
+from locustfiles.sides import pay, side_by_side
 
-_ROOT = str(Path(__file__).resolve().parents[1])
-if _ROOT not in sys.path:  # Locust puts only locustfiles/ on sys.path; the harness sets PYTHONPATH
-    sys.path.insert(0, _ROOT)
-
-from locustfiles.common import RushShape  # noqa: E402, F401  (Locust finds the shape)
-from locustfiles.sides import pay, side_by_side  # noqa: E402
+RushShape = rush_shape(settings().stages)  # Locust finds the shape (None: no RUSHLAB_STAGES)
 
 # Locust collects the user classes from the module's globals: one name each.
-globals().update(side_by_side(pay, "/api/payments"))
+globals().update(side_by_side(settings().services, "POST", pay, "/api/payments"))

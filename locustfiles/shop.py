@@ -20,36 +20,23 @@ Requests are named by route (`/api/orders/{id}`, never one name per id), so Locu
 the Prometheus labels stay bounded. The task mix, per customer: browse the order list often, open
 one order, check the session token, log in again now and then, place an order and pay for it.
 
-When RUSHLAB_STAGES is set, `RushShape` (locustfiles/common.py) drives the users through those
-stages and the run stops by itself after the last one (a headless process then exits); otherwise
-the users and spawn rate come from the command line or the web UI.
+When RUSHLAB_STAGES is set, `RushShape` (`locustfiles/common.rush_shape`) drives the users
+through those stages and the run stops by itself after the last one (a headless process then
+exits); otherwise the users and spawn rate come from the command line or the web UI.
 """
 
 from __future__ import annotations
 
-import itertools
 import random
-import sys
+import secrets
 from collections import deque
-from pathlib import Path
 from typing import Any
 
-_ROOT = str(Path(__file__).resolve().parents[1])
-if _ROOT not in sys.path:  # Locust puts only locustfiles/ on sys.path; the harness sets PYTHONPATH
-    sys.path.insert(0, _ROOT)
+from locust import task
 
-from locust import FastHttpUser, between, task  # noqa: E402
+from locustfiles.common import RushUser, default_host, rush_shape, settings
 
-from locustfiles.common import (  # noqa: E402
-    SETTINGS,
-    Endpoint,
-    ResolveError,
-    RushShape,  # noqa: F401  (Locust finds the shape)
-    poison,
-    resolve_failed,
-)
-
-_customers = itertools.count(1)
+RushShape = rush_shape(settings().stages)  # Locust finds the shape (None: no RUSHLAB_STAGES)
 
 
 def _json(response: Any) -> dict[str, Any]:
@@ -63,7 +50,7 @@ def _json(response: Any) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-class ShopUser(FastHttpUser):
+class ShopUser(RushUser):
     """A customer of the shop. Every request carries `X-Client-Id: <customer>`, the key a
     gateway's per-client rate limits count by."""
 
@@ -76,39 +63,29 @@ class ShopUser(FastHttpUser):
         ("POST", "/api/payments"),
         ("GET", "/api/payments/{id}"),
     )
-    host = SETTINGS.services.get("orders") or next(iter(SETTINGS.services.values()), None)
-    wait_time = between(*SETTINGS.wait_s)
-    connection_timeout = SETTINGS.timeout_s
-    network_timeout = SETTINGS.timeout_s
+    host = default_host(settings().services)  # before --host, which Locust sets here
 
     def on_start(self) -> None:
-        self.customer = f"customer-{next(_customers)}"
+        # unique across users and Locust worker processes, without a shared counter
+        self.customer = f"customer-{secrets.token_hex(4)}"
         self.token: str | None = None
         self.orders: deque[str] = deque(maxlen=20)
         self.payments: deque[str] = deque(maxlen=20)
         # A service missing from RUSHLAB_SERVICES is reached through --host (the gateway).
-        self.endpoints = {
-            service: Endpoint(url)
-            for service, url in {"": self.host or "", **SETTINGS.services}.items()
+        self.bases = {
+            service: self.endpoint(url)
+            for service, url in {"": self.host or "", **self.settings.services}.items()
             if url
         }
         self.login()
 
     def call(self, method: str, service: str, path: str, name: str, **kwargs: Any) -> Any:
         """One request to `service` (through its own URL, else --host), named by route."""
-        endpoint = self.endpoints.get(service) or self.endpoints.get("")
         headers = {"X-Client-Id": self.customer}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        url = path
-        if endpoint is not None:
-            try:
-                url, extra = endpoint.url(path)
-            except ResolveError as exc:
-                resolve_failed(self, method, name, exc)
-                return None
-            headers |= extra
-        return self.client.request(method, url, name=name, headers=headers, **kwargs)
+        endpoint = self.bases.get(service) or self.bases[""]
+        return self.send(endpoint, method, path, name, headers, **kwargs)
 
     @task(1)
     def login(self) -> None:
@@ -142,7 +119,11 @@ class ShopUser(FastHttpUser):
             return  # no order, nothing to pay
         self.orders.append(order)
         paid = self.call(
-            "POST", "payments", "/api/payments", "/api/payments", json={"order": order, **poison()}
+            "POST",
+            "payments",
+            "/api/payments",
+            "/api/payments",
+            json={"order": order, **self.poison()},
         )
         payment = _json(paid).get("id")
         if isinstance(payment, str):

@@ -15,59 +15,57 @@ not resolve is a failed request (`NameNotFound`, `ResolveTimeout`, ...), as a cl
 from __future__ import annotations
 
 import random
-import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from locust import FastHttpUser, between, task
+from locust import task
 
-from locustfiles.common import SETTINGS, Endpoint, ResolveError, poison, resolve_failed
+from locustfiles.common import RushUser
+from locustfiles.settings import SERVICES, SettingsError
 
-Request = Callable[[], tuple[str, str, dict[str, Any] | None]]
-"""A request of one side: (method, path, JSON body or None)."""
-
-
-def view_order() -> tuple[str, str, dict[str, Any] | None]:
-    return "GET", f"/api/orders/o-{random.randint(1, 10_000)}", None
+Request = Callable[[RushUser], tuple[str, dict[str, Any] | None]]
+"""What one side sends, for the user sending it: (path, JSON body or None)."""
 
 
-def pay() -> tuple[str, str, dict[str, Any] | None]:
+def view_order(user: RushUser) -> tuple[str, dict[str, Any] | None]:
+    return f"/api/orders/o-{random.randint(1, 10_000)}", None
+
+
+def pay(user: RushUser) -> tuple[str, dict[str, Any] | None]:
     """A payment; with RUSHLAB_POISON_RATE, some ask for a receipt that can never be sent."""
-    return "POST", "/api/payments", {"order": f"o-{random.randint(1, 10_000)}", **poison()}
+    return "/api/payments", {"order": f"o-{random.randint(1, 10_000)}", **user.poison()}
 
 
-def user_for(service: str, base_url: str, request: Request, label: str) -> type[FastHttpUser]:
-    """A user class that sends `request` to `service` only."""
+def user_for(
+    service: str, base_url: str, method: str, request: Request, label: str
+) -> type[RushUser]:
+    """A user class that sends `request` to `service` only, named `<service> <label>`."""
+    name = f"{service} {label}"
 
-    class ServiceUser(FastHttpUser):
-        endpoints = ((request()[0], f"{service} {label}"),)  # the method of one sample request
+    class ServiceUser(RushUser):
+        endpoints = ((method, name),)
         host = base_url
-        wait_time = between(*SETTINGS.wait_s)
-        connection_timeout = SETTINGS.timeout_s
-        network_timeout = SETTINGS.timeout_s
 
         def on_start(self) -> None:
-            self.endpoint = Endpoint(base_url)
+            self.base = self.endpoint(base_url)
 
         @task
         def call(self) -> None:
-            method, path, body = request()
-            name = f"{service} {label}"
-            try:
-                url, headers = self.endpoint.url(path)
-            except ResolveError as exc:
-                resolve_failed(self, method, name, exc)
-                return
-            self.client.request(method, url, name=name, headers=headers, json=body)
+            path, body = request(self)
+            self.send(self.base, method, path, name, json=body)
 
-    name = "".join(part.title() for part in service.split("-")) + "User"
-    ServiceUser.__name__ = ServiceUser.__qualname__ = name
+    ServiceUser.__name__ = ServiceUser.__qualname__ = (
+        "".join(part.title() for part in service.split("-")) + "User"
+    )
     return ServiceUser
 
 
-def side_by_side(request: Request, label: str) -> dict[str, type[FastHttpUser]]:
-    """One user class per service, by class name (for the locustfile's globals)."""
-    if not SETTINGS.services:
-        sys.exit("error: RUSHLAB_SERVICES names no service to compare")
-    users = [user_for(s, url, request, label) for s, url in SETTINGS.services.items()]
+def side_by_side(
+    services: Mapping[str, str], method: str, request: Request, label: str
+) -> dict[str, type[RushUser]]:
+    """One user class per service, by class name (for the locustfile's globals); SettingsError
+    when RUSHLAB_SERVICES names none."""
+    if not services:
+        raise SettingsError(f"{SERVICES}: names no service to compare")
+    users = [user_for(s, url, method, request, label) for s, url in services.items()]
     return {cls.__name__: cls for cls in users}

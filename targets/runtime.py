@@ -1,4 +1,7 @@
-"""What every target process shares: flags for addresses and tokens, the ready line, signals.
+"""What every target process shares: addresses, token files, the ready line, signals.
+
+The flags themselves (one vocabulary for every target, and the old spellings) are in
+`targets/flags.py`.
 
 A target prints exactly one JSON line on stdout once it serves (`announce_ready`), so whoever
 started it (the harness, a test) learns the ports it bound without polling.
@@ -6,13 +9,14 @@ started it (the harness, a test) learns the ports it bound without polling.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import hmac
 import json
 import logging
 import signal
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -88,8 +92,24 @@ def run_main(
         return 2
 
 
-async def wait_for_stop() -> str:
-    """Block until SIGTERM or SIGINT; returns the signal's name."""
+def run_target(
+    prog: str,
+    args: argparse.Namespace,
+    serve: Callable[[argparse.Namespace], Coroutine[Any, Any, int]],
+    errors: tuple[type[Exception], ...] = (),
+) -> int:
+    """A target's process once its flags are parsed (`targets/flags.py`): logging under
+    `--name` at `--log-level`, then `serve(args)` (`run_main`); the exit code."""
+    configure_process(args.log_level, args.name)
+    return run_main(prog, serve(args), errors)
+
+
+def stop_signal() -> asyncio.Future[str]:
+    """A future that SIGTERM or SIGINT resolves with the signal's name.
+
+    The handlers are installed now: take it before `announce_ready`, so a stop sent the moment
+    the ready line is read is a graceful stop, never Python's default death by signal.
+    """
     loop = asyncio.get_running_loop()
     stopped: asyncio.Future[str] = loop.create_future()
 
@@ -99,4 +119,9 @@ async def wait_for_stop() -> str:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
-    return await stopped
+    return stopped
+
+
+async def wait_for_stop() -> str:
+    """Block until SIGTERM or SIGINT; returns the signal's name."""
+    return await stop_signal()

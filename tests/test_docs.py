@@ -6,6 +6,7 @@ import random
 import re
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from harness.control import Controller
@@ -25,6 +26,8 @@ from targets.server.app import ServerConfig, ShopServer
 from targets.workers.core import Kind, ProviderModel
 from targets.workers.provider import Provider
 from targets.workers.worker import Endpoint, Worker, WorkerConfig
+
+pytestmark = pytest.mark.core
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"
 
@@ -53,6 +56,7 @@ def test_every_server_metric_is_documented() -> None:
     assert names == {n for n in documented() if n.startswith("server_")}
 
 
+@pytest.mark.inprocess
 async def test_every_harness_metric_is_documented(tmp_path: Path) -> None:
     """The harness control API exposes exactly the harness_* metrics docs/metrics.md lists."""
     lab = LabRuntime(load_topology(), Supervisor(tmp_path))

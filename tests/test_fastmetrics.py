@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from targets.fastmetrics import FastCounter, FastHistogram
+
+pytestmark = pytest.mark.core
 
 
 def test_counter_and_histogram_expose_standard_series() -> None:

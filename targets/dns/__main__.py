@@ -19,48 +19,36 @@ from targets.dns.control import control_app
 from targets.dns.core import Zone, ZoneError
 from targets.dns.server import DnsServer
 from targets.fastmetrics import BornAtZeroRegistry
-from targets.runtime import (
-    announce_ready,
-    configure_process,
-    parse_hostport,
-    read_token,
-    run_main,
-    wait_for_stop,
-)
+from targets.flags import TargetFlags
+from targets.runtime import announce_ready, read_token, run_target, stop_signal
 
 log = logging.getLogger("targets.dns")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m targets.dns",
-        description="An authoritative DNS server for one zone of A records, with Route 53's "
+    flags = TargetFlags(
+        "python -m targets.dns",
+        "An authoritative DNS server for one zone of A records, with Route 53's "
         "simple, weighted and failover routing and HTTP health checks.",
     )
+    p = flags.parser
     p.add_argument("--zone-file", required=True, help="the zone as JSON (records, health checks)")
-    p.add_argument(
-        "--listen",
-        default="127.0.0.1:0",
-        metavar="HOST:PORT",
-        help="UDP address to answer on (default 127.0.0.1:0, any free port)",
-    )
-    p.add_argument(
-        "--control",
-        default="127.0.0.1:0",
-        metavar="HOST:PORT",
-        help="control API address (default 127.0.0.1:0; keep it private)",
-    )
-    p.add_argument("--control-token-file", help="file with the control API token")
     p.add_argument(
         "--allow-remote",
         action="store_true",
         help="accept record values and health-checked hosts outside 127.0.0.0/8 "
         "(off: lab traffic stays local)",
     )
-    p.add_argument("--name", default="dns", help="name in logs and the ready line")
     p.add_argument("--seed", type=int, default=None, help="seed of the weighted-routing RNG")
-    p.add_argument("--log-level", default="info")
-    return p.parse_args(argv)
+    flags.name("dns", "name in logs and the ready line")
+    flags.listen(
+        "UDP address to answer on (default 127.0.0.1:0, any free port)",
+        old_host=None,
+        old_port=None,
+    )
+    flags.control_listen(old="--control")
+    flags.token_file("file with the token the control API requires", old="--control-token-file")
+    return flags.parse(argv)
 
 
 def load_zone(path: str, rng: random.Random, allow_remote: bool = False) -> Zone:
@@ -78,9 +66,8 @@ def load_zone(path: str, rng: random.Random, allow_remote: bool = False) -> Zone
 
 
 async def serve(args: argparse.Namespace) -> int:
-    listen = parse_hostport(args.listen, flag="--listen")
-    control_at = parse_hostport(args.control, flag="--control")
-    token = read_token(args.control_token_file, flag="--control-token-file")
+    listen, control_at = args.listen, args.control_listen
+    token = read_token(args.token_file, flag="--token-file")
     zone = load_zone(args.zone_file, random.Random(args.seed), args.allow_remote)
     server = DnsServer(zone, BornAtZeroRegistry())
     await server.listen(*listen)
@@ -91,10 +78,11 @@ async def serve(args: argparse.Namespace) -> int:
         raise
     server.start_health_checks()
     host, port = server.address
+    stopped = stop_signal()
     announce_ready(
         name=args.name, address=f"{host}:{port}", control=f"{control_at[0]}:{control.port}"
     )
-    signame = await wait_for_stop()
+    signame = await stopped
     log.info("%s: stopping", signame)
     await control.stop()
     await server.close()
@@ -102,9 +90,7 @@ async def serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    configure_process(args.log_level, args.name)
-    return run_main("targets.dns", serve(args), (ZoneError,))
+    return run_target("targets.dns", parse_args(argv), serve, (ZoneError,))
 
 
 if __name__ == "__main__":

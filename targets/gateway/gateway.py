@@ -10,10 +10,11 @@
    (`RateLimit-Policy`, `RateLimit`), `{"message": "Too Many Requests"}` and the limit's name;
    a shaping limit may instead hold the request for `delay_s`;
 3. the request goes to the route's upstream (its service's load balancer) with the route's
-   path (prefix stripped when asked), on the fast path when it has no body, no delay and an
-   idle pooled connection, else as a task. The route's `timeout_s` bounds the upstream's
-   answer: 504 `upstream_timeout`; a refused or broken upstream is 502; both bodies name the
-   route and the service.
+   path (prefix stripped when asked) through the engine's proxy hop (`targets.http.hop`):
+   on the fast path when it has no body, no delay and an idle pooled connection, else as a
+   task; `_RouteHop` is the gateway's side of it (metrics, error bodies). The route's
+   `timeout_s` bounds the upstream's answer: 504 `upstream_timeout`; a refused or broken
+   upstream is 502; both bodies name the route and the service.
 
 The gateway never retries: the load balancer behind it does. Client keys never become metric
 labels; routes and limit names do.
@@ -25,16 +26,15 @@ import asyncio
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter
 
 from targets.fastmetrics import BornAtZeroRegistry, FastCounter, FastHistogram
-from targets.gateway.routes import Route, Router
+from targets.http.hop import Hop
 from targets.http.messages import Request
-from targets.http.proxy import Exchange, forward
-from targets.http.server import HttpError, ResponseWriter
+from targets.http.router import Route, Router
+from targets.http.server import ResponseWriter
 from targets.http.upstream import UpstreamError, UpstreamPool
 from targets.limiter.core import Decision, LimitConfig
 from targets.limiter.headers import ratelimit_fields, retry_after
@@ -175,14 +175,10 @@ class Gateway:
                 self.metrics.limits.inc((match.route.name, limit.spec.name, outcome))
                 delay = max(delay, decision.delay_s)
         request.target = match.target
-        if delay > 0 or request.has_body:
-            return self._proxy(request, writer, route, started, delay)
-        conn = route.pool.take_idle()
-        if conn is None:
-            return self._proxy(request, writer, route, started, 0.0)
-        done = partial(self._fast_done, writer, route, started)
-        Exchange(request, writer, route.pool, conn, done).start(route.config.timeout_s)
-        return None
+        hop = _RouteHop(self, route, request, writer, started)
+        if delay > 0:
+            return _after(delay, hop, route.pool)
+        return hop.send(route.pool)
 
     def _key(self, kind: KeyKind, request: Request) -> str:
         if kind == "route":
@@ -212,59 +208,54 @@ class Gateway:
         writer.send_json(429, body, headers)
         self.metrics.answered(name, 429, time.perf_counter() - started)
 
-    def _fast_done(
-        self,
-        writer: ResponseWriter,
-        route: _Route,
-        started: float,
-        status: int,
-        error: UpstreamError | None,
-    ) -> None:
-        if error is None:
-            self.metrics.answered(route.config.route.name, status, time.perf_counter() - started)
-        else:
-            self._failed(writer, route, error, started)
 
-    async def _proxy(
+class _RouteHop(Hop):
+    """One request on its route's upstream: the route's timeout, metrics and error bodies.
+    No retry: the load balancer behind the gateway retries."""
+
+    __slots__ = ("gateway", "route", "started")
+
+    def __init__(
         self,
+        gateway: Gateway,
+        route: _Route,
         request: Request,
         writer: ResponseWriter,
-        route: _Route,
         started: float,
-        delay: float,
     ) -> None:
-        name = route.config.route.name
-        if delay > 0:
-            await asyncio.sleep(delay)
-        try:
-            status = await forward(
-                request, writer, route.pool, response_timeout_s=route.config.timeout_s
-            )
-        except UpstreamError as exc:
-            self._failed(writer, route, exc, started)
-            return
-        except HttpError as exc:  # the client's body was bad; the engine answers it
-            self.metrics.answered(name, exc.status, time.perf_counter() - started)
-            raise
-        self.metrics.answered(name, status, time.perf_counter() - started)
+        # Hop.__init__'s three fields, set here: one call less per request.
+        self.request = request
+        self.writer = writer
+        self.timeout_s = route.config.timeout_s
+        self.gateway = gateway
+        self.route = route
+        self.started = started
 
-    def _failed(
-        self, writer: ResponseWriter, route: _Route, error: UpstreamError, started: float
-    ) -> None:
-        name = route.config.route.name
-        self.metrics.upstream_errors.labels(name, error.reason).inc()
-        if writer.started:
-            writer.abort()
-        else:
-            status = error.status  # 504 for the timeouts, 502 for the rest
-            writer.send_json(
-                status,
-                {
-                    "message": "Gateway Timeout" if status == 504 else "Bad Gateway",
-                    "error": f"upstream_{error.reason}",
-                    "route": name,
-                    "service": route.config.route.service,
-                    "detail": error.detail,
-                },
-            )
-        self.metrics.answered(name, writer.status, time.perf_counter() - started)
+    def answered(self, status: int) -> None:
+        name = self.route.config.route.name
+        self.gateway.metrics.answered(name, status, time.perf_counter() - self.started)
+
+    def failed(self, error: UpstreamError) -> UpstreamPool | None:
+        self.gateway.metrics.upstream_errors.labels(
+            self.route.config.route.name, error.reason
+        ).inc()
+        return None
+
+    def gave_up(self, status: int, own: bool) -> None:
+        self.answered(status)
+
+    def failure_body(self, status: int, error: str, detail: str) -> object:
+        """502 or 504 naming the route and the service (API Gateway's message)."""
+        return {
+            "message": "Gateway Timeout" if status == 504 else "Bad Gateway",
+            "error": error,
+            "route": self.route.config.route.name,
+            "service": self.route.config.route.service,
+            "detail": detail,
+        }
+
+
+async def _after(delay: float, hop: _RouteHop, pool: UpstreamPool) -> None:
+    """A shaping limit's delay, then the request (always as a task: it is one already)."""
+    await asyncio.sleep(delay)
+    await hop.run(pool)

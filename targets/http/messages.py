@@ -7,7 +7,9 @@ pairs, because a proxy must keep repeated headers and their order.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from http import HTTPStatus
+from types import MappingProxyType
 
 import httptools
 
@@ -30,19 +32,16 @@ HOP_BY_HOP = frozenset(
     }
 )
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
-_STATUS_LINES: dict[int, bytes] = {}
+_STATUS_LINES: Mapping[int, bytes] = MappingProxyType(
+    {code: f"HTTP/1.1 {code} {code.phrase}\r\n".encode("latin-1") for code in HTTPStatus}
+)
 
 
 def status_line(status: int) -> bytes:
-    """`HTTP/1.1 200 OK\\r\\n`, cached per status code."""
+    """`HTTP/1.1 200 OK\\r\\n` (made once per known status code)."""
     line = _STATUS_LINES.get(status)
     if line is None:
-        try:
-            phrase = HTTPStatus(status).phrase
-        except ValueError:
-            phrase = "Unknown"
-        line = f"HTTP/1.1 {status} {phrase}\r\n".encode("latin-1")
-        _STATUS_LINES[status] = line
+        return f"HTTP/1.1 {status} Unknown\r\n".encode("latin-1")
     return line
 
 

@@ -8,11 +8,12 @@ Content-Length body stays Content-Length, a chunked body is re-chunked.
 Until the response head has been written to the client, a failure raises `UpstreamError`, so the
 caller can retry elsewhere or answer 502/504. After that, `UpstreamError` still propagates but
 `writer.started` is true: the engine then aborts the client connection, the only honest signal left.
+
+`Exchange` is the same forwarding on callbacks alone, for a bodiless request on an idle pooled
+connection; `targets.http.hop.Hop` (what the proxies build on) chooses between the two.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 from targets.http.messages import HOP_BY_HOP, Headers, Request, connection_tokens
 from targets.http.server import ResponseWriter
@@ -137,37 +138,43 @@ async def _send_body(request: Request, conn: UpstreamConnection) -> None:
 
 
 class Exchange:
-    """One bodiless request proxied on an idle pooled connection, with callbacks only.
+    """Bodiless requests proxied on idle pooled connections, with callbacks only.
 
-    The fast path: no task, no future, no coroutine. The connection's parser events go straight
-    to the client's writer; `done(status, error)` is called exactly once at the end, with
-    `error` set when the exchange failed (`writer.started` then tells whether the client saw
-    anything yet). A client too slow to keep up pauses the upstream socket until it drains.
+    The fast path: no task, no future, no coroutine. `start` sends the request on a connection
+    the pool had idle; the connection's parser events go straight to the client's writer, and
+    `exchanged(status, error)` is called exactly once at the end, with `error` set when the
+    exchange failed (`writer.started` then tells whether the client saw anything yet). What
+    that means is a subclass's to say (`targets.http.hop.Hop`); one object may carry several
+    exchanges one after the other (a retry on another connection), never two at once. A client
+    too slow to keep up pauses the upstream socket until it drains.
     """
 
-    __slots__ = ("_done", "conn", "pool", "request", "status", "writer")
+    __slots__ = ("conn", "pool", "request", "status", "writer")
 
-    def __init__(
-        self,
-        request: Request,
-        writer: ResponseWriter,
-        pool: UpstreamPool,
-        conn: UpstreamConnection,
-        done: Callable[[int, UpstreamError | None], None],
-    ) -> None:
+    def __init__(self, request: Request, writer: ResponseWriter) -> None:
         self.request = request
         self.writer = writer
+
+    def start(
+        self,
+        pool: UpstreamPool,
+        conn: UpstreamConnection,
+        timeout_s: float,
+        proto: bytes = b"http",
+    ) -> None:
+        """Send the request on `conn`, an idle connection of `pool` (`take_idle`)."""
         self.pool = pool
         self.conn = conn
         self.status = 0
-        self._done: Callable[[int, UpstreamError | None], None] | None = done
-
-    def start(self, timeout_s: float, proto: bytes = b"http") -> None:
-        self.writer.on_client_gone = self.conn.abort  # the upstream side then reports "reset"
+        self.writer.on_client_gone = conn.abort  # the upstream side then reports "reset"
         head_only = self.request.method == "HEAD"
-        self.conn.send(
+        conn.send(
             upstream_head(self.request, proto), self, head_only=head_only, timeout_s=timeout_s
         )
+
+    def exchanged(self, status: int, error: UpstreamError | None) -> None:
+        """The exchange ended: `status` went to the client, or `error` says why not."""
+        raise NotImplementedError
 
     def response_head(self, status: int, headers: Headers, content_length: int | None) -> None:
         self.status = status
@@ -186,18 +193,15 @@ class Exchange:
             writer.on_writable = self.conn.resume_reading
 
     def response_end(self) -> None:
-        self.writer.on_client_gone = None
-        self._finish(None)
-        self.writer.end()
+        writer = self.writer
+        writer.on_client_gone = None
+        self.pool.release(self.conn)
+        self.exchanged(self.status, None)
+        writer.end()
 
     def response_failed(self, error: UpstreamError) -> None:
         self.writer.on_client_gone = None
         if self.writer.started:
             error.detail += " (after the response started)"
-        self._finish(error)
-
-    def _finish(self, error: UpstreamError | None) -> None:
         self.pool.release(self.conn)
-        done, self._done = self._done, None
-        if done is not None:
-            done(self.status, error)
+        self.exchanged(self.status, error)

@@ -7,37 +7,27 @@ import logging
 import sys
 
 from targets import asgi
+from targets.flags import TargetFlags
 from targets.http.server import HttpServer, ServerLimits
 from targets.lb.balancer import LbConfig, LoadBalancer
 from targets.lb.control import control_app
 from targets.lb.core import Algorithm, ConfigError, GroupConfig, HealthPolicy
-from targets.runtime import (
-    announce_ready,
-    configure_process,
-    read_token,
-    run_main,
-    wait_for_stop,
-)
+from targets.runtime import announce_ready, read_token, run_target, stop_signal
 
 log = logging.getLogger("targets.lb")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m targets.lb",
-        description="An elastic HTTP load balancer with ALB target-group semantics: targets "
+    flags = TargetFlags(
+        "python -m targets.lb",
+        "An elastic HTTP load balancer with ALB target-group semantics: targets "
         "register through the control API, pass health checks, drain on deregistration.",
     )
-    p.add_argument("--name", default="lb", help="name in logs and error bodies")
-    p.add_argument("--host", default="127.0.0.1", help="data-plane address (default loopback)")
-    p.add_argument("--port", type=int, default=0, help="data-plane port (0: any free port)")
-    p.add_argument(
-        "--control-host",
-        default="127.0.0.1",
-        help="control API address (default loopback; keep it private)",
-    )
-    p.add_argument("--control-port", type=int, default=0, help="control API port (0: any free)")
-    p.add_argument("--control-token-file", help="file with the control API token")
+    flags.name("lb", "name in logs and error bodies")
+    flags.listen("data-plane address (default 127.0.0.1:0: loopback, any free port)")
+    flags.control_listen(old_host="--control-host", old_port="--control-port")
+    flags.token_file("file with the token the control API requires", old="--control-token-file")
+    p = flags.parser
     p.add_argument(
         "--allow-remote",
         action="store_true",
@@ -95,8 +85,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-retries", type=int, default=2)
     p.add_argument("--max-connections-per-target", type=int, default=512)
     p.add_argument("--seed", type=int, default=None, help="seed of the routing RNG")
-    p.add_argument("--log-level", default="info")
-    return p.parse_args(argv)
+    return flags.parse(argv)
 
 
 def build(args: argparse.Namespace) -> LoadBalancer:
@@ -129,7 +118,7 @@ def build(args: argparse.Namespace) -> LoadBalancer:
 
 async def serve(args: argparse.Namespace) -> int:
     lb = build(args)
-    token = read_token(args.control_token_file, flag="--control-token-file")
+    token = read_token(args.token_file, flag="--token-file")
     limits = ServerLimits(
         name=args.name,
         max_body_bytes=args.max_body,
@@ -137,16 +126,19 @@ async def serve(args: argparse.Namespace) -> int:
         keepalive_timeout_s=args.idle_timeout,
     )
     http = HttpServer(lb, limits)
-    await http.listen(args.host, args.port)
+    await http.listen(*args.listen)
     lb.http = http
     lb.start()
+    control_host, control_port = args.control_listen
     control = await asgi.start(
-        control_app(lb, token, args.allow_remote), args.control_host, args.control_port
+        control_app(lb, token, args.allow_remote), control_host, control_port
     )
-    control_port = control.port
     host, port = http.address
-    announce_ready(name=args.name, address=f"{host}:{port}", control=f"127.0.0.1:{control_port}")
-    signame = await wait_for_stop()
+    stopped = stop_signal()
+    announce_ready(
+        name=args.name, address=f"{host}:{port}", control=f"{control_host}:{control.port}"
+    )
+    signame = await stopped
     log.info("%s: closing listeners, finishing requests in flight", signame)
     await http.shutdown(args.deregistration_delay)
     await control.stop()
@@ -155,9 +147,7 @@ async def serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    configure_process(args.log_level, args.name)
-    return run_main("targets.lb", serve(args), (ConfigError,))
+    return run_target("targets.lb", parse_args(argv), serve, (ConfigError,))
 
 
 if __name__ == "__main__":

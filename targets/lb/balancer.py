@@ -1,12 +1,16 @@
 """The load balancer adapter: the core's decisions, applied to real sockets and timers.
 
-`LoadBalancer` is the data-plane handler (a `Handler` for `HttpServer`): pick a target, forward
-through its pool, retry elsewhere when safe, answer 502/503/504 itself otherwise. It also runs the
-I/O the core asks for: one probe loop per target and a housekeeping tick that ends draining.
+`LoadBalancer` is the data-plane handler (a `Handler` for `HttpServer`): pick a target and send
+the request there through the engine's shared proxy hop (`targets.http.hop.Hop`: the fast path
+or a task, the 502/503/504 answers), which reports each try's outcome to `_TargetHop`, the
+policy: per-target accounting, passive detection, and the retry decision. It also runs the I/O
+the core asks for: one probe loop per target and a housekeeping tick that ends draining.
 
-Retry rule: a failed try is repeated on another target when the request never reached the server
-(refused, connect timeout, pool wait) or when it is idempotent and has no body. Passive
-detection: a refused connection, or a reset on a fresh one, marks the target unhealthy at once.
+Retry rule: a failed try is repeated on another target, at most `max_retries` times, when no byte
+of a response has reached the client and either the request never reached the server (refused,
+connect timeout, pool wait) or it is idempotent and has no body. When no untried target is left,
+the answer is the last failure's (502, or 504 for a timeout). Passive detection: a refused
+connection, or a reset on a fresh one, marks the target unhealthy at once.
 """
 
 from __future__ import annotations
@@ -18,15 +22,14 @@ import random
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from functools import partial
 
 from prometheus_client import CollectorRegistry
 
 from targets.fastmetrics import BornAtZeroRegistry
 from targets.http.client import fetch
+from targets.http.hop import Hop
 from targets.http.messages import IDEMPOTENT_METHODS, Request
-from targets.http.proxy import Exchange, forward
-from targets.http.server import HttpError, HttpServer, ResponseWriter
+from targets.http.server import HttpServer, ResponseWriter
 from targets.http.upstream import UpstreamError, UpstreamPool
 from targets.lb.core import GroupConfig, Target, TargetGroup, TargetState, probe_ok
 from targets.lb.metrics import LbMetrics, TargetCollector
@@ -136,118 +139,16 @@ class LoadBalancer:
 
     # -- data plane -------------------------------------------------------------------------
     def __call__(self, request: Request, writer: ResponseWriter) -> Awaitable[None] | None:
-        """Route one request. The common case (no body, an idle pooled connection to the picked
-        target) runs on callbacks alone; the rest (bodies, new connections, retries) as a task."""
+        """Route one request: pick a target and send it there (`Hop`: the fast path when it
+        applies, else a task); `_TargetHop` retries elsewhere when safe."""
         started = time.perf_counter()
-        if request.has_body:
-            return self._proxy(request, writer, started, set())
         target = self.group.pick(self.now(), self.rng)
+        hop = _TargetHop(self, request, writer, started, target)
         if target is None:
-            self._give_up(writer, None, set(), "lb", started)
+            hop.give_up(503, "no_targets", f"{self.config.name} has no registered target")
             return None
-        pool = self.pools[target.id]
-        conn = pool.take_idle()
-        if conn is None:
-            return self._proxy(request, writer, started, set(), first=target)
         self.group.begin(target)
-        done = partial(self._fast_done, request, writer, target, started)
-        Exchange(request, writer, pool, conn, done).start(self.config.response_timeout_s)
-        return None
-
-    def _fast_done(  # noqa: PLR0917 - bound with partial, then called by Exchange
-        self,
-        request: Request,
-        writer: ResponseWriter,
-        target: Target,
-        started: float,
-        status: int,
-        error: UpstreamError | None,
-    ) -> None:
-        self._end(target)
-        if error is None:
-            self.metrics.answered(target.id, status, time.perf_counter() - started)
-            return
-        self._upstream_failed(target, error)
-        if not writer.started and self.config.max_retries > 0 and _retryable(request, error):
-            self.metrics.retries.labels(error.reason).inc()
-            retry = self._proxy(
-                request, writer, started, {target.id}, attempts=self.config.max_retries
-            )
-            writer.continue_in(retry)
-            return
-        self._give_up(writer, error, {target.id}, target.id, started)
-
-    async def _proxy(
-        self,
-        request: Request,
-        writer: ResponseWriter,
-        started: float,
-        tried: set[str],
-        *,
-        attempts: int | None = None,
-        first: Target | None = None,
-    ) -> None:
-        """The general path: pick, connect if needed, forward, retry elsewhere when safe."""
-        error: UpstreamError | None = None
-        backend = "lb"
-        for _ in range(self.config.max_retries + 1 if attempts is None else attempts):
-            target = first or self.group.pick(self.now(), self.rng, tried)
-            first = None
-            if target is None:
-                break
-            backend = target.id
-            error = None
-            self.group.begin(target)
-            try:
-                status = await forward(
-                    request,
-                    writer,
-                    self.pools[target.id],
-                    response_timeout_s=self.config.response_timeout_s,
-                )
-            except UpstreamError as exc:
-                error = exc
-                self._upstream_failed(target, exc)
-                if writer.started or not _retryable(request, exc):
-                    break
-                tried.add(target.id)
-                self.metrics.retries.labels(exc.reason).inc()
-                continue
-            except HttpError as exc:  # the client's body was bad; the engine answers it
-                self.metrics.answered(backend, exc.status, time.perf_counter() - started)
-                raise
-            finally:
-                self._end(target)
-            self.metrics.answered(backend, status, time.perf_counter() - started)
-            return
-        self._give_up(writer, error, tried, backend, started)
-
-    def _give_up(
-        self,
-        writer: ResponseWriter,
-        error: UpstreamError | None,
-        tried: set[str],
-        backend: str,
-        started: float,
-    ) -> None:
-        """No target answered: say why (or drop a response that had started), and count it."""
-        if writer.started:
-            writer.abort()
-        else:
-            backend = "lb"
-            self._answer_failure(writer, error, tried)
-        self.metrics.answered(backend, writer.status, time.perf_counter() - started)
-
-    def _answer_failure(
-        self, writer: ResponseWriter, error: UpstreamError | None, tried: set[str]
-    ) -> None:
-        if error is None and not tried:
-            writer.send_error(503, "no_targets", f"{self.config.name} has no registered target")
-            return
-        if error is None:
-            writer.send_error(502, "no_untried_target", f"tried {len(tried)} target(s), all failed")
-            return
-        writer.send_error(error.status, f"upstream_{error.reason}", error.detail)
+        return hop.send(self.pools[target.id])
 
     def _upstream_failed(self, target: Target, exc: UpstreamError) -> None:
         self.metrics.upstream_errors.labels(target.id, exc.reason).inc()
@@ -313,3 +214,67 @@ def _retryable(request: Request, exc: UpstreamError) -> bool:
     if not exc.reached:
         return True
     return request.method in IDEMPOTENT_METHODS and not request.has_body
+
+
+class _TargetHop(Hop):
+    """One client request through the load balancer: its target, the ones it tried, and the
+    retry decision (the only one: both the fast path and the task path ask `failed`)."""
+
+    __slots__ = ("lb", "retries", "started", "target", "tried")
+
+    def __init__(
+        self,
+        lb: LoadBalancer,
+        request: Request,
+        writer: ResponseWriter,
+        started: float,
+        target: Target | None,
+    ) -> None:
+        # Hop.__init__'s three fields, set here: one call less per request.
+        self.request = request
+        self.writer = writer
+        self.timeout_s = lb.config.response_timeout_s
+        self.lb = lb
+        self.started = started
+        self.target = target  # the target of the try in flight (or of the last one)
+        self.tried: set[str] | None = None
+        self.retries = 0
+
+    def answered(self, status: int) -> None:
+        target = self.target
+        assert target is not None
+        self.lb._end(target)
+        self.lb.metrics.answered(target.id, status, time.perf_counter() - self.started)
+
+    def failed(self, error: UpstreamError) -> UpstreamPool | None:
+        """Count the failure on its target; retry elsewhere when nothing reached the client,
+        retries are left and the request is safe to send again (`_retryable`)."""
+        lb, target = self.lb, self.target
+        assert target is not None
+        lb._upstream_failed(target, error)
+        lb._end(target)
+        if (
+            self.writer.started
+            or self.retries >= lb.config.max_retries
+            or not _retryable(self.request, error)
+        ):
+            return None
+        self.retries += 1
+        lb.metrics.retries.labels(error.reason).inc()
+        if self.tried is None:
+            self.tried = set()
+        self.tried.add(target.id)
+        retry = lb.group.pick(lb.now(), lb.rng, self.tried)
+        if retry is None:
+            return None  # no untried target: the answer is this failure's
+        self.target = retry
+        lb.group.begin(retry)
+        return lb.pools[retry.id]
+
+    def gave_up(self, status: int, own: bool) -> None:
+        backend = "lb" if own or self.target is None else self.target.id
+        self.lb.metrics.answered(backend, status, time.perf_counter() - self.started)
+
+    def abandoned(self) -> None:
+        if self.target is not None:
+            self.lb._end(self.target)

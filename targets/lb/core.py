@@ -131,11 +131,12 @@ class GroupConfig:
         _require(finite(delay) and 0 <= delay <= 3600, "deregistration_delay_s", "0..3600", delay)
         ramp = self.slow_start_s
         _require(finite(ramp) and 0 <= ramp <= 900, "slow_start_s", "0..900", ramp)
-        if self.algorithm is Algorithm.LEAST_OUTSTANDING and ramp > 0:
-            raise ConfigError(
-                "algorithm, slow_start_s: slow start cannot be combined with "
-                f"{Algorithm.LEAST_OUTSTANDING.value} (got slow_start_s={ramp!r})"
-            )
+        _require(
+            not (self.algorithm is Algorithm.LEAST_OUTSTANDING and ramp > 0),
+            "slow_start_s",
+            f"0 with algorithm {Algorithm.LEAST_OUTSTANDING.value} (as on ALB)",
+            ramp,
+        )
 
 
 @dataclass(slots=True, eq=False)

@@ -30,7 +30,7 @@ no time passing would (nginx treats steps back of up to 60 s as no time).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Final, NamedTuple, Protocol
 
 from targets.checks import finite, require
 
@@ -45,14 +45,9 @@ __all__ = [
     "Limiter",
 ]
 
-ALGORITHM_NAMES: Final = (
-    "token_bucket",
-    "leaky_bucket_shaping",
-    "leaky_bucket_policing",
-    "gcra",
-    "sliding_window",
-)
-"""The names ``registry.ALGORITHMS`` maps to implementations (a test keeps the two equal)."""
+ALGORITHM_NAMES: tuple[str, ...]
+"""``registry.ALGORITHM_NAMES``, the registry's keys, read from there on first use (the
+registry imports this module, so this one cannot import it at the top)."""
 
 MAX_RATE: Final = 1e9
 """Requests per second; far above anything a Python process serves."""
@@ -111,6 +106,20 @@ class Limiter(Protocol):
         ...
 
 
+def _algorithm_names() -> tuple[str, ...]:
+    from targets.limiter.registry import ALGORITHM_NAMES  # noqa: PLC0415 (import cycle)
+
+    return ALGORITHM_NAMES
+
+
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> object:
+        if name == "ALGORITHM_NAMES":
+            return _algorithm_names()
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _require(ok: bool, name: str, rule: str, got: object) -> None:
     require(ok, name, rule, got, ConfigError)
 
@@ -142,12 +151,8 @@ class LimitConfig:
             f"an integer from 1 to {MAX_BURST}",
             burst,
         )
-        _require(
-            self.algorithm in ALGORITHM_NAMES,
-            "algorithm",
-            "one of " + ", ".join(ALGORITHM_NAMES),
-            self.algorithm,
-        )
+        names = _algorithm_names()
+        _require(self.algorithm in names, "algorithm", "one of " + ", ".join(names), self.algorithm)
 
     @property
     def window_s(self) -> float:

@@ -1,6 +1,6 @@
 """`python -m targets.queue`: the durable queue service (SQS JSON protocol + plain JSON API).
 
-    python -m targets.queue --db /tmp/queue.db --port 0
+    python -m targets.queue --db /tmp/queue.db --listen 127.0.0.1:0
 
 One port serves the SQS JSON protocol (``POST /`` with ``X-Amz-Target: AmazonSQS.*``, for
 boto3 with ``endpoint_url``), the plain JSON API under ``/queues`` (targets/queue/api.py),
@@ -21,26 +21,25 @@ import random
 import sys
 from pathlib import Path
 
+from targets.flags import TargetFlags
 from targets.http.server import HttpServer, ServerLimits
 from targets.queue.config import Arns
 from targets.queue.service import MAX_BODY_BYTES, QueueService
 from targets.queue.setup import create_queues, load_queues_file
 from targets.queue.store import QueueStore
-from targets.runtime import announce_ready, configure_process, run_main, wait_for_stop
+from targets.runtime import announce_ready, run_target, stop_signal
 
 log = logging.getLogger("targets.queue")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m targets.queue",
-        description="A durable message queue with SQS semantics on SQLite: the SQS JSON "
+    flags = TargetFlags(
+        "python -m targets.queue",
+        "A durable message queue with SQS semantics on SQLite: the SQS JSON "
         "protocol (boto3 with endpoint_url) and a plain JSON API on one port.",
     )
+    p = flags.parser
     p.add_argument("--db", required=True, help="SQLite database file (created when missing)")
-    p.add_argument("--name", default="queue", help="name in logs and error bodies")
-    p.add_argument("--host", default="127.0.0.1", help="listen address (default loopback)")
-    p.add_argument("--port", type=int, default=0, help="listen port (0: any free port)")
     p.add_argument("--account-id", default="000000000000", help="account id in URLs and ARNs")
     p.add_argument("--region", default="us-east-1", help="region in queue ARNs")
     p.add_argument(
@@ -62,8 +61,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         help="JSON of queues to create at start (targets/queue/setup.py; idempotent)",
     )
-    p.add_argument("--log-level", default="info")
-    args = p.parse_args(argv)
+    flags.name("queue", "name in logs and error bodies")
+    flags.listen("address to serve on (default 127.0.0.1:0: loopback, any free port)")
+    args = flags.parse(argv)
     if not args.account_id.isdigit() or len(args.account_id) != 12:
         p.error(f"--account-id: expected 12 digits, got {args.account_id!r}")
     if not 0 < args.housekeeping_interval <= 3600:
@@ -90,14 +90,15 @@ async def serve(args: argparse.Namespace) -> int:
     )
     http = HttpServer(service, limits)
     try:
-        await http.listen(args.host, args.port)
+        await http.listen(*args.listen)
     except BaseException:
         store.close()
         raise
     service.start()
     host, port = http.address
+    stopped = stop_signal()
     announce_ready(name=args.name, address=f"{host}:{port}", db=str(args.db))
-    signame = await wait_for_stop()
+    signame = await stopped
     log.info("%s: answering long polls, finishing requests in flight", signame)
     service.stop_polling()
     await http.shutdown(5.0)
@@ -106,9 +107,7 @@ async def serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    configure_process(args.log_level, args.name)
-    return run_main("targets.queue", serve(args), (RuntimeError,))
+    return run_target("targets.queue", parse_args(argv), serve, (RuntimeError,))
 
 
 if __name__ == "__main__":

@@ -38,6 +38,11 @@ POST     /queues/{name}/redrive                 move the DLQ's visible messages 
                                                 ``{"limit": n}`` -> ``{"moved": n}``
 =======  =====================================  ===============================================
 
+Routing is the shared router's (targets/http/router.py): one route per path above, the most
+specific winning (``/messages/delete`` over ``/messages/{receipt}``), then the route's table
+of methods (``PlainApi.handlers``). Segments are percent-decoded before matching, so a
+queue name or handle holding ``%2F`` stays one segment; empty segments do not count.
+
 Success is 200. Errors are ``{"error": "<SQS code>", "message": "..."}``: 404 for an unknown
 queue (``QueueDoesNotExist``) or path (``NotFound``), 405 for a method a path does not take
 (``MethodNotAllowed``), 400 for the rest, with SQS's codes (``ReceiptHandleIsInvalid``,
@@ -49,9 +54,11 @@ that is not a JSON object, ...). The OpenAPI 3.1 document (``openapi.py``) is se
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 from urllib.parse import parse_qs, unquote
 
+from targets.http.router import Route, Router
 from targets.queue.errors import (
     InvalidParameterValue,
     MissingParameter,
@@ -60,18 +67,30 @@ from targets.queue.errors import (
     ResourceNotFoundException,
 )
 from targets.queue.poll import LongPoller
+from targets.queue.rules import BatchResult, ReceiptEntry, SendEntry
 from targets.queue.sqs import SerializationException
-from targets.queue.store import (
-    BatchResult,
-    QueueStore,
-    ReceiptEntry,
-    SendEntry,
-)
+from targets.queue.store import QueueStore
 
 PREFIX: Final = "/queues"
 _RECEIVE_ATTRIBUTES: Final = ("ApproximateReceiveCount", "SentTimestamp")
 
 Reply = tuple[int, Any]
+Params = Mapping[str, str]  # the path's {name} and {receipt}
+Handler = Callable[[Params, str, bytes], Awaitable[Reply]]  # (params, query, body)
+
+ROUTER: Final = Router(
+    [
+        Route("queues", "/queues", match="exact"),
+        Route("queue", "/queues/{name}"),
+        Route("purge", "/queues/{name}/purge"),
+        Route("messages", "/queues/{name}/messages"),
+        Route("delete-batch", "/queues/{name}/messages/delete"),
+        Route("message", "/queues/{name}/messages/{receipt}"),
+        Route("visibility", "/queues/{name}/messages/{receipt}/visibility"),
+        Route("dead-letter-sources", "/queues/{name}/dead-letter-sources"),
+        Route("redrive", "/queues/{name}/redrive"),
+    ]
+)
 
 
 class HttpProblem(Exception):
@@ -122,76 +141,85 @@ def _batch_reply(result: BatchResult[Any], successful: list[dict[str, Any]]) -> 
     }
 
 
+def _attributes(value: object) -> dict[str, object]:
+    if not isinstance(value, dict):
+        raise InvalidParameterValue("attributes: must be an object")
+    return value
+
+
 class PlainApi:
     def __init__(self, store: QueueStore, poller: LongPoller) -> None:
         self.store = store
         self.poller = poller
+        # route name -> method -> handler: a method a route lacks is 405
+        self.handlers: dict[str, dict[str, Handler]] = {
+            "queues": {"GET": self.list_queues},
+            "queue": {
+                "GET": self.get_queue,
+                "PUT": self.create_queue,
+                "PATCH": self.set_queue_attributes,
+                "DELETE": self.delete_queue,
+            },
+            "purge": {"POST": self.purge_queue},
+            "messages": {"GET": self.receive, "POST": self.send},
+            "delete-batch": {"POST": self.delete_batch},
+            "message": {"DELETE": self.delete},
+            "visibility": {"PUT": self.change_visibility},
+            "dead-letter-sources": {"GET": self.dead_letter_sources},
+            "redrive": {"POST": self.redrive},
+        }
 
     async def call(self, method: str, path: str, query: str, body: bytes) -> Reply:
         """Route one request; ``QueueError`` and ``HttpProblem`` become error replies."""
         try:
-            return await self._route(method, path, query, body)
+            segments = tuple(unquote(s) for s in path.split("/") if s)
+            route = ROUTER.find(method, segments)
+            if route is None:
+                raise HttpProblem(404, "NotFound", f"path: no route for {path!r}")
+            handler = self.handlers[route.name].get(method)
+            if handler is None:
+                raise HttpProblem(405, "MethodNotAllowed", f"method: {method} not allowed here")
+            return await handler(route.params(segments), query, body)
         except (QueueError, HttpProblem) as error:
             return error_reply(error)
 
-    async def _route(self, method: str, path: str, query: str, body: bytes) -> Reply:
-        parts = [unquote(p) for p in path.removeprefix(PREFIX).strip("/").split("/") if p]
-        store = self.store
-        if not parts:
-            _allow(method, "GET")
-            return 200, {"queues": store.list_queues()}
-        name, rest = parts[0], parts[1:]
-        if not rest:
-            return self._queue(method, name, body)
-        if rest == ["purge"]:
-            _allow(method, "POST")
-            store.purge_queue(name)
-            return 200, {"purged": name}
-        if rest == ["dead-letter-sources"]:
-            _allow(method, "GET")
-            return 200, {"queues": store.list_dead_letter_source_queues(name)}
-        if rest == ["redrive"]:
-            _allow(method, "POST")
-            p = _json_object(body, required=False)
-            return 200, {"moved": store.redrive(name, p.get("to"), p.get("limit"))}
-        if rest == ["messages"]:
-            if method == "GET":
-                return await self._receive(name, parse_qs(query))
-            _allow(method, "POST")
-            return self._send(name, _json_object(body, required=True))
-        if rest == ["messages", "delete"]:
-            _allow(method, "POST")
-            return self._delete_batch(name, _json_object(body, required=True))
-        if len(rest) == 2 and rest[0] == "messages":
-            _allow(method, "DELETE")
-            store.delete_message(name, rest[1])
-            return 200, {"deleted": True}
-        if len(rest) == 3 and rest[0] == "messages" and rest[2] == "visibility":
-            _allow(method, "PUT")
-            p = _json_object(body, required=True)
-            if "timeout" not in p:
-                raise MissingParameter("timeout: the request must contain it")
-            store.change_message_visibility(name, rest[1], p["timeout"])
-            return 200, {"visibility_timeout": p["timeout"]}
-        raise HttpProblem(404, "NotFound", f"path: no route for {path!r}")
+    # --- queues ---
 
-    def _queue(self, method: str, name: str, body: bytes) -> Reply:
-        store = self.store
-        if method == "GET":
-            return 200, {"name": name, "attributes": store.get_queue_attributes(name)}
-        if method == "PUT":
-            attributes = _json_object(body, required=False).get("attributes") or {}
-            return 200, {"name": store.create_queue(name, _attributes(attributes))}
-        if method == "PATCH":
-            attributes = _json_object(body, required=True).get("attributes") or {}
-            store.set_queue_attributes(name, _attributes(attributes))
-            return 200, {"name": name}
-        _allow(method, "DELETE")
-        store.delete_queue(name)
-        return 200, {"deleted": name}
+    async def list_queues(self, path: Params, query: str, body: bytes) -> Reply:
+        return 200, {"queues": self.store.list_queues()}
 
-    def _send(self, name: str, p: dict[str, Any]) -> Reply:
-        store = self.store
+    async def get_queue(self, path: Params, query: str, body: bytes) -> Reply:
+        name = path["name"]
+        return 200, {"name": name, "attributes": self.store.get_queue_attributes(name)}
+
+    async def create_queue(self, path: Params, query: str, body: bytes) -> Reply:
+        attributes = _json_object(body, required=False).get("attributes") or {}
+        return 200, {"name": self.store.create_queue(path["name"], _attributes(attributes))}
+
+    async def set_queue_attributes(self, path: Params, query: str, body: bytes) -> Reply:
+        attributes = _json_object(body, required=True).get("attributes") or {}
+        self.store.set_queue_attributes(path["name"], _attributes(attributes))
+        return 200, {"name": path["name"]}
+
+    async def delete_queue(self, path: Params, query: str, body: bytes) -> Reply:
+        self.store.delete_queue(path["name"])
+        return 200, {"deleted": path["name"]}
+
+    async def purge_queue(self, path: Params, query: str, body: bytes) -> Reply:
+        self.store.purge_queue(path["name"])
+        return 200, {"purged": path["name"]}
+
+    async def dead_letter_sources(self, path: Params, query: str, body: bytes) -> Reply:
+        return 200, {"queues": self.store.list_dead_letter_source_queues(path["name"])}
+
+    async def redrive(self, path: Params, query: str, body: bytes) -> Reply:
+        p = _json_object(body, required=False)
+        return 200, {"moved": self.store.redrive(path["name"], p.get("to"), p.get("limit"))}
+
+    # --- messages ---
+
+    async def send(self, path: Params, query: str, body: bytes) -> Reply:
+        name, p = path["name"], _json_object(body, required=True)
         if "messages" in p:
             items = p["messages"]
             if not isinstance(items, list) or not all(isinstance(m, dict) for m in items):
@@ -200,19 +228,20 @@ class PlainApi:
                 SendEntry(str(i), m.get("body"), m.get("delay_seconds"))
                 for i, m in enumerate(items)
             ]
-            result = store.send_message_batch(name, entries)
+            result = self.store.send_message_batch(name, entries)
             ok = [{"index": int(r.id), "message_id": r.message_id} for r in result.successful]
             return 200, _batch_reply(result, ok)
-        sent = store.send_message(name, p.get("body"), p.get("delay_seconds"))  # type: ignore[arg-type]
+        sent = self.store.send_message(name, p.get("body"), p.get("delay_seconds"))  # type: ignore[arg-type]
         return 200, {"message_id": sent.message_id, "md5_of_body": sent.md5_of_message_body}
 
-    async def _receive(self, name: str, query: dict[str, list[str]]) -> Reply:
-        maximum = _query_int(query, "max")
+    async def receive(self, path: Params, query: str, body: bytes) -> Reply:
+        q = parse_qs(query)
+        maximum = _query_int(q, "max")
         received = await self.poller.receive(
-            name,
+            path["name"],
             1 if maximum is None else maximum,
-            visibility_timeout=_query_int(query, "visibility"),
-            wait_time_seconds=_query_int(query, "wait"),
+            visibility_timeout=_query_int(q, "visibility"),
+            wait_time_seconds=_query_int(q, "wait"),
             attribute_names=_RECEIVE_ATTRIBUTES,
         )
         return 200, {
@@ -228,21 +257,21 @@ class PlainApi:
             ]
         }
 
-    def _delete_batch(self, name: str, p: dict[str, Any]) -> Reply:
-        handles = p.get("receipt_handles")
+    async def delete(self, path: Params, query: str, body: bytes) -> Reply:
+        self.store.delete_message(path["name"], path["receipt"])
+        return 200, {"deleted": True}
+
+    async def delete_batch(self, path: Params, query: str, body: bytes) -> Reply:
+        handles = _json_object(body, required=True).get("receipt_handles")
         if not isinstance(handles, list):
             raise MissingParameter("receipt_handles: a list of receipt handles is required")
         entries = [ReceiptEntry(str(i), str(h)) for i, h in enumerate(handles)]
-        result = self.store.delete_message_batch(name, entries)
+        result = self.store.delete_message_batch(path["name"], entries)
         return 200, _batch_reply(result, [{"index": int(i)} for i in result.successful])
 
-
-def _allow(method: str, allowed: str) -> None:
-    if method != allowed:
-        raise HttpProblem(405, "MethodNotAllowed", f"method: {method} not allowed here")
-
-
-def _attributes(value: object) -> dict[str, object]:
-    if not isinstance(value, dict):
-        raise InvalidParameterValue("attributes: must be an object")
-    return value
+    async def change_visibility(self, path: Params, query: str, body: bytes) -> Reply:
+        p = _json_object(body, required=True)
+        if "timeout" not in p:
+            raise MissingParameter("timeout: the request must contain it")
+        self.store.change_message_visibility(path["name"], path["receipt"], p["timeout"])
+        return 200, {"visibility_timeout": p["timeout"]}

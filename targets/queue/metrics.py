@@ -18,7 +18,8 @@ from prometheus_client.registry import Collector
 
 from targets.fastmetrics import BornAtZeroRegistry
 from targets.queue.poll import LongPoller
-from targets.queue.store import QueueCounters, QueueStore
+from targets.queue.rules import QueueCounters
+from targets.queue.store import QueueStore
 
 GAUGES: Final = (
     ("queue_messages_visible", "Messages available to receive now (ApproximateNumberOfMessages)."),

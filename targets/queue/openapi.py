@@ -1,8 +1,10 @@
 """The plain JSON API's OpenAPI 3.1 document, served at ``GET /openapi.json``.
 
-Written by hand next to ``api.py`` (the routing is the engine's, not a framework's), and held
-to it by tests/queue/test_openapi.py: the document validates as OpenAPI 3.1, every path and
-method it lists is routed by a real queue process, and real replies match its schemas.
+Written by hand next to ``api.py`` (routed by the shared targets/http/router.py, not a
+framework), and held to it by tests: test_api.py checks that the router's paths and the
+handlers' methods are exactly the document's operations; test_openapi.py that the document
+validates as OpenAPI 3.1, every operation it lists answers on a real queue process, and real
+replies match its schemas.
 """
 
 from __future__ import annotations

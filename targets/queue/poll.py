@@ -27,7 +27,8 @@ import time
 from collections.abc import Callable, Sequence
 
 from targets.queue.config import parse_int
-from targets.queue.store import QueueStore, Received
+from targets.queue.rules import Received
+from targets.queue.store import QueueStore
 
 
 class LongPoller:

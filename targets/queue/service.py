@@ -13,7 +13,7 @@ It also owns the housekeeping loop (retention via ``QueueStore.expire`` every
 message move tasks and the loop, then closes the store. A ``POST`` without
 ``X-Amz-Target`` outside ``/queues`` is an SQS request with no action (``InvalidAction``).
 
-Group commit (see ``QueueStore``): the store's calls made during one event-loop iteration
+Group commit (targets/queue/commits.py): the store's calls made during one event-loop iteration
 share one transaction, committed by a callback scheduled when the group opens (``_flush``,
 next iteration); every response waits for the commit of whatever it may depend on
 (``_durable``), so nothing is acknowledged before it is on disk, as before, at one commit

@@ -51,16 +51,16 @@ from targets.queue.errors import (
 )
 from targets.queue.messages import MessageAttribute
 from targets.queue.poll import LongPoller
-from targets.queue.store import (
-    MAX_LIST_RESULTS,
+from targets.queue.rules import (
     BatchResult,
-    QueueStore,
     ReceiptEntry,
     ReceivedMessage,
     SendEntry,
     SendResult,
     VisibilityEntry,
+    list_limit,
 )
+from targets.queue.store import QueueStore
 
 log = logging.getLogger(__name__)
 
@@ -450,15 +450,8 @@ class SqsProtocol:
 
     def list_dead_letter_source_queues(self, p: Params, host: str) -> Result:
         names = self.store.list_dead_letter_source_queues(queue_name(_str(p, "QueueUrl")))
-        limit = _opt_int(p, "MaxResults")
-        if limit is not None:
-            number = parse_int(limit)
-            if number is None or not 1 <= number <= MAX_LIST_RESULTS:
-                raise InvalidParameterValue(
-                    f"MaxResults: must be 1..{MAX_LIST_RESULTS}, got {limit!r}"
-                )
-            names = names[:number]
-        return {"queueUrls": [self.url(host, n) for n in names]}
+        limit = list_limit(_opt_int(p, "MaxResults"))
+        return {"queueUrls": [self.url(host, n) for n in names[:limit]]}
 
     def start_message_move_task(self, p: Params, host: str) -> Result:
         arns = self.store.arns

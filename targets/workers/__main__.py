@@ -3,7 +3,7 @@
     python -m targets.workers --queue-url http://127.0.0.1:9324 --queue emails \\
         --provider http://127.0.0.1:9400 --polling long --rate 10 --burst 1
 
-The worker serves ``GET /metrics`` and ``GET /health`` on ``--port``. The ready line::
+The worker serves ``GET /metrics`` and ``GET /health`` on ``--listen``. The ready line::
 
     {"event": "ready", "name": "worker-1", "queue": "emails", "polling": "long",
      "address": "127.0.0.1:PORT"}
@@ -21,9 +21,10 @@ import logging
 import sys
 from urllib.parse import urlsplit
 
+from targets.flags import TargetFlags
 from targets.http.server import HttpServer, ServerLimits
 from targets.limiter.core import ALGORITHM_NAMES, ConfigError, LimitConfig
-from targets.runtime import announce_ready, configure_process, run_main, wait_for_stop
+from targets.runtime import announce_ready, run_target, stop_signal
 from targets.workers.core import Ack, FailurePolicy, OnFailure, WorkerConfigError
 from targets.workers.worker import Endpoint, Polling, Worker, WorkerConfig
 
@@ -45,17 +46,15 @@ _FLAGS = {
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m targets.workers",
-        description="A queue worker: receive (short or long polling), rate-limit, deliver to "
+    flags = TargetFlags(
+        "python -m targets.workers",
+        "A queue worker: receive (short or long polling), rate-limit, deliver to "
         "the provider, delete on success; on failure let the message return or back off.",
     )
+    p = flags.parser
     p.add_argument("--queue-url", required=True, help="the queue service, http://HOST:PORT")
     p.add_argument("--queue", required=True, help="queue name")
     p.add_argument("--provider", required=True, help="the provider, http://HOST:PORT")
-    p.add_argument("--name", default="worker-1", help="instance name (logs, metrics, provider)")
-    p.add_argument("--host", default="127.0.0.1", help="metrics address (default loopback)")
-    p.add_argument("--port", type=int, default=0, help="metrics port (0: any free port)")
     p.add_argument("--polling", choices=[m.value for m in Polling], default="long")
     p.add_argument("--wait-s", type=int, default=20, help="long polling wait (0..20)")
     p.add_argument("--batch", type=int, default=10, help="messages per receive (1..10)")
@@ -82,8 +81,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--backoff-max-s", type=float, default=60.0, help="back-off cap")
     p.add_argument("--provider-timeout-s", type=float, default=30.0, help="provider call timeout")
     p.add_argument("--retry-s", type=float, default=1.0, help="pause after a failed queue call")
-    p.add_argument("--log-level", default="info")
-    return p.parse_args(argv)
+    flags.name("worker-1", "instance name (logs, metrics, provider)")
+    flags.listen("address of /metrics and /health (default 127.0.0.1:0: any free port)")
+    return flags.parse(argv)
 
 
 def parse_url(value: str, *, flag: str) -> Endpoint:
@@ -129,11 +129,11 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
 async def serve(args: argparse.Namespace) -> int:
     worker = Worker(config_from_args(args))
     http = HttpServer(worker, ServerLimits(name=args.name))
-    await http.listen(args.host, args.port)
+    await http.listen(*args.listen)
     host, port = http.address
     config = worker.config
     run = asyncio.ensure_future(worker.run())
-    stop = asyncio.ensure_future(wait_for_stop())
+    stop = stop_signal()
     announce_ready(
         name=config.instance,
         queue=config.queue,
@@ -156,9 +156,7 @@ async def serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    configure_process(args.log_level, args.name)
-    return run_main("targets.workers", serve(args), ())
+    return run_target("targets.workers", parse_args(argv), serve)
 
 
 if __name__ == "__main__":

@@ -37,15 +37,10 @@ from typing import Any, Final
 from prometheus_client import CollectorRegistry, Gauge
 
 from targets.fastmetrics import BornAtZeroRegistry, FastCounter, FastHistogram
+from targets.flags import TargetFlags
 from targets.http.messages import Request
 from targets.http.server import HttpServer, ResponseWriter, ServerLimits
-from targets.runtime import (
-    announce_ready,
-    configure_process,
-    run_main,
-    send_metrics,
-    wait_for_stop,
-)
+from targets.runtime import announce_ready, run_target, send_metrics, stop_signal
 from targets.workers.core import Kind, Latency, ProviderModel, WorkerConfigError
 
 MAX_BODY_BYTES: Final = 256 * 1024
@@ -158,15 +153,13 @@ class Provider:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m targets.workers.provider",
-        description="A simulated mail or WhatsApp provider: POST /send answers after a sampled "
+    flags = TargetFlags(
+        "python -m targets.workers.provider",
+        "A simulated mail or WhatsApp provider: POST /send answers after a sampled "
         "latency, failing with 500 or 503 at a seeded rate.",
     )
+    p = flags.parser
     p.add_argument("--kind", choices=[k.value for k in Kind], default="email")
-    p.add_argument("--name", default="provider", help="name in logs and the ready line")
-    p.add_argument("--host", default="127.0.0.1", help="listen address (default loopback)")
-    p.add_argument("--port", type=int, default=0, help="listen port (0: any free port)")
     p.add_argument("--latency-ms", type=float, default=50.0, help="mean send latency in ms")
     p.add_argument(
         "--latency",
@@ -177,8 +170,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sigma", type=float, default=0.5, help="lognormal shape (tail spread)")
     p.add_argument("--failure-rate", type=float, default=0.0, help="share of sends failing")
     p.add_argument("--seed", type=int, default=0, help="seed of latency and failures")
-    p.add_argument("--log-level", default="info")
-    return p.parse_args(argv)
+    flags.name("provider", "name in logs and the ready line")
+    flags.listen("address to serve on (default 127.0.0.1:0: loopback, any free port)")
+    return flags.parse(argv)
 
 
 def model_from_args(args: argparse.Namespace) -> ProviderModel:
@@ -195,19 +189,18 @@ async def serve(args: argparse.Namespace) -> int:
     model = model_from_args(args)
     provider = Provider(Kind(args.kind), model, args.seed, BornAtZeroRegistry())
     http = HttpServer(provider, ServerLimits(name=args.name, max_body_bytes=MAX_BODY_BYTES))
-    await http.listen(args.host, args.port)
+    await http.listen(*args.listen)
     host, port = http.address
+    stopped = stop_signal()
     announce_ready(name=args.name, kind=args.kind, address=f"{host}:{port}")
-    signame = await wait_for_stop()
+    signame = await stopped
     log.info("%s: finishing sends in flight", signame)
     await http.shutdown(5.0)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    configure_process(args.log_level, args.name)
-    return run_main("targets.workers.provider", serve(args), ())
+    return run_target("targets.workers.provider", parse_args(argv), serve)
 
 
 if __name__ == "__main__":

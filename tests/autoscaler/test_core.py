@@ -18,6 +18,8 @@ from targets.autoscaler.core import (
     Reason,
 )
 
+pytestmark = pytest.mark.core
+
 # --- helpers -------------------------------------------------------------------------------------
 
 

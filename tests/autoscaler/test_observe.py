@@ -6,6 +6,8 @@ import pytest
 
 from targets.autoscaler.observe import LoadWindow, TargetSample
 
+pytestmark = pytest.mark.core
+
 
 def t(target_id: str, in_flight: int = 0, requests: int = 0, healthy: bool = True) -> TargetSample:
     return TargetSample(target_id, healthy, in_flight, requests)

@@ -10,18 +10,20 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness.components.autoscaler import Autoscalers
+from harness.components.services import Services
 from harness.control import Controller, control_app
 from harness.loadgen import GET_ONLY, run_load
 from harness.runtime import LabRuntime
 from harness.supervisor import Supervisor
-from harness.topology import Topology
+from harness.topology import topology_from
 from targets import asgi
 from targets.autoscaler.__main__ import main as autoscaler_main
 from targets.http.client import fetch
 
 pytestmark = pytest.mark.e2e
 
-ELASTIC = Topology.model_validate(
+ELASTIC = topology_from(
     {
         "name": "elastic",
         "services": {
@@ -69,8 +71,8 @@ async def test_scales_out_under_load_and_back_in_after_it_without_failures(
         control = await asgi.start(control_app(controller))
         try:
             await lab.start_autoscalers(("127.0.0.1", control.port))
-            web = lab.services["web"]
-            host, port = web.pool.address
+            web = lab.part(Services).by_name["web"]
+            host, port = lab.part(Services).labs["web"].address
 
             async def replicas(n: int) -> bool:
                 return len(web.live()) == n
@@ -95,7 +97,7 @@ async def test_scales_out_under_load_and_back_in_after_it_without_failures(
             assert all("autoscaler: below_target" in e.detail for e in removes)
             assert sum(len(e.instances) for e in adds) == 2
 
-            scaler = lab.autoscalers["web"]
+            scaler = lab.part(Autoscalers).children["web"]
             assert [t.labels["role"] for t in lab.scrape_targets()].count("autoscaler") == 1
             await fetch(*scaler.address(), "GET", "/metrics")  # counters are exposed at 0 first
             metrics = (await fetch(*scaler.address(), "GET", "/metrics")).body.decode()
@@ -114,6 +116,7 @@ async def test_scales_out_under_load_and_back_in_after_it_without_failures(
             await control.stop()
 
 
+@pytest.mark.inprocess
 def test_a_bad_policy_exits_2_naming_the_field(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -124,7 +127,8 @@ def test_a_bad_policy_exits_2_naming_the_field(
         "--service=web",
         "--lb-control=127.0.0.1:1",
         "--lab-control=127.0.0.1:1",
-        f"--token-file={token}",
+        f"--lb-token-file={token}",
+        f"--lab-token-file={token}",
     ]
     assert autoscaler_main([*common, '--policy={"target": 0}']) == 2
     assert "target: must be > 0 (got 0)" in capsys.readouterr().err

@@ -26,6 +26,17 @@ from dashboards.build import GENERATED, build_all, dashboards, render, write_all
 from dashboards.queries import dashboard_queries, interpolate, metric_names
 from harness.prometheus import LAB_RULES
 from harness.report import standard_plots
+from harness.topology import topology_from
+
+pytestmark = pytest.mark.core
+
+PLOTTED = topology_from(
+    {
+        "name": "t",
+        "services": {"orders": {"min_replicas": 1, "autoscaling": {"target": 2}}, "auth": {}},
+        "gateway": {"routes": [{"name": "orders", "path": "/api/orders", "service": "orders"}]},
+    }
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 METRICS_DOC = ROOT / "docs" / "metrics.md"
@@ -320,7 +331,7 @@ def test_the_dashboard_shows_every_metric_the_report_plots() -> None:
     shown: set[str] = set()
     for query in dashboard_queries(dashboard()):
         shown |= expanded(query.expr)
-    for plot in standard_plots(["orders", "auth"], autoscaled=["orders"], gateway=True):
+    for plot in standard_plots(PLOTTED):
         for line in plot.lines:
             missing = expanded(line.expr) - shown
             assert not missing, f"report plot {plot.title!r} uses {sorted(missing)}"

@@ -14,15 +14,19 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import pytest
 from ruamel.yaml import YAML
 
 from dashboards.build import GRAFANA_DASHBOARDS, build_all
+from harness.components.queue import queues_file
 from harness.prometheus import LAB_RULES, find_binary
 from harness.supervisor import free_port
 from harness.topology import load_topology
 from locustfiles.settings import load_settings
 from targets.http.messages import Request
 from targets.http.server import HttpServer, ResponseWriter
+
+pytestmark = pytest.mark.core
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -80,6 +84,7 @@ def scrape_targets() -> list[tuple[str, int, dict[str, str]]]:
     ]
 
 
+@pytest.mark.e2e
 def test_compose_file_matches_the_compose_spec() -> None:
     """check-jsonschema's vendored compose-spec schema accepts docker-compose.yml."""
     tool = Path(sys.executable).parent / "check-jsonschema"
@@ -103,23 +108,22 @@ def test_compose_has_a_name_and_bind_mounts_that_exist() -> None:
 
 
 def test_every_server_registers_with_a_defined_load_balancer() -> None:
-    """--register-with names a load balancer service on its control port; --advertise names
+    """--lb-control names a load balancer service on its control port; --advertise names
     the server's own service and port, and it waits for that load balancer to be healthy."""
     all_services = services()
     servers = {n: s for n, s in all_services.items() if runs(s, "targets.server")}
     assert servers
     for name, server in servers.items():
         f = flags(server)
-        lb_name, lb_port = hostport(f["register-with"])
+        lb_name, lb_port = hostport(f["lb-control"])
         assert lb_name in all_services, f"{name}: no service {lb_name}"
         lb = flags(all_services[lb_name])
         assert runs(all_services[lb_name], "targets.lb")
-        assert int(lb["control-port"]) == lb_port
-        assert lb["control-host"] == "0.0.0.0"
+        assert hostport(lb["control-listen"]) == ("0.0.0.0", lb_port)
         assert "allow-remote" in lb, f"{lb_name} refuses non-loopback targets"
-        assert f["advertise"] == f"{name}:{f['port']}"
-        assert f["host"] == "0.0.0.0"
-        assert f["instance-id"] == name
+        assert hostport(f["listen"]) == ("0.0.0.0", hostport(f["advertise"])[1])
+        assert f["advertise"].startswith(f"{name}:")
+        assert f["name"] == name
         assert server["depends_on"][lb_name]["condition"] == "service_healthy"
         assert "healthcheck" in all_services[lb_name]
 
@@ -135,7 +139,7 @@ def test_compose_runs_the_shop_topology() -> None:
         members = [
             s
             for s in all_services.values()
-            if runs(s, "targets.server") and flags(s)["register-with"].startswith(f"{name}-lb:")
+            if runs(s, "targets.server") and flags(s)["lb-control"].startswith(f"{name}-lb:")
         ]
         assert len(members) == spec.replicas, name
         for server in members:
@@ -153,7 +157,7 @@ def test_compose_runs_the_email_pipeline_of_the_topology() -> None:
     assert runs(queue, "targets.queue")
     mounted = {v.split(":")[1]: v.split(":")[0] for v in queue["volumes"]}
     source = ROOT / mounted[flags(queue)["queues-file"]]
-    assert json.loads(source.read_text()) == topology.queues_file()
+    assert json.loads(source.read_text()) == queues_file(topology)
     for name, provider in topology.providers.items():
         assert runs(all_services[name], "targets.workers.provider")
         assert set(provider.args()) <= set(all_services[name]["command"]), name
@@ -165,7 +169,7 @@ def test_compose_runs_the_email_pipeline_of_the_topology() -> None:
             assert set(spec.args(visibility)) <= set(worker["command"]), name
             f = flags(worker)
             assert f["name"] == name
-            assert f["queue-url"] == f"http://queue:{flags(queue)['port']}"
+            assert f["queue-url"] == f"http://queue:{hostport(flags(queue)['listen'])[1]}"
             assert hostport(f["provider"].removeprefix("http://"))[0] == spec.provider
     for name, spec in topology.services.items():
         servers = [s for s in all_services.values() if runs(s, "targets.server")]
@@ -175,7 +179,7 @@ def test_compose_runs_the_email_pipeline_of_the_topology() -> None:
                 assert "email" not in f, name
                 continue
             assert (f["email"], f["email-queue-name"]) == (spec.email.mode, spec.email.queue)
-            assert f["email-queue"] == f"queue:{flags(queue)['port']}"
+            assert f["email-queue"] == f"queue:{hostport(flags(queue)['listen'])[1]}"
             assert server["depends_on"]["queue"]["condition"] == "service_healthy"
 
 
@@ -185,7 +189,7 @@ def test_prometheus_targets_are_compose_services() -> None:
     all_services = services()
     targets = scrape_targets()
     topology = load_topology()
-    services_of_lab = {*topology.services, *topology.groups(), *topology.providers, "load"}
+    services_of_lab = {*topology.services, *topology.shapes(), *topology.providers, "load"}
     for host, port, labels in targets:
         assert host in all_services, f"{host}: not a compose service"
         assert set(labels) == {"service", "role", "instance"}
@@ -194,14 +198,14 @@ def test_prometheus_targets_are_compose_services() -> None:
         service, f = all_services[host], flags(all_services[host])
         if labels["role"] == "lb":
             assert runs(service, "targets.lb")
-            assert int(f["control-port"]) == port
+            assert hostport(f["control-listen"])[1] == port
         elif labels["role"] == "server":
             assert runs(service, "targets.server")
-            assert int(f["port"]) == port
+            assert hostport(f["listen"])[1] == port
             assert f["service"] == labels["service"]
         elif labels["role"] in PIPELINE:
             assert runs(service, PIPELINE[labels["role"]])
-            assert int(f["port"]) == port
+            assert hostport(f["listen"])[1] == port
         else:
             assert labels["role"] == "locust"
             assert labels["service"] == "load"
@@ -237,6 +241,7 @@ def test_prometheus_uses_the_lab_settings_and_rules() -> None:
     assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
 
 
+@pytest.mark.e2e
 def test_prometheus_config_passes_promtool(tmp_path: Path) -> None:
     """promtool check config accepts deploy/prometheus/prometheus.yml (rules path made local)."""
     text = PROMETHEUS_CONFIG.read_text().replace(
@@ -309,7 +314,7 @@ def test_locust_master_workers_and_their_environment() -> None:
         settings = load_settings({k: str(v) for k, v in service["environment"].items()})
         expected = {}
         for svc in load_topology().services:
-            lb_port = flags(all_services[f"{svc}-lb"])["port"]
+            lb_port = hostport(flags(all_services[f"{svc}-lb"])["listen"])[1]
             expected[svc] = f"http://{svc}-lb:{lb_port}"
         assert dict(settings.services) == expected, name
 
@@ -329,6 +334,7 @@ def test_dockerfile_installs_locked_dependencies_and_the_code() -> None:
             assert service["build"] == "."
 
 
+@pytest.mark.e2e
 async def test_metrics_forwarder_passes_a_scrape_through(tmp_path: Path) -> None:
     """deploy/locust/metrics_forward.py relays an HTTP exchange to the loopback port."""
 

@@ -16,6 +16,8 @@ from harness.supervisor import free_port
 from targets.http.messages import Request
 from targets.http.server import HttpServer, ResponseWriter
 
+pytestmark = pytest.mark.inprocess
+
 TOKEN = "glsa_test-token"  # a fake
 
 

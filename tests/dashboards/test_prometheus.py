@@ -15,13 +15,16 @@ import pytest
 from chaos.actions import ChaosRequest
 from dashboards.build import build_all, dashboards
 from dashboards.queries import Query, dashboard_queries, interpolate
+from harness.components.gateway import Gateway
+from harness.components.services import AutoscalingSpec, Services
 from harness.control import Controller, control_app
 from harness.loadgen import run_load
 from harness.prometheus import LAB_RULES, Prometheus, PrometheusError, ScrapeTarget
 from harness.runtime import LabRuntime
 from harness.supervisor import Supervisor, free_port
-from harness.topology import AutoscalingSpec, LimitSpec, Topology, load_topology
+from harness.topology import Topology, load_topology
 from targets import asgi
+from targets.gateway.config import LimitSpec
 
 pytestmark = pytest.mark.e2e
 
@@ -119,8 +122,10 @@ async def test_every_panel_has_data_on_a_running_lab(tmp_path: Path) -> None:
             await prometheus.wait_for_targets(len(lab.scrape_targets()), timeout_s=30)
 
             started = time.time()
-            assert lab.gateway is not None
-            entries = [lab.gateway.address(), *(s.pool.address for s in lab.services.values())]
+            front = lab.part(Gateway).child
+            assert front is not None
+            labs = lab.part(Services).labs.values()
+            entries = [front.address(), *(service.address for service in labs)]
             load = asyncio.gather(
                 *(run_load(*entry, duration_s=LOAD_S, concurrency=CONCURRENCY) for entry in entries)
             )

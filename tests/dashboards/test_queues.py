@@ -21,6 +21,8 @@ from dashboards.queries import Query, dashboard_queries, interpolate, metric_nam
 from harness.prometheus import Prometheus, ScrapeTarget, Series
 from harness.supervisor import Child, Supervisor, free_port
 
+pytestmark = pytest.mark.core
+
 EXPECTED_PANELS = [
     "Overview",
     "Messages visible",
@@ -211,18 +213,21 @@ async def _start(supervisor: Supervisor, tmp_path: Path) -> dict[str, Child]:
     limited to 20 messages a second with a burst of 1 (so the limiter holds some back)."""
     queue, provider = await asyncio.gather(
         supervisor.spawn(
-            "queue", "queue", "targets.queue", ["--db", str(tmp_path / "q.db"), "--port", "0"]
+            "queue",
+            "queue",
+            "targets.queue",
+            ["--db", str(tmp_path / "q.db"), "--listen", "127.0.0.1:0"],
         ),
         supervisor.spawn(
             "provider",
             "provider",
             "targets.workers.provider",
-            ["--port", "0", "--latency-ms", "5", "--seed", "1"],
+            ["--listen", "127.0.0.1:0", "--latency-ms", "5", "--seed", "1"],
         ),
     )
     common = [
         *("--queue-url", f"http://{queue.ready['address']}", "--queue", QUEUE),
-        *("--provider", f"http://{provider.ready['address']}", "--port", "0"),
+        *("--provider", f"http://{provider.ready['address']}", "--listen", "127.0.0.1:0"),
         *("--visibility-s", "1", "--batch", "5", "--rate", "20", "--burst", "1"),
     ]
     w1, w2 = await asyncio.gather(

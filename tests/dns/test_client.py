@@ -23,6 +23,8 @@ from targets.dns.client import (
 from targets.dns.core import Zone, record_from_json
 from targets.dns.server import DnsServer
 
+pytestmark = pytest.mark.core
+
 
 class Clock:
     def __init__(self) -> None:
@@ -132,6 +134,7 @@ async def server() -> AsyncIterator[DnsServer]:
         await server.close()
 
 
+@pytest.mark.inprocess
 async def test_udp_answers_and_errors(server):
     """Over UDP: an address with its TTL cached; NXDOMAIN and REFUSED raise their errors."""
     clock = Clock()
@@ -148,6 +151,7 @@ async def test_udp_answers_and_errors(server):
         await asyncio.to_thread(res.resolve, "example.com.")
 
 
+@pytest.mark.inprocess
 async def test_udp_timeout_when_nobody_answers(server):
     """A server that never answers raises ResolveTimeout after timeout_s."""
     host, port = server.address

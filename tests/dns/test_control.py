@@ -13,6 +13,8 @@ from targets.dns.control import control_app
 from targets.dns.core import Zone
 from targets.dns.server import DnsServer
 
+pytestmark = pytest.mark.inprocess
+
 ZONE = {
     "zone": "lab.",
     "records": [

@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 
 from targets.dns.core import Answer, Rcode, Zone, ZoneError, record_from_json
 
+pytestmark = pytest.mark.core
+
 CHECKS = [
     {"id": "blue", "port": 9001, "failure_threshold": 3},
     {"id": "green", "port": 9002, "failure_threshold": 3},

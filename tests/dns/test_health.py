@@ -17,6 +17,8 @@ from targets.dns.server import DnsServer
 from targets.http.messages import Request
 from targets.http.server import HttpServer, ResponseWriter
 
+pytestmark = pytest.mark.inprocess
+
 
 @dataclass
 class Endpoint:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +19,9 @@ from targets.dns.__main__ import load_zone
 from targets.dns.client import CachingResolver
 from targets.dns.core import ZoneError
 from targets.http.client import fetch, fetch_json
+from tests.helpers import run_target, start_target
 
-ROOT = Path(__file__).resolve().parents[2]
-ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+pytestmark = pytest.mark.e2e
 
 ZONE: dict[str, Any] = {
     "zone": "lab.",
@@ -35,15 +33,7 @@ ZONE: dict[str, Any] = {
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "targets.dns", *args],
-        cwd=ROOT,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_target("targets.dns", *args)
 
 
 def write_zone(tmp_path: Path, zone: object) -> str:
@@ -55,7 +45,7 @@ def write_zone(tmp_path: Path, zone: object) -> str:
 def test_help_documents_the_flags():
     """--help lists the zone file, listen, control and token flags."""
     out = run_cli("--help").stdout
-    for flag in ("--zone-file", "--listen", "--control", "--control-token-file", "--seed"):
+    for flag in ("--zone-file", "--listen", "--control-listen", "--token-file", "--seed"):
         assert flag in out
 
 
@@ -70,6 +60,7 @@ def test_bad_zone_file_exits_2_naming_file_and_field(tmp_path):
     assert result.stdout == ""
 
 
+@pytest.mark.core
 def test_unreadable_or_broken_zone_files_are_zone_errors(tmp_path):
     """A missing file and broken JSON are refused with the file's name (in-process)."""
     with pytest.raises(ZoneError) as missing:
@@ -89,32 +80,19 @@ def test_bad_listen_address_exits_2(tmp_path):
     assert "--listen: expected HOST:PORT" in result.stderr
 
 
-@pytest.mark.e2e
 async def test_record_change_is_seen_once_the_ttl_runs_out(tmp_path):
     """The real process answers, takes a record change through the control API, and a caching
     client sees the new address only once the old answer's TTL has run out."""
     token_file = tmp_path / "token"
     token_file.write_text("s3cret\n")
-    log = (tmp_path / "stderr.log").open("wb")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
+    with start_target(
         "targets.dns",
-        "--zone-file",
-        write_zone(tmp_path, ZONE),
-        "--control-token-file",
-        str(token_file),
-        "--seed",
-        "1",
-        cwd=ROOT,
-        env=ENV,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=log,
-    )
-    try:
-        assert proc.stdout is not None
-        ready = json.loads(await asyncio.wait_for(proc.stdout.readline(), 30))
-        assert ready["event"] == "ready"
+        *("--zone-file", write_zone(tmp_path, ZONE)),
+        *("--token-file", str(token_file)),
+        *("--seed", "1"),
+        log=tmp_path / "stderr.log",
+    ) as proc:
+        ready = proc.ready
         host, _, port = ready["address"].rpartition(":")
         chost, _, cport = ready["control"].rpartition(":")
 
@@ -149,10 +127,5 @@ async def test_record_change_is_seen_once_the_ttl_runs_out(tmp_path):
         assert 'dns_queries_total{name="shop.lab.",qtype="A",rcode="NOERROR"} 3.0' in metrics
 
         proc.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), 15) == 0
-        assert await proc.stdout.read() == b""  # exactly one line on stdout
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        log.close()
+        assert proc.wait(15) == 0
+        assert proc.read_stdout() == ""  # exactly one line on stdout

@@ -21,6 +21,8 @@ from prometheus_client import CollectorRegistry
 from targets.dns.core import Zone
 from targets.dns.server import DnsServer, presentation
 
+pytestmark = pytest.mark.inprocess
+
 ZONE = {
     "zone": "lab.",
     "records": [
@@ -198,6 +200,7 @@ async def test_random_bytes_never_stop_it_answering(raw):
         assert reply.rcode() == dns.rcode.NOERROR
 
 
+@pytest.mark.core
 @settings(max_examples=500, deadline=None)
 @given(
     st.binary(max_size=120)
@@ -212,6 +215,7 @@ def test_respond_never_raises(data):
         assert message.flags & dns.flags.QR
 
 
+@pytest.mark.core
 def test_presentation_escapes_what_could_pass_for_a_dot():
     """A label holding a dot, or odd bytes, is escaped, so it can never match a zone name."""
     assert presentation([b"SHOP", b"lab"]) == "shop.lab."
@@ -250,6 +254,7 @@ async def test_malformed_and_dropped_datagrams_are_counted(raw, server):
     assert samples(server, "dns_dropped_total") == {(): 1}
 
 
+@pytest.mark.core
 def test_series_exist_at_zero_before_the_first_query():
     """Every record name and set id has its series at 0 from the start."""
     server = make_server()

@@ -8,8 +8,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,20 +18,26 @@ from harness.lab import Lab, ServerSpec, start_lab
 from harness.loadgen import GET_ONLY, run_load
 from harness.supervisor import Supervisor
 from targets.http.client import Client
-from tests.helpers import running
+from tests.helpers import eventually, running, stop_process
 
 pytestmark = pytest.mark.e2e
 
 
-async def wait_healthy(lab: Lab, count: int, timeout_s: float = 15.0) -> dict[str, object]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        view = await lab.targets()
-        if view["counts"]["healthy"] == count:
-            return view
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not {count} healthy targets: {view}")
-        await asyncio.sleep(0.1)
+async def view_when(lab: Lab, holds: Callable[[dict[str, Any]], bool], what: str) -> None:
+    """Poll the load balancer's `GET /targets` until `holds(view)` (fail after a deadline)."""
+
+    async def check() -> bool:
+        return holds(await lab.targets())
+
+    await eventually(check, deadline_s=15, what=what)
+
+
+def target(view: dict[str, Any], target_id: str) -> dict[str, Any]:
+    return next(t for t in view["targets"] if t["id"] == target_id)
+
+
+async def wait_healthy(lab: Lab, count: int) -> None:
+    await view_when(lab, lambda v: v["counts"]["healthy"] == count, f"{count} healthy targets")
 
 
 async def running_lab(tmp_path: Path, spec: ServerSpec) -> AsyncIterator[Lab]:
@@ -65,7 +72,7 @@ async def test_traffic_is_spread_over_every_server(lab: Lab) -> None:
 async def test_kill_9_of_a_server_gives_no_client_error_for_gets(lab: Lab) -> None:
     """SIGKILL one server mid-load: GETs are retried elsewhere, the client sees no error."""
     load = asyncio.create_task(run_load(*lab.address, duration_s=5, concurrency=16, calls=GET_ONLY))
-    await asyncio.sleep(1.5)
+    await view_when(lab, lambda v: target(v, "shop-2")["requests"] > 0, "shop-2 serving the load")
     victim = lab.servers["shop-2"]
     victim.kill()
     result = await load
@@ -84,7 +91,7 @@ async def test_graceful_stop_completes_every_request_in_flight(slow_lab: Lab) ->
     load = asyncio.create_task(
         run_load(*slow_lab.address, duration_s=4, concurrency=12, calls=GET_ONLY)
     )
-    await asyncio.sleep(1.0)
+    await view_when(slow_lab, lambda v: target(v, "shop-1")["in_flight"] > 0, "shop-1 busy")
     victim = slow_lab.servers["shop-1"]
     code = await victim.stop()
     result = await load
@@ -102,7 +109,11 @@ async def test_deregistered_target_finishes_its_requests_and_gets_no_new_ones(
     client = Client(*slow_lab.address, max_connections=12)
     try:
         in_flight = [asyncio.create_task(client.request("GET", "/api/orders/1")) for _ in range(12)]
-        await asyncio.sleep(0.15)
+        await view_when(
+            slow_lab,
+            lambda v: sum(t["in_flight"] for t in v["targets"]) == 12,
+            "the 12 requests in flight",
+        )
         answer = await slow_lab.deregister("shop-3")
         assert answer["state"] == "draining"
         replies = await asyncio.gather(*in_flight)
@@ -119,7 +130,7 @@ async def test_deregistered_target_finishes_its_requests_and_gets_no_new_ones(
 async def test_new_server_registers_and_serves_within_two_seconds(lab: Lab) -> None:
     """A server started mid-load registers itself and gets traffic within 2 s of serving."""
     load = asyncio.create_task(run_load(*lab.address, duration_s=4, concurrency=8, calls=GET_ONLY))
-    await asyncio.sleep(0.5)
+    await view_when(lab, lambda v: any(t["requests"] for t in v["targets"]), "the load on")
     await lab.add_server(ServerSpec(service_ms=5, slots=16), name="shop-new")
     registered = time.monotonic()
     client = Client(*lab.address, max_connections=1)
@@ -181,16 +192,14 @@ async def test_children_die_with_a_killed_harness(tmp_path: Path) -> None:
         child_pid = int(proc.stdout.readline())
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(5)
-        for _ in range(50):
-            if not running(child_pid):
-                break
-            await asyncio.sleep(0.1)
-        else:
+
+        async def gone() -> bool:
+            return not running(child_pid)
+
+        try:
+            await eventually(gone, deadline_s=10, what="the child to die with its parent")
+        except AssertionError:
             os.kill(child_pid, signal.SIGKILL)
-            raise AssertionError("the child outlived its killed parent")
+            raise
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+        stop_process(proc, grace_s=0)

@@ -12,10 +12,12 @@ import pytest
 
 from targets.gateway.config import config_from_json
 from targets.gateway.gateway import Gateway
-from targets.gateway.routes import RouteError
 from targets.http.client import Client
 from targets.http.messages import Request
+from targets.http.router import RouteError
 from targets.http.server import HttpServer, ResponseWriter
+
+pytestmark = pytest.mark.inprocess
 
 
 @dataclass
@@ -171,6 +173,25 @@ async def test_route_timeout_is_504_and_a_dead_upstream_502_naming_the_route(
     assert codes[("gone", "502")] == 1
 
 
+async def test_a_timeout_on_a_kept_alive_connection_is_the_same_504(start: Start) -> None:
+    """The fast path (an idle pooled connection, no body) times out with the same 504 body and
+    counts as the task path does."""
+    setup = await start([{"name": "slow", "path": "/slow", "service": "slow", "timeout_s": 0.2}])
+    assert (await setup.call("/slow"))[0] == 200  # leaves the connection idle in the pool
+    setup.upstreams["slow"].delay_s = 1.0
+    status, body, _ = await setup.call("/slow")
+    assert (status, body["message"], body["error"], body["route"], body["service"]) == (
+        504,
+        "Gateway Timeout",
+        "upstream_timeout",
+        "slow",
+        "slow",
+    )
+    assert setup.gateway.metrics.requests.values[("slow", "504")] == 1
+    assert setup.gateway.metrics.upstream_errors.labels("slow", "timeout")._value.get() == 1
+
+
+@pytest.mark.core
 @pytest.mark.parametrize(
     ("routes", "message"),
     [
@@ -184,7 +205,7 @@ async def test_route_timeout_is_504_and_a_dead_upstream_502_naming_the_route(
                     "limits": [{"rate": 0}],
                 }
             ],
-            r"routes\[0\].limits\[0\].rate: must be > 0",
+            r"routes\[0\].limits\[0\].rate: Input should be greater than 0",
         ),
         (
             [

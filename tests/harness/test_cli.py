@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import signal
@@ -13,10 +14,14 @@ from typing import get_args
 
 import pytest
 
-from chaos.actions import ACTIONS
-from harness.cli import ACTION_NAMES
+from chaos.actions import IMPLEMENTATIONS
+from chaos.vocabulary import NAMES, PARAMS
+from harness.cli import chaos as chaos_command
 from harness.control import ChaosBody
+from harness.scenario import STEPS
 from tests.helpers import running
+
+pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
@@ -65,12 +70,9 @@ def test_an_unknown_chaos_action_names_the_valid_ones(tmp_path: Path) -> None:
     """`harness chaos foo orders` says which actions exist, in one line, exit 2."""
     result = harness("chaos", "foo", "orders", cwd=tmp_path)
     assert result.returncode == 2
-    assert (
-        result.stdout.strip() == f"error: unknown action 'foo'; actions: {', '.join(ACTION_NAMES)}"
-    )
+    assert result.stdout.strip() == f"error: unknown action 'foo'; actions: {', '.join(NAMES)}"
 
 
-@pytest.mark.e2e
 def test_up_status_chaos_down(tmp_path: Path) -> None:
     """up starts the lab, chaos acts on it, down stops it and every process it started."""
     topology = tmp_path / "small.yaml"
@@ -122,7 +124,13 @@ def _pid_lines(run_dir: Path) -> list[str]:
     return [line.strip() for line in out.splitlines() if str(run_dir) in line]
 
 
-def test_the_cli_and_the_control_api_know_every_registered_action() -> None:
-    """The CLI's list and the control API's schema name exactly the registered actions."""
-    assert set(ACTION_NAMES) == set(ACTIONS)
-    assert set(get_args(ChaosBody.model_fields["action"].annotation)) == set(ACTIONS)
+@pytest.mark.core
+def test_every_surface_derives_the_actions_from_the_vocabulary() -> None:
+    """The functions, the scenario schema, the control API's body and the CLI's options name
+    exactly the vocabulary's actions and parameters."""
+    assert tuple(IMPLEMENTATIONS) == NAMES
+    assert tuple(STEPS) == NAMES
+    assert get_args(ChaosBody.model_fields["action"].annotation) == NAMES
+    assert set(PARAMS) <= set(ChaosBody.model_fields)
+    options = set(inspect.signature(chaos_command).parameters)
+    assert set(PARAMS) <= options

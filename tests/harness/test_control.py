@@ -12,17 +12,18 @@ import httpx2
 import pytest
 
 from chaos.actions import ChaosRequest
+from harness.components.services import Services
 from harness.control import Controller, Grafana, control_app
 from harness.runtime import LabRuntime
 from harness.supervisor import Supervisor
-from harness.topology import Topology
+from harness.topology import topology_from
 from targets.http.client import fetch
 from targets.http.messages import Request
 from targets.http.server import HttpServer, ResponseWriter
 
 pytestmark = pytest.mark.e2e
 
-SMALL = Topology.model_validate(
+SMALL = topology_from(
     {
         "name": "small",
         "services": {
@@ -110,10 +111,10 @@ async def test_kill_pause_resume_act_on_the_real_processes(api: Api) -> None:
     """kill SIGKILLs the pid, pause stops answering, resume brings it back."""
     killed = (await api.chaos(action="kill", service="orders", instance="orders-1")).json()
     assert killed["event"]["instances"] == ["orders-1"]
-    child = api.lab.services["orders"].instances["orders-1"].child
+    child = api.lab.part(Services).by_name["orders"].instances["orders-1"].child
     assert await asyncio.wait_for(child.process.wait(), 5) == -9
     await api.chaos(action="pause", service="orders", instance="orders-2")
-    host, port = api.lab.services["orders"].instances["orders-2"].child.address()
+    host, port = api.lab.part(Services).by_name["orders"].instances["orders-2"].child.address()
     with pytest.raises(asyncio.TimeoutError):
         await asyncio.wait_for(fetch(host, port, "GET", "/health", timeout_s=5), 0.5)
     await api.chaos(action="resume", service="orders", instance="orders-2")
@@ -129,7 +130,7 @@ async def test_add_and_remove_change_what_the_load_balancer_routes_to(api: Api) 
     await api.lab.wait_healthy()
     removed = (await api.chaos(action="remove", service="orders")).json()["event"]
     gone = removed["instances"][0]
-    view = await api.lab.services["orders"].pool.targets()
+    view = await api.lab.part(Services).labs["orders"].targets()
     assert gone not in {t["id"] for t in view["targets"]}
     assert (await api.instances())[gone]["state"] == "stopped"
 
@@ -138,7 +139,7 @@ async def test_faults_reach_the_server_and_clear(api: Api) -> None:
     """latency and errors are injected through the server's admin API; clear removes them."""
     await api.chaos(action="latency", service="orders", instance="orders-1", latency_ms=250)
     await api.chaos(action="errors", service="orders", instance="orders-2", error_rate=1.0)
-    instances = api.lab.services["orders"].instances
+    instances = api.lab.part(Services).by_name["orders"].instances
     auth = [(b"authorization", f"Bearer {api.lab.token}".encode())]
     host, port = instances["orders-1"].child.address()
     faults = (await fetch(host, port, "GET", "/admin/faults", headers=auth)).json()
@@ -204,7 +205,7 @@ async def test_resize_restarts_the_instance_with_its_new_capacity(api: Api) -> N
     after = (await api.instances())["orders-1"]
     assert after["pid"] != before["pid"]
     assert after["slots"] == 2
-    host, port = api.lab.services["orders"].instances["orders-1"].child.address()
+    host, port = api.lab.part(Services).by_name["orders"].instances["orders-1"].child.address()
     metrics = (await fetch(host, port, "GET", "/metrics")).body.decode()
     assert "server_slots 2.0" in metrics
     await api.lab.wait_healthy()

@@ -1,4 +1,4 @@
-"""The lab's zone from the topology's dns records (harness/dns.py), and their validation."""
+"""The lab's zone from the topology's dns records (harness/components/dns.py), validated."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from harness.dns import zone_file
-from harness.topology import DnsSpec, Topology
+from harness.components.dns import Dns, DnsSpec, zone_file
+from harness.topology import topology_from
 from targets.dns.core import Rcode, Zone
+
+pytestmark = pytest.mark.core
 
 SERVERS = {"direct": [("direct-1", ("127.10.0.1", 7000)), ("direct-2", ("127.10.0.2", 7000))]}
 LBS = {"direct": ("127.0.0.1", 6000), "balanced": ("127.0.0.1", 6001)}
@@ -55,7 +57,7 @@ def test_weighted_server_records_have_health_checks_on_each_server() -> None:
     [
         (
             {"records": [{"name": "x", "service": "nope"}]},
-            "dns record 'x': no service 'nope' (services: direct)",
+            "dns.records.0.service: no service 'nope' (services: direct)",
         ),
         (
             {"records": [{"name": "x", "service": "direct", "policy": "failover"}]},
@@ -68,7 +70,7 @@ def test_weighted_server_records_have_health_checks_on_each_server() -> None:
                     {"name": "x", "service": "direct"},
                 ]
             },
-            "dns record 'x' is defined twice",
+            "dns.records.1.name: 'x' is defined twice",
         ),
         (
             {
@@ -84,12 +86,12 @@ def test_bad_records_are_refused_naming_them(dns: dict[str, Any], message: str) 
     """Records naming no service, two addresses for one load balancer, duplicates, a
     failover without a secondary: refused before anything starts."""
     with pytest.raises(ValidationError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        Topology.model_validate({"name": "t", "services": {"direct": {"replicas": 1}}, "dns": dns})
+        topology_from({"name": "t", "services": {"direct": {"replicas": 1}}, "dns": dns})
 
 
 def test_direct_services_are_those_answered_by_server() -> None:
     """Only services a record answers server by server get addresses of their own."""
-    topology = Topology.model_validate(
+    topology = topology_from(
         {
             "name": "t",
             "services": {"direct": {"replicas": 2}, "balanced": {}},
@@ -101,4 +103,4 @@ def test_direct_services_are_those_answered_by_server() -> None:
             },
         }
     )
-    assert topology.direct_services() == {"direct"}
+    assert Dns.own_addresses(topology) == {"direct"}

@@ -24,6 +24,8 @@ from harness.prometheus import (
 )
 from harness.supervisor import Child, Supervisor, free_port
 
+pytestmark = pytest.mark.core
+
 RULES_TEST = f"""
 rule_files:
   - {LAB_RULES}
@@ -106,6 +108,7 @@ def promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.e2e
 def test_written_config_passes_promtool_check_config(tmp_path: Path) -> None:
     """write_config produces a prometheus.yml (with its target file) that promtool accepts."""
     prom = Prometheus(tmp_path, 9090)
@@ -116,12 +119,14 @@ def test_written_config_passes_promtool_check_config(tmp_path: Path) -> None:
     assert "SUCCESS" in result.stdout
 
 
+@pytest.mark.e2e
 def test_lab_rules_pass_promtool_check_rules() -> None:
     """harness/rules/lab.rules.yml is a valid rule file for Prometheus 2.42."""
     result = promtool("check", "rules", LAB_RULES)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.e2e
 def test_lab_rules_compute_what_they_claim(tmp_path: Path) -> None:
     """On canned series the recording rules give the expected rates, ratio and p95; alerts fire."""
     test_file = tmp_path / "lab.rules.test.yml"

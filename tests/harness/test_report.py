@@ -26,6 +26,17 @@ from harness.report import (
     write_reports,
 )
 from harness.slo import Event, Verdict
+from harness.topology import topology_from
+
+pytestmark = pytest.mark.core
+
+PLOTTED = topology_from(
+    {
+        "name": "t",
+        "services": {"orders": {"min_replicas": 1, "autoscaling": {"target": 2}}, "auth": {}},
+        "gateway": {"routes": [{"name": "orders", "path": "/api/orders", "service": "orders"}]},
+    }
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -255,7 +266,7 @@ def test_standard_plots_use_documented_metrics() -> None:
     documented = set(
         re.findall(r"^\| `([a-z_]+)` \|", (ROOT / "docs/metrics.md").read_text(), re.MULTILINE)
     )
-    plots = standard_plots(["orders", "auth"], autoscaled=["orders"])
+    plots = standard_plots(PLOTTED)
     titles = [p.title for p in plots]
     assert "orders: share of traffic per instance" in titles
     assert "auth: instances and targets" in titles

@@ -23,6 +23,8 @@ from harness.scenario import (
 )
 from harness.topology import DEFAULT_TOPOLOGY, load_topology
 
+pytestmark = pytest.mark.core
+
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((ROOT / "chaos" / "scenarios").glob("*.yaml"))
 DOCUMENTED = set(
@@ -378,8 +380,8 @@ def test_timeline_in_time_order_ties_in_file_order() -> None:
     )
     steps = resolve_timeline(scenario, SHOP)
     assert [(s.at_s, s.action) for s in steps] == [(2, "latency"), (2, "errors"), (9, "clear")]
-    assert steps[0].latency_ms == 5
-    assert steps[1].error_rate == 0.5
+    assert steps[0].params == {"latency_ms": 5}
+    assert steps[1].params == {"error_rate": 0.5}
 
 
 def test_timeline_follows_instance_states() -> None:
@@ -425,7 +427,7 @@ def test_resize_carries_its_slots_and_refuses_a_killed_instance(tmp_path: Path) 
     with pytest.raises(TimelineError, match="resize: at 3 s orders-2 is killed, not running"):
         resolve_timeline(scenario, SHOP)
     [step] = resolve_timeline(build(scenario.model_dump()["chaos"][:1]), SHOP)
-    assert (step.action, step.slots, len(step.instances)) == ("resize", 32, 1)
+    assert (step.action, step.params["slots"], len(step.instances)) == ("resize", 32, 1)
     text = HEAD + "chaos:\n  - {at_s: 5, action: resize, service: orders}\n"
     check_error(tmp_path, text, "8:*: chaos.0.resize.slots", "Field required")
 

@@ -28,6 +28,8 @@ from harness.slo import (
     outcome,
 )
 
+pytestmark = pytest.mark.core
+
 SLO = TypeAdapter(Slo)
 NAN = math.nan
 KILL = Event(10, "kill", "orders", ("orders-2",))

@@ -9,6 +9,8 @@ import pytest
 from harness.errors import InputError
 from harness.topology import load_topology
 
+pytestmark = pytest.mark.core
+
 SERVICE = """\
 name: t
 services:
@@ -90,7 +92,7 @@ def test_gateway_rate_must_be_positive_at_its_line(tmp_path: Path) -> None:
 def test_gateway_route_to_an_unknown_service(tmp_path: Path) -> None:
     """A route naming no service of the topology says which, and lists the services."""
     [line] = gateway_problems(tmp_path, "    - {name: a, path: /a, service: nope}")
-    assert "gateway.routes[0].service: no service 'nope' (services: web)" in line
+    assert "6:27: gateway.routes.0.service: no service 'nope' (services: web)" in line
 
 
 def test_gateway_overlapping_exact_routes(tmp_path: Path) -> None:
@@ -100,7 +102,9 @@ def test_gateway_overlapping_exact_routes(tmp_path: Path) -> None:
         "    - {name: b, path: /a, service: web, match: exact}"
     )
     [line] = gateway_problems(tmp_path, routes)
-    assert "gateway.routes[1].path: '/a' overlaps routes[0] ('/a') for the same methods" in line
+    assert (
+        "7:17: gateway.routes.1.path: '/a' overlaps routes[0] ('/a') for the same methods" in line
+    )
 
 
 # -- queues, providers, workers, and the payment's email ---------------------------------------
@@ -141,7 +145,7 @@ def pipeline_problems(tmp_path: Path, **parts: str) -> list[str]:
 def test_pipeline_groups_for_chaos(tmp_path: Path) -> None:
     """Worker pools and the queue service are groups chaos can name, beside the services."""
     topology = load_topology(pipeline(tmp_path))
-    groups = topology.groups()
+    groups = topology.shapes()
     assert {name: g.kind for name, g in groups.items()} == {
         "payments": "service",
         "senders": "workers",

@@ -37,7 +37,8 @@ class Echo:
     """An upstream that records requests and answers according to the path."""
 
     seen: list[Seen] = field(default_factory=list)
-    release: asyncio.Event = field(default_factory=asyncio.Event)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)  # set at each request
+    release: asyncio.Event = field(default_factory=asyncio.Event)  # lets /wait answer
 
     async def __call__(self, request: Request, writer: ResponseWriter) -> None:
         digest = hashlib.sha256()
@@ -55,6 +56,7 @@ class Echo:
                 request.client[1],
             )
         )
+        self.arrived.set()
         path = request.path
         if path == "/slow":
             await asyncio.sleep(float(request.query.removeprefix("s=") or "0.5"))

@@ -6,6 +6,8 @@ import pytest
 
 from targets.http.body import HIGH_WATER, LOW_WATER, BodyReader
 
+pytestmark = pytest.mark.inprocess
+
 
 class Switch:
     def __init__(self) -> None:

@@ -12,6 +12,8 @@ from targets.http.server import HttpServer, ServerLimits
 from targets.http.upstream import UpstreamError, UpstreamPool
 from tests.http.conftest import Echo, Proxy, exchange, parse_responses, start_proxy
 
+pytestmark = pytest.mark.inprocess
+
 
 def check_error(data: bytes, status: int, error: str) -> None:
     """`data` holds exactly one response: `status`, a JSON body naming `error`, then close."""

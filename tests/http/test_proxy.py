@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 
+import pytest
+
 from targets.http.client import fetch
 from tests.http.conftest import (
     Echo,
@@ -14,6 +16,8 @@ from tests.http.conftest import (
     read_responses,
     start_proxy,
 )
+
+pytestmark = pytest.mark.inprocess
 
 
 async def test_content_length_body_is_streamed_through_intact(proxy: Proxy) -> None:
@@ -119,13 +123,12 @@ async def test_head_request_has_no_body_but_keeps_the_length(proxy: Proxy) -> No
     """HEAD gets the headers of GET, Content-Length included, and not a byte of body."""
     reader, writer = await asyncio.open_connection(*proxy.address)
     writer.write(b"HEAD /x HTTP/1.1\r\nHost: a\r\n\r\nGET /after HTTP/1.1\r\nHost: a\r\n\r\n")
-    await asyncio.sleep(0.3)
-    data = await asyncio.wait_for(reader.read(65536), 2)
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)
+    following = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)
     writer.close()
-    head, _, rest = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200")
     assert b"content-length: " in head.lower()
-    assert rest.startswith(b"HTTP/1.1 200")  # the next response follows at once: no HEAD body
+    assert following.startswith(b"HTTP/1.1 200")  # the next response at once: no HEAD body
 
 
 async def test_expect_continue_is_answered_before_the_body(proxy: Proxy) -> None:
@@ -145,22 +148,22 @@ async def test_expect_continue_is_answered_before_the_body(proxy: Proxy) -> None
 
 async def test_graceful_shutdown_finishes_in_flight_requests(proxy: Proxy) -> None:
     """On shutdown the listener closes at once, but a request in flight still completes."""
-    slow = asyncio.create_task(
-        exchange(proxy.address, b"GET /slow?s=0.5 HTTP/1.1\r\nHost: a\r\n\r\n")
-    )
-    await asyncio.sleep(0.1)
+    held = asyncio.create_task(exchange(proxy.address, b"GET /wait HTTP/1.1\r\nHost: a\r\n\r\n"))
+    await proxy.echo.arrived.wait()  # in flight: the upstream holds it until released
+    idle_reader, idle_writer = await asyncio.open_connection(*proxy.address)
+    idle_writer.write(b"GET /k HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert [r.status for r in await read_responses(idle_reader, 1)] == [200]
     shutdown = asyncio.create_task(proxy.server.shutdown(5.0))
-    await asyncio.sleep(0.1)
-    try:
-        _, late = await asyncio.open_connection(*proxy.address)
-        late.close()
-        refused = False
-    except OSError:
-        refused = True
-    data, closed = await slow
+    # The server closes idle connections right after its listener: this EOF says both happened.
+    assert await asyncio.wait_for(idle_reader.read(), 2) == b""
+    idle_writer.close()
+    with pytest.raises(OSError):
+        await asyncio.open_connection(*proxy.address)
+    assert not held.done()
+    proxy.echo.release.set()
+    data, closed = await held
     await shutdown
     (response,) = parse_responses(data)
-    assert refused
     assert response.status == 200
     assert response.header(b"connection") == b"close"
     assert closed

@@ -17,6 +17,8 @@ from targets.lb.balancer import LbConfig, LoadBalancer
 from targets.lb.control import control_app
 from targets.lb.core import Algorithm, GroupConfig, HealthPolicy
 
+pytestmark = pytest.mark.inprocess
+
 FAST_HEALTH = HealthPolicy(
     interval_s=0.1, timeout_s=0.05, healthy_threshold=2, unhealthy_threshold=2
 )
@@ -115,6 +117,33 @@ async def test_get_that_hits_a_crash_is_retried_on_another_target(start: Start) 
     assert {body["instance"] for _, body in results} == {"b"}
     assert s.backends["a"].served  # a really was tried
     assert s.lb.metrics.retries.labels("reset")._value.get() >= 1
+
+
+async def test_the_only_target_failing_gives_one_answer_on_either_path(start: Start) -> None:
+    """A GET reset by the only target: on the fast path (a kept-alive connection) and in a
+    task (a new one) alike, one retry is decided, no target is left, and the answer is the
+    failure's own: 502 upstream_reset, from the load balancer."""
+    s = await start(("a",))
+    assert (await s.get())[0] == 200  # leaves an idle pooled connection: the fast path next
+    s.backends["a"].crash = True
+    for _ in range(2):  # the first on the fast path, the second on a new connection
+        status, body = await s.get()
+        assert (status, body["error"], body["source"]) == (502, "upstream_reset", "lb")
+    assert s.lb.metrics.retries.labels("reset")._value.get() == 2
+    assert s.lb.metrics.requests.values[("lb", "502")] == 2
+    assert len(s.backends["a"].served) == 3
+
+
+async def test_retries_stop_at_max_retries(start: Start) -> None:
+    """With max_retries=1 a GET every target resets is tried twice, one retry is counted, and
+    the client gets the last failure's 502."""
+    s = await start(("a", "b", "c"), max_retries=1)
+    for backend in s.backends.values():
+        backend.crash = True
+    status, body = await s.get()
+    assert (status, body["error"]) == (502, "upstream_reset")
+    assert sum(len(b.served) for b in s.backends.values()) == 2
+    assert s.lb.metrics.retries.labels("reset")._value.get() == 1
 
 
 async def test_post_that_reached_a_crashing_target_is_not_retried(start: Start) -> None:

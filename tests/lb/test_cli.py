@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+import pytest
+
+from tests.helpers import run_target
+
+pytestmark = pytest.mark.e2e
 
 
 def lb(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "targets.lb", *args],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_target("targets.lb", *args)
 
 
 def test_help_documents_the_load_balancer_flags() -> None:
@@ -33,7 +26,7 @@ def test_help_documents_the_load_balancer_flags() -> None:
         "--deregistration-delay",
         "--slow-start",
         "--response-timeout",
-        "--control-token-file",
+        "--token-file",
     ):
         assert flag in out
 
@@ -46,6 +39,6 @@ def test_bad_settings_exit_2_naming_the_field() -> None:
     result = lb("--algorithm", "least_outstanding_requests", "--slow-start", "30")
     assert result.returncode == 2
     assert "slow_start_s" in result.stderr
-    result = lb("--control-token-file", "/nonexistent/token")
+    result = lb("--token-file", "/nonexistent/token")
     assert result.returncode == 2
-    assert "--control-token-file" in result.stderr
+    assert "--token-file: cannot read" in result.stderr

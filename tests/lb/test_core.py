@@ -24,6 +24,8 @@ from targets.lb.core import (
     probe_ok,
 )
 
+pytestmark = pytest.mark.core
+
 INITIAL, HEALTHY, UNHEALTHY, DRAINING = TargetState
 
 

@@ -10,6 +10,8 @@ import pytest
 from targets.limiter import LimitConfig, Limiter, create
 from targets.limiter.core import ALGORITHM_NAMES, Decision
 
+pytestmark = pytest.mark.core
+
 # Algorithms that admit a burst at once and reject beyond it (shaping queues instead).
 IMMEDIATE = ("token_bucket", "leaky_bucket_policing", "gcra", "sliding_window")
 # Algorithms equivalent to a token bucket (semantics 10.6.5).

@@ -15,6 +15,8 @@ from targets.limiter.leaky_bucket import LeakyBucketPolicing, LeakyBucketShaping
 from targets.limiter.sliding_window import SlidingWindow
 from targets.limiter.token_bucket import TokenBucket
 
+pytestmark = pytest.mark.core
+
 PACKAGE = Path(__file__).resolve().parents[2] / "targets" / "limiter"
 
 

@@ -15,6 +15,8 @@ from targets.limiter.headers import (
     x_ratelimit_fields,
 )
 
+pytestmark = pytest.mark.core
+
 ALLOWED = Decision(True, 0.0, 0.0, 2.9999999999, 5, 0.2000000001)
 REJECTED = Decision(False, 0.0, 0.1, 0.0, 5, 0.5)
 

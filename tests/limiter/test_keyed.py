@@ -8,6 +8,8 @@ from targets.limiter import KeyedLimiter, LimitConfig
 from targets.limiter.core import ALGORITHM_NAMES
 from targets.limiter.keyed import SWEEP_PER_NEW_KEY
 
+pytestmark = pytest.mark.core
+
 # --- helpers -------------------------------------------------------------------------------------
 
 

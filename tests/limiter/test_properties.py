@@ -21,6 +21,8 @@ from hypothesis import strategies as st
 from targets.limiter import KeyedLimiter, LimitConfig, Limiter, create
 from targets.limiter.core import ALGORITHM_NAMES, EPS_S, Decision
 
+pytestmark = pytest.mark.core
+
 BUCKETS = ("token_bucket", "leaky_bucket_shaping", "leaky_bucket_policing", "gcra")
 
 # --- helpers -------------------------------------------------------------------------------------

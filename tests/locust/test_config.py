@@ -23,6 +23,8 @@ from locustfiles.labels import OVERFLOW_NAME, BoundedNames, error_class, method_
 from locustfiles.settings import Settings, SettingsError, load_settings, to_environ
 from locustfiles.stages import Stage
 
+pytestmark = pytest.mark.core
+
 ROOT = Path(__file__).resolve().parents[2]
 URL = "http://127.0.0.1:4001"
 
@@ -317,6 +319,7 @@ def test_distributed_commands(tmp_path: Path) -> None:
         assert worker.ready_url == ("127.0.0.1", port, "/health")
 
 
+@pytest.mark.inprocess
 def test_resolve_ports_picks_distinct_free_ports() -> None:
     """Ports left at 0 become distinct loopback ports; given ones are kept."""
     plan = LocustPlan(
@@ -339,6 +342,7 @@ def test_reports_are_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert reports.stats_csv == tmp_path / "runs/x/locust_stats.csv"
 
 
+@pytest.mark.e2e
 def test_pure_modules_never_import_locust() -> None:
     """The harness side and the pure locustfile modules load without importing locust."""
     code = (

@@ -19,6 +19,8 @@ from locustfiles.stages import (
     total_duration,
 )
 
+pytestmark = pytest.mark.core
+
 stage_st = st.builds(
     Stage,
     duration_s=st.floats(min_value=0.01, max_value=10_000),

@@ -1,13 +1,12 @@
 """Child processes for the queue's process tests: our queue service and moto's server.
 
 Each helper starts one process on 127.0.0.1 and yields its base URL; the caller's ``finally``
-(the context manager) kills it and waits, so no test leaves a child behind.
+(the context manager) stops it and waits, so no test leaves a child behind.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import socket
 import subprocess
 import sys
@@ -15,52 +14,27 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-from tests.helpers import wait_for
+from tests.helpers import Target, start_target, stop_process, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def stop(proc: subprocess.Popen[Any]) -> None:
-    """Kill a child we started and reap it."""
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(timeout=10)
-    for stream in (proc.stdout, proc.stderr):
-        if stream is not None:
-            stream.close()
+def stop(proc: Target) -> None:
+    """Stop a child we started and reap it."""
+    proc.stop()
 
 
-def start_queue(db: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
+def start_queue(db: Path, *extra: str) -> tuple[Target, str]:
     """``python -m targets.queue`` on a free port; (process, "http://127.0.0.1:PORT")."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "targets.queue", "--db", str(db), "--port", "0", *extra],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()  # the ready line, or "" if it died
-        if not line:
-            raise AssertionError(f"queue process exited with {proc.wait(timeout=10)}")
-        ready = json.loads(line)
-        assert ready["event"] == "ready"
-    except BaseException:
-        stop(proc)
-        raise
-    return proc, f"http://{ready['address']}"
+    proc = start_target("targets.queue", "--db", str(db), "--listen", "127.0.0.1:0", *extra)
+    return proc, proc.url
 
 
 @contextlib.contextmanager
 def queue_process(db: Path, *extra: str) -> Iterator[str]:
-    proc, url = start_queue(db, *extra)
-    try:
-        yield url
-    finally:
-        stop(proc)
+    with start_queue(db, *extra)[0] as proc:
+        yield proc.url
 
 
 def free_port() -> int:
@@ -98,4 +72,4 @@ def moto_process() -> Iterator[str]:
         assert proc.poll() is None, "moto server exited"
         yield url
     finally:
-        stop(proc)
+        stop_process(proc)

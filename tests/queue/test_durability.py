@@ -10,8 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from targets.queue.store import QueueStore, SendEntry
 from tests.queue.conftest import START, FakeClock
+
+pytestmark = pytest.mark.core
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,6 +83,7 @@ def test_a_crash_image_keeps_every_acknowledged_message(tmp_path: Path, clock: F
     assert sorted(remaining) == sorted(set(sent) - deleted)
 
 
+@pytest.mark.e2e
 def test_kill_9_loses_no_acknowledged_send(tmp_path: Path):
     """A queue process killed with SIGKILL mid-load: every send it acknowledged is there
     after reopening, visible or in flight until its own deadline."""

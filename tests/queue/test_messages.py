@@ -21,6 +21,8 @@ from targets.queue.messages import (
     select_attributes,
 )
 
+pytestmark = pytest.mark.core
+
 # --- MD5 digests ---------------------------------------------------------------------------
 
 

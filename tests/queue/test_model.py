@@ -16,6 +16,8 @@ from targets.queue.errors import MessageNotInflight, ReceiptHandleIsInvalid
 from targets.queue.store import QueueStore
 from tests.queue.conftest import FakeClock
 
+pytestmark = pytest.mark.core
+
 
 @dataclass
 class Message:

@@ -26,6 +26,7 @@ pytestmark = pytest.mark.e2e
 DOC = document()
 
 
+@pytest.mark.core
 def test_the_document_is_valid_openapi() -> None:
     validate(DOC)
 

@@ -10,9 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from targets.queue.poll import LongPoller
 from targets.queue.store import QueueStore, Received, SendEntry
 from tests.queue.conftest import FakeClock
+
+pytestmark = pytest.mark.inprocess
 
 GUARD_S = 10.0  # only against a hang: every wait below ends long before
 
@@ -96,6 +100,7 @@ def crash_copy(live: Path, target: Path) -> Path:
     return target / "queue.db"
 
 
+@pytest.mark.core
 def test_a_group_is_durable_only_once_committed(tmp_path: Path, clock: FakeClock) -> None:
     live = tmp_path / "live"
     live.mkdir()
@@ -118,6 +123,7 @@ def test_a_group_is_durable_only_once_committed(tmp_path: Path, clock: FakeClock
         assert crashed.stats("q").visible == 2
 
 
+@pytest.mark.core
 def test_a_group_that_cannot_be_scheduled_commits_at_once(tmp_path: Path, clock: FakeClock):
     with QueueStore(tmp_path / "queue.db", clock=clock) as store:
         store.create_queue("q")

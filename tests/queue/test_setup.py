@@ -13,6 +13,8 @@ from targets.queue.setup import create_queues, load_queues_file
 from targets.queue.store import QueueStore
 from tests.queue.procs import ROOT
 
+pytestmark = pytest.mark.core
+
 FILE = {
     "queues": [
         {"name": "emails", "attributes": {"VisibilityTimeout": 10}},
@@ -62,12 +64,13 @@ def test_malformed_files_name_the_entry(tmp_path: Path, data: object, message: s
     assert message in str(caught.value)
 
 
+@pytest.mark.e2e
 def test_an_invalid_attribute_stops_the_process_with_one_line(tmp_path: Path) -> None:
     """SQS's own check, named with the file and the entry; exit 2, nothing served."""
     path = write(tmp_path, {"queues": [{"name": "x", "attributes": {"VisibilityTimeout": -1}}]})
     done = subprocess.run(
-        [sys.executable, "-m", "targets.queue", "--db", str(tmp_path / "q.db"), "--port", "0",
-         "--queues-file", str(path)],
+        [sys.executable, "-m", "targets.queue", "--db", str(tmp_path / "q.db"),
+         "--listen", "127.0.0.1:0", "--queues-file", str(path)],
         cwd=ROOT, capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
     assert done.returncode == 2

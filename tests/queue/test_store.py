@@ -42,6 +42,8 @@ from targets.queue.store import (
 )
 from tests.queue.conftest import START, FakeClock
 
+pytestmark = pytest.mark.core
+
 ARN = "arn:aws:sqs:us-east-1:000000000000:"
 
 # --- helpers -------------------------------------------------------------------------------

@@ -18,6 +18,8 @@ from targets.http.server import HttpServer, ServerLimits
 from targets.server.app import MAX_BODY_BYTES, ServerConfig, ShopServer
 from targets.server.core import Capacity, Distribution, ServiceTime
 
+pytestmark = pytest.mark.inprocess
+
 TOKEN = "s3cret-token"
 AUTH = [(b"authorization", f"Bearer {TOKEN}".encode())]
 CONSTANT = Distribution.CONSTANT

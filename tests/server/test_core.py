@@ -21,6 +21,8 @@ from targets.server.core import (
     Verdict,
 )
 
+pytestmark = pytest.mark.core
+
 RUN, WAIT, REJECT = Verdict.RUN, Verdict.WAIT, Verdict.REJECT
 
 

@@ -1,20 +1,18 @@
 """Child processes for the workers' end-to-end tests: queue, providers and workers on loopback.
 
-`Lab.start` runs ``python -m <module>``, reads its ready line and keeps the process; the `lab`
-fixture (conftest.py) kills and reaps every one in its ``finally``. `call` is a one-shot JSON
-request with urllib (no event loop in the test process).
+`Lab.start` runs ``python -m <module>`` (`tests.helpers.start_target`: its ready line read)
+and keeps the process; the `lab` fixture (conftest.py) stops and reaps every one in its
+``finally``. `call` is a one-shot JSON request with urllib (no event loop in the test process).
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import Target, start_target
 
 
 def call(url: str, method: str = "GET", payload: Any = None) -> Any:
@@ -39,49 +37,30 @@ def scrape(base: str) -> str:
 
 
 class Lab:
-    """The processes one test started, each killed and reaped by `stop_all`."""
+    """The processes one test started, each stopped and reaped by `stop_all`."""
 
     def __init__(self, logs: Path) -> None:
         self.logs = logs
-        self.procs: dict[str, subprocess.Popen[str]] = {}
+        self.procs: dict[str, Target] = {}
 
     def start(self, name: str, module: str, *args: str) -> str:
         """Start ``python -m module args``; its base URL, once it printed its ready line."""
-        log = (self.logs / f"{name}.log").open("w")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", module, *args],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-        )
-        log.close()
+        if name in self.procs:
+            self.procs[name].stop()  # the one before, under the same name
+        proc = start_target(module, *args, log=self.logs / f"{name}.log")
         self.procs[name] = proc
-        assert proc.stdout is not None
-        line = proc.stdout.readline()  # the ready line, or "" if it died
-        if not line:
-            raise AssertionError(f"{name} exited with {proc.wait(timeout=10)}: {self.log(name)}")
-        ready = json.loads(line)
-        assert ready["event"] == "ready"
-        return f"http://{ready['address']}"
+        return proc.url
 
     def log(self, name: str) -> str:
         return (self.logs / f"{name}.log").read_text()[-2000:]
 
     def kill(self, name: str) -> None:
-        _stop(self.procs[name])
+        """SIGKILL, reaped."""
+        self.procs[name].stop(grace_s=0)
 
     def stop_all(self) -> None:
         for proc in self.procs.values():
-            _stop(proc)
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(timeout=10)
-    if proc.stdout is not None:
-        proc.stdout.close()
+            proc.stop()
 
 
 def counts(queue_url: str, name: str) -> tuple[int, int]:

@@ -19,6 +19,8 @@ from targets.workers.core import (
     decide,
 )
 
+pytestmark = pytest.mark.core
+
 
 def check_backoff(receive_count: int, base: float, cap: float, expected: int) -> None:
     assert backoff_seconds(receive_count, base, cap) == expected

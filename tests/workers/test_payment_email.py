@@ -15,7 +15,7 @@ pytestmark = pytest.mark.e2e
 
 
 def start_server(lab: Lab, name: str, *email: str) -> str:
-    return lab.start(name, "targets.server", "--instance-id", name, "--service-ms", "1", *email)
+    return lab.start(name, "targets.server", "--name", name, "--service-ms", "1", *email)
 
 
 def pay(server: str, **extra: object) -> tuple[int, dict[str, object]]:

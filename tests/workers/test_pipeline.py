@@ -4,26 +4,26 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import wait_for
-from tests.workers.procs import ROOT, Lab, call, counts, metric, scrape, send
+from tests.helpers import run_target, wait_for
+from tests.workers.procs import Lab, call, counts, metric, scrape, send
 
 pytestmark = pytest.mark.e2e
 
 
 def start_queue(lab: Lab, tmp_path: Path, name: str, **attributes: object) -> str:
-    url = lab.start("queue", "targets.queue", "--db", str(tmp_path / "queue.db"), "--port", "0")
+    url = lab.start(
+        "queue", "targets.queue", "--db", str(tmp_path / "queue.db"), "--listen", "127.0.0.1:0"
+    )
     call(f"{url}/queues/{name}", "PUT", {"attributes": attributes})
     return url
 
 
 def start_provider(lab: Lab, *args: str) -> str:
-    return lab.start("provider", "targets.workers.provider", "--port", "0", *args)
+    return lab.start("provider", "targets.workers.provider", "--listen", "127.0.0.1:0", *args)
 
 
 def start_worker(lab: Lab, name: str, queue: str, provider: str, *args: str) -> str:
@@ -67,7 +67,9 @@ def test_failing_provider_sends_every_message_to_the_dlq(
     lab: Lab, tmp_path: Path, on_failure: str
 ) -> None:
     """A provider failing every send: after maxReceiveCount 2 each message is in the DLQ."""
-    queue = lab.start("queue", "targets.queue", "--db", str(tmp_path / "q.db"), "--port", "0")
+    queue = lab.start(
+        "queue", "targets.queue", "--db", str(tmp_path / "q.db"), "--listen", "127.0.0.1:0"
+    )
     call(f"{queue}/queues/emails-dlq", "PUT")
     arn = call(f"{queue}/queues/emails-dlq")["attributes"]["QueueArn"]
     policy = json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": 2})
@@ -136,13 +138,6 @@ def test_bad_flags_exit_2_naming_the_flag(module: str, args: list[str], flag: st
     """A bad setting exits 2 with one line that names the flag."""
     base = ["--queue-url", "http://127.0.0.1:1", "--queue", "q", "--provider", "http://127.0.0.1:2"]
     argv = [*base, *args] if module == "targets.workers" else args
-    done = subprocess.run(
-        [sys.executable, "-m", module, *argv],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    done = run_target(module, *argv, timeout_s=30)
     assert done.returncode == 2
     assert f"error: {flag}" in done.stderr

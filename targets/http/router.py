@@ -1,5 +1,6 @@
-"""Sans-I/O path routing for the API gateway: which route a request takes, and the path it
-forwards.
+"""Sans-I/O path routing: which route a request takes, and the path it forwards. Shared by
+the API gateway (targets/gateway/gateway.py) and the queue's plain JSON API
+(targets/queue/api.py); no I/O, no asyncio.
 
 A route's `path` is one of three kinds (API Gateway's route keys, plus nginx-style prefixes):
 
@@ -11,9 +12,14 @@ A route's `path` is one of three kinds (API Gateway's route keys, plus nginx-sty
 The most specific matching route wins: more segments first (the longest match), then exact
 over param over prefix, then more literal segments (`/a/b/{x}` over `/a/{y}/{x}`). `methods`
 limits a route to some methods (none: any). No matching route is a 404 for the adapter to
-answer. With `strip_prefix`, a prefix route forwards the path
-without its prefix (`/api/orders/7` -> `/7`, the prefix itself -> `/`); the query string always
-follows.
+answer. Empty segments do not count (`/a//b/` is `/a/b`). With `strip_prefix`, a prefix
+route forwards the path without its prefix (`/api/orders/7` -> `/7`, the prefix itself ->
+`/`); the query string always follows.
+
+Two ways in: `match(method, path, query)` is the gateway's (the route and the target to
+forward); `find(method, segments)` takes segments the caller split (and perhaps decoded)
+itself and returns the route alone, whose `params(segments)` names the `{param}` values
+(the queue's API routes so, and answers 405 itself when the route lacks the method).
 
 `Router` does the lookup in a dict per kind: exact by path, prefix by walking the request's
 segment prefixes from the longest, param among the routes with that many segments. Routes that
@@ -41,18 +47,19 @@ class RouteError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """One entry of the route table; `name` labels its metrics."""
+    """One entry of the route table; `name` labels its metrics (the gateway) or names its
+    handlers (the queue's API)."""
 
     name: str
     path: str
-    service: str
+    service: str = ""  # where the route leads: the gateway's upstream service
     match: Literal["exact", "prefix"] = "prefix"  # a path with {params} is a param route
     methods: frozenset[str] = frozenset()  # empty: any method
     strip_prefix: bool = False
     segments: tuple[str, ...] = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "segments", _segments(self.path))
+        object.__setattr__(self, "segments", split_path(self.path))
 
     @property
     def kind(self) -> Kind:
@@ -62,6 +69,14 @@ class Route:
 
     def allows(self, method: str) -> bool:
         return not self.methods or method in self.methods
+
+    def params(self, segments: Sequence[str]) -> dict[str, str]:
+        """The `{name}` values of `segments`, a path this (param) route matched."""
+        return {
+            pattern[1:-1]: value
+            for pattern, value in zip(self.segments, segments, strict=False)
+            if pattern.startswith("{")
+        }
 
     def specificity(self) -> tuple[int, int, int]:
         """Longer first, then exact over param over prefix, then more literal segments."""
@@ -75,7 +90,8 @@ class Match:
     target: bytes  # the request-target to forward (path and query)
 
 
-def _segments(path: str) -> tuple[str, ...]:
+def split_path(path: str) -> tuple[str, ...]:
+    """The segments `match` routes `path` by: split at `/`, empty ones left out."""
     return tuple(s for s in path.split("/") if s)
 
 
@@ -121,7 +137,20 @@ class Router:
 
     def match(self, method: str, path: str, query: str = "") -> Match | None:
         """The route for `method path` and the target to forward, or None (404)."""
-        segments = _segments(path)
+        segments = split_path(path)
+        best = self.find(method, segments)
+        if best is None:
+            return None
+        forwarded = path
+        if best.strip_prefix:
+            forwarded = "/" + "/".join(segments[len(best.segments) :])
+            if path.endswith("/") and forwarded != "/":
+                forwarded += "/"
+        target = forwarded + ("?" + query if query else "")
+        return Match(best, target.encode("latin-1"))
+
+    def find(self, method: str, segments: tuple[str, ...]) -> Route | None:
+        """The most specific route for `method` and the path of `segments`, or None."""
         best: Route | None = None
         for route in self._exact.get("/" + "/".join(segments), ()):
             if route.allows(method):
@@ -140,15 +169,7 @@ class Router:
                 if best is None or hit.specificity() > best.specificity():
                     best = hit
                 break
-        if best is None:
-            return None
-        forwarded = path
-        if best.strip_prefix:
-            forwarded = "/" + "/".join(segments[len(best.segments) :])
-            if path.endswith("/") and forwarded != "/":
-                forwarded += "/"
-        target = forwarded + ("?" + query if query else "")
-        return Match(best, target.encode("latin-1"))
+        return best
 
 
 def _params_match(pattern: tuple[str, ...], segments: tuple[str, ...]) -> bool:

@@ -1,4 +1,4 @@
-"""Path routing (targets/gateway/routes.py): the most specific route wins; bad tables refused."""
+"""Path routing (targets/http/router.py): the most specific route wins; bad tables refused."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from targets.gateway.routes import Route, RouteError, Router
+from targets.http.router import Route, RouteError, Router, split_path
+
+pytestmark = pytest.mark.core
 
 SHOP = Router(
     [
@@ -126,3 +128,29 @@ def test_the_chosen_route_always_matches_and_none_more_specific_does(parts: list
         return
     assert found.route in matching
     assert all(r.specificity() <= found.route.specificity() for r in matching)
+
+
+def test_find_takes_segments_and_params_names_their_values() -> None:
+    """`find` routes segments the caller split; the route names its `{param}` values."""
+    route = SHOP.find("GET", split_path("/v1/users/7"))
+    assert route is not None
+    assert route.name == "narrow"
+    assert route.params(("v1", "users", "7")) == {"id": "7"}
+    wide = SHOP.find("GET", ("v1", "a/b", "c"))  # a decoded %2F stays inside its segment
+    assert wide is not None
+    assert wide.params(("v1", "a/b", "c")) == {"a": "a/b", "b": "c"}
+    assert SHOP.find("GET", ("nope",)) is None
+
+
+def test_split_path_leaves_out_empty_segments() -> None:
+    """`/a//b/` routes as `/a/b`; the root is no segment at all."""
+    assert split_path("/a//b/") == ("a", "b")
+    assert split_path("/") == ()
+
+
+def test_a_route_needs_no_service() -> None:
+    """A route whose owner dispatches by its name (the queue's API) leaves `service` empty."""
+    router = Router([Route("queues", "/queues", match="exact")])
+    found = router.match("GET", "/queues/")
+    assert found is not None
+    assert (found.route.name, found.route.service) == ("queues", "")

@@ -1,0 +1,127 @@
+"""The chaos actions, as data: one `ActionSpec` each, the one list everything derives from.
+
+The scenario schema (harness/scenario.py: one model per action, keyed on `action`), the
+control API's body and `GET /actions` (harness/control.py), the CLI's choices
+(harness/cli.py), the Locust chaos page (which reads `/actions`) and the timeline's state
+rules (`resolve_timeline`) all read this list; `chaos/actions.py` binds each name to the
+function that does it. Plain data, no pydantic: `harness chaos` imports it and must answer
+in a blink.
+
+    kill      SIGKILL: the machine loses power
+    stop      SIGTERM: the server deregisters, drains, exits
+    pause     SIGSTOP: a gray failure (the port accepts, nothing answers)
+    resume    SIGCONT
+    restart   stop (if alive), then boot again under the same name
+    resize    vertical scaling: stop, then boot again with `slots` (real downtime)
+    add       boot N new replicas (at most max_replicas)
+    remove    stop N replicas gracefully (at least min_replicas stay)
+    latency   extra latency on an instance (latency_ms)
+    errors    an error rate on an instance (error_rate, 0..1)
+    clear     remove injected faults
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Literal
+
+State = Literal["running", "paused", "stopped", "killed"]
+RUNNING: tuple[State, ...] = ("running",)
+ALIVE: tuple[State, ...] = ("running", "paused")
+ANY: tuple[State, ...] = ("running", "paused", "stopped", "killed")
+
+Selects = Literal["instances", "new", "faulted"]
+"""What an action acts on: `instances` (one by name, `count` at random, or `all`), `new`
+(`count` replicas it boots), `faulted` (one by name, else every running one)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """A number an action needs: within (`low`, `high`], or [`low`, `high`] when `closed`."""
+
+    name: str
+    type: type[int] | type[float]
+    low: float
+    high: float
+    help: str
+    closed: bool = False
+
+    def bounds(self) -> dict[str, Any]:
+        """As pydantic's Field constraints."""
+        return {"ge" if self.closed else "gt": self.low, "le": self.high}
+
+
+@dataclass(frozen=True, slots=True)
+class ActionSpec:
+    name: str
+    help: str
+    selects: Selects
+    picks: tuple[State, ...]  # the states it picks instances from
+    leaves: State | None = None  # the state it leaves them in (None: unchanged)
+    kinds: frozenset[str] | None = None  # the component kinds it applies to (None: all)
+    params: tuple[Param, ...] = ()
+    scales: Literal[-1, 0, 1] = 0  # -1 removes replicas (min_replicas), 1 adds (max_replicas)
+
+
+SERVERS = frozenset({"service"})  # faults and sizes exist only on servers (targets/server)
+
+ACTIONS: tuple[ActionSpec, ...] = (
+    ActionSpec("kill", "SIGKILL: the machine loses power", "instances", ALIVE, "killed"),
+    ActionSpec("stop", "SIGTERM: deregister, drain, exit", "instances", ALIVE, "stopped"),
+    ActionSpec(
+        "pause", "SIGSTOP: a gray failure (accepts, answers nothing)", "instances", RUNNING,
+        "paused",
+    ),
+    ActionSpec("resume", "SIGCONT: a paused instance answers again", "instances", ("paused",),
+               "running"),
+    ActionSpec("restart", "stop (if alive), then boot again under the same name", "instances",
+               ANY, "running"),
+    ActionSpec(
+        "resize", "vertical scaling: stop, then boot again with `slots` (real downtime)",
+        "instances", ALIVE, "running", SERVERS,
+        (Param("slots", int, 1, 100_000, "the new capacity (requests at once)", closed=True),),
+    ),
+    ActionSpec("add", "scale out: boot `count` new replicas (at most max_replicas)", "new", (),
+               "running", scales=1),
+    ActionSpec("remove", "scale in: stop replicas gracefully (min_replicas stay)", "instances",
+               RUNNING, "stopped", scales=-1),
+    ActionSpec(
+        "latency", "extra latency on each request of an instance", "instances", RUNNING,
+        kinds=SERVERS, params=(Param("latency_ms", float, 0, 600_000, "milliseconds added"),),
+    ),
+    ActionSpec(
+        "errors", "a share of an instance's requests answer 500", "instances", RUNNING,
+        kinds=SERVERS, params=(Param("error_rate", float, 0, 1, "the share, 0..1"),),
+    ),
+    ActionSpec("clear", "remove injected faults (every running instance by default)", "faulted",
+               RUNNING, kinds=SERVERS),
+)  # fmt: skip
+
+BY_NAME: Mapping[str, ActionSpec] = MappingProxyType({spec.name: spec for spec in ACTIONS})
+NAMES: tuple[str, ...] = tuple(BY_NAME)
+PARAMS: Mapping[str, Param] = MappingProxyType(
+    {param.name: param for spec in ACTIONS for param in spec.params}
+)
+"""Every parameter by name: a name means the same in every action that takes it."""
+
+
+def as_json() -> list[dict[str, Any]]:
+    """The list as `GET /actions` serves it (the chaos page builds its buttons from it)."""
+    return [
+        {
+            "name": spec.name,
+            "help": spec.help,
+            "selects": spec.selects,
+            "picks": list(spec.picks),
+            "leaves": spec.leaves,
+            "kinds": None if spec.kinds is None else sorted(spec.kinds),
+            "params": [
+                {"name": p.name, "type": p.type.__name__, "low": p.low, "high": p.high,
+                 "closed": p.closed, "help": p.help}
+                for p in spec.params
+            ],
+        }
+        for spec in ACTIONS
+    ]  # fmt: skip

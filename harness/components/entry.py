@@ -1,0 +1,46 @@
+"""Where clients enter the lab: the one module that knows how the front door (the gateway),
+the names (DNS) and the services' load balancers fit together for a load generator."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from harness.components.dns import Dns
+from harness.components.gateway import Gateway
+from harness.components.services import Services
+
+if TYPE_CHECKING:
+    from harness.runtime import LabRuntime
+    from harness.topology import Topology
+
+
+def resolvable(topology: Topology) -> bool:
+    """Whether clients can reach the lab by DNS names (the topology has records)."""
+    return topology.spec(Dns) is not None
+
+
+def entry_points(
+    lab: LabRuntime, *, side_by_side: bool = False, via_dns: bool = False
+) -> tuple[dict[str, str], str | None]:
+    """Where load generators send requests: (name -> base URL, Locust's --host).
+
+    Users that compare side by side get one entry each: every gateway route that strips its
+    prefix (routes compared, e.g. one per rate-limit algorithm), else every service. The
+    others go through the API gateway when one runs (relative paths on `--host`), else
+    straight to each load balancer. With `via_dns`, by DNS name where a record gives one.
+    """
+    urls = lab.part(Services).entry_urls()
+    if via_dns:
+        urls |= lab.part(Dns).names()
+    front = lab.part(Gateway)
+    gateway = urls.pop("gateway", None) or front.url
+    if gateway is None:
+        return urls, None
+    if not side_by_side:
+        return {}, gateway
+    return front.side_by_side() or urls, None
+
+
+def resolver(lab: LabRuntime) -> str | None:
+    """HOST:PORT (UDP) of the DNS server clients resolve the lab's names with, when one runs."""
+    return lab.part(Dns).address

@@ -1,0 +1,429 @@
+"""Services: N identical servers (targets/server) behind one load balancer (targets/lb).
+
+Topology: `services: {name: ServiceSpec}`. Each service is a `Lab` (harness/lab.py): its load
+balancer `<service>-lb`, then its servers `<service>-1` ... `<service>-<replicas>`, each told to
+register with it after boot. A service some DNS record answers server by server gets its own
+loopback network (`127.<10+i>.0.<n>`, one port for all). Chaos acts on the servers; only here
+can it inject faults (latency, errors) or resize one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
+
+from pydantic import Field, model_validator
+
+from harness.components import providers, queue
+from harness.components.base import (
+    Component,
+    Group,
+    Instance,
+    Problem,
+    Process,
+    ServiceTimeSpec,
+    Shape,
+    Strict,
+    unknown,
+)
+from harness.errors import ChaosRefused
+from harness.lab import Lab, ServerSpec, start_lab
+from harness.promql import Line, PlotQuery, quantile_lines, summed
+from targets.autoscaler.core import ConfigError, Policy
+from targets.http.client import fetch_json
+from targets.http.upstream import UpstreamError
+from targets.lb.core import Algorithm, GroupConfig, HealthPolicy
+from targets.lb.core import ConfigError as LbConfigError
+
+if TYPE_CHECKING:
+    from harness.topology import Topology
+
+WHAT = "a service (servers behind a load balancer)"
+
+
+class CapacitySpec(Strict):
+    """One replica's size: requests served at once, requests that may wait."""
+
+    slots: int = Field(default=8, ge=1, le=100_000)
+    backlog: int = Field(default=64, ge=0, le=1_000_000)
+
+
+class HealthSpec(Strict):
+    interval_s: float = Field(default=1.0, gt=0, le=300)
+    timeout_s: float = Field(default=0.5, gt=0, le=120)
+    healthy_threshold: int = Field(default=3, ge=1, le=10)
+    unhealthy_threshold: int = Field(default=2, ge=1, le=10)
+    path: str = Field(default="/health", pattern=r"^/")
+
+
+class LoadBalancerSpec(Strict):
+    """The load balancer's settings; the rules across fields are its core's
+    (`targets.lb.core.GroupConfig`), so the topology and the process refuse the same."""
+
+    algorithm: Algorithm = Algorithm.ROUND_ROBIN
+    health: HealthSpec = HealthSpec()
+    deregistration_delay_s: float = Field(default=5.0, ge=0, le=3600)
+    slow_start_s: float = Field(default=0.0, ge=0, le=900)
+    response_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    max_retries: int = Field(default=2, ge=0, le=10)
+
+    @model_validator(mode="after")
+    def _the_core_accepts_it(self) -> LoadBalancerSpec:
+        health = HealthPolicy(**self.health.model_dump())
+        try:
+            GroupConfig(self.algorithm, health, self.deregistration_delay_s, self.slow_start_s)
+        except LbConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    def args(self) -> list[str]:
+        """The `python -m targets.lb` flags for these settings."""
+        h = self.health
+        return [
+            f"--algorithm={self.algorithm.value}",
+            f"--health-interval={h.interval_s}",
+            f"--health-timeout={h.timeout_s}",
+            f"--healthy-threshold={h.healthy_threshold}",
+            f"--unhealthy-threshold={h.unhealthy_threshold}",
+            f"--health-path={h.path}",
+            f"--deregistration-delay={self.deregistration_delay_s}",
+            f"--slow-start={self.slow_start_s}",
+            f"--response-timeout={self.response_timeout_s}",
+            f"--max-retries={self.max_retries}",
+        ]
+
+
+class AutoscalingSpec(Strict):
+    """Target tracking (targets/autoscaler): hold `metric` per ready replica near `target`.
+
+    The replica bounds are the service's `min_replicas` (at least 1) and `max_replicas`; the
+    other fields are `targets.autoscaler.core.Policy`'s, with lab-scale defaults.
+    """
+
+    metric: Literal["in_flight", "request_rate"] = "in_flight"
+    target: float = Field(gt=0, le=1_000_000)
+    tolerance: float = Field(default=0.1, ge=0, lt=1)
+    scale_out_step_max: int = Field(default=4, ge=1, le=64)
+    scale_out_period_s: float = Field(default=15.0, gt=0, le=1800)
+    scale_in_stabilization_s: float = Field(default=30.0, ge=0, le=3600)
+    warmup_s: float = Field(default=5.0, ge=0, le=3600)
+    evaluation_interval_s: float = Field(default=1.0, gt=0, le=60)
+
+    def policy(self, min_replicas: int, max_replicas: int) -> Policy:
+        """The core's policy for a service with these bounds (ConfigError naming a field)."""
+        fields = self.model_dump(exclude={"metric"})
+        return Policy(min_replicas=min_replicas, max_replicas=max_replicas, **fields)
+
+
+class EmailSpec(Strict):
+    """The receipt email after a payment (targets/server/email.py): `sync` calls `provider`
+    before the payment answers; `async` enqueues it on `queue` for the workers."""
+
+    mode: Literal["sync", "async"]
+    provider: str | None = None
+    queue: str | None = None
+    timeout_s: float = Field(default=10.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _target_of_the_mode(self) -> EmailSpec:
+        if self.mode == "sync" and (self.provider is None or self.queue is not None):
+            raise ValueError("mode sync sends to a provider: give `provider`, not `queue`")
+        if self.mode == "async" and (self.queue is None or self.provider is not None):
+            raise ValueError("mode async enqueues: give `queue`, not `provider`")
+        return self
+
+
+class ServiceSpec(Strict):
+    """A horizontally scaled service: N identical replicas behind one load balancer."""
+
+    replicas: int = Field(default=3, ge=0, le=64)
+    min_replicas: int = Field(default=0, ge=0, le=64)
+    max_replicas: int = Field(default=16, ge=1, le=64)
+    capacity: CapacitySpec = CapacitySpec()
+    service_time: ServiceTimeSpec = ServiceTimeSpec()
+    boot_delay_s: float = Field(default=0.0, ge=0, le=600)
+    drain_timeout_s: float = Field(default=10.0, ge=0, le=3600)
+    load_balancer: LoadBalancerSpec = LoadBalancerSpec()
+    autoscaling: AutoscalingSpec | None = None
+    email: EmailSpec | None = None
+
+    @model_validator(mode="after")
+    def _replicas_within_bounds(self) -> ServiceSpec:
+        within_bounds(self.replicas, self.min_replicas, self.max_replicas)
+        if self.autoscaling is not None:
+            if self.min_replicas < 1:
+                raise ValueError("autoscaling needs min_replicas >= 1 (no scale to zero)")
+            try:
+                self.autoscaling.policy(self.min_replicas, self.max_replicas)
+            except ConfigError as exc:
+                raise ValueError(f"autoscaling: {exc}") from None
+        return self
+
+    def autoscaler_policy(self) -> Policy | None:
+        """The autoscaler core's policy, when the service autoscales."""
+        if self.autoscaling is None:
+            return None
+        return self.autoscaling.policy(self.min_replicas, self.max_replicas)
+
+    def server_args(self) -> list[str]:
+        """The `python -m targets.server` flags for one replica (identity flags excluded)."""
+        t = self.service_time
+        return [
+            f"--slots={self.capacity.slots}",
+            f"--backlog={self.capacity.backlog}",
+            f"--service-ms={t.mean_ms}",
+            f"--distribution={t.distribution}",
+            f"--sigma={t.sigma}",
+            f"--boot-delay={self.boot_delay_s}",
+            f"--drain-timeout={self.drain_timeout_s}",
+        ]
+
+
+def within_bounds(replicas: int, min_replicas: int, max_replicas: int) -> None:
+    """ValueError unless min_replicas <= replicas <= max_replicas."""
+    if not min_replicas <= replicas <= max_replicas:
+        raise ValueError(
+            f"replicas ({replicas}) must be between min_replicas ({min_replicas})"
+            f" and max_replicas ({max_replicas})"
+        )
+
+
+def specs(topology: Topology) -> dict[str, ServiceSpec]:
+    return cast(dict[str, ServiceSpec], topology.spec(Services))
+
+
+# -- PromQL (report, Elasticity dashboard, SLO examples) -----------------------------------
+
+
+def lb_requests(service: str, matchers: str = "") -> str:
+    """Requests per second the service's load balancer answered (`matchers`: e.g. a code)."""
+    return summed(
+        "lb_requests_total", ", ".join(m for m in (f'service="{service}"', matchers) if m)
+    )
+
+
+def traffic_share(service: str) -> str:
+    """Each backend's share of the requests the service's servers answered."""
+    answered = f'service="{service}",backend!="lb"'
+    return (
+        f"{summed('lb_requests_total', answered, by='backend')}"
+        f" / scalar({summed('lb_requests_total', answered)})"
+    )
+
+
+class Services(Component):
+    kind: ClassVar[str] = "service"
+    section: ClassVar[str | None] = "services"
+    spec: ClassVar[Any] = dict[str, ServiceSpec]
+    names_its: ClassVar[str | None] = "service"
+    default: ClassVar[Any] = Field(min_length=1)
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.labs: dict[str, Lab] = {}
+        self.by_name: dict[str, Group] = {}
+
+    @classmethod
+    def check(cls, topology: Topology) -> list[Problem]:
+        problems: list[Problem] = []
+        for name, service in specs(topology).items():
+            email = service.email
+            if email is None:
+                continue
+            if email.mode == "sync":
+                known = set(providers.specs(topology))
+                where, what, value = (
+                    ("services", name, "email", "provider"),
+                    "provider",
+                    email.provider,
+                )
+            else:
+                known = set(queue.specs(topology))
+                where, what, value = ("services", name, "email", "queue"), "queue", email.queue
+            if value not in known:
+                problems.append((where, unknown(what, value, known)))
+        return problems
+
+    @classmethod
+    def shapes(cls, topology: Topology) -> dict[str, Shape]:
+        return {name: Shape.of(cls.kind, WHAT, spec) for name, spec in specs(topology).items()}
+
+    @classmethod
+    def plots(cls, topology: Topology) -> list[PlotQuery]:
+        names = list(specs(topology))
+        plots = [
+            PlotQuery(
+                "Requests per second", "req/s", tuple(Line(s, lb_requests(s)) for s in names)
+            ),
+            PlotQuery(
+                "Errors per second (client failures, load balancer 5xx)",
+                "req/s",
+                tuple(Line(f"{s} 5xx", lb_requests(s, 'code=~"5.."')) for s in names),
+            ),
+        ]
+        for s in names:
+            selector = f'service="{s}"'
+            plots += [
+                PlotQuery(
+                    f"{s}: latency at the load balancer",
+                    "s",
+                    quantile_lines("lb_request_duration_seconds", selector),
+                ),
+                PlotQuery(
+                    f"{s}: instances and targets",
+                    "count",
+                    (
+                        Line("instances up", f'sum(up{{{selector},role="server"}})'),
+                        *(
+                            Line(
+                                f"{state} targets", f'sum(lb_targets{{{selector},state="{state}"}})'
+                            )
+                            for state in ("healthy", "unhealthy", "draining")
+                        ),
+                    ),
+                ),
+                PlotQuery(
+                    f"{s}: share of traffic per instance",
+                    "fraction",
+                    (Line("{backend}", traffic_share(s)),),
+                ),
+            ]
+        return plots
+
+    async def start(self) -> None:
+        own = self.lab.own_addresses()
+        started = await asyncio.gather(
+            *(
+                # a service DNS answers server by server: each on its own 127.<10+i>.0.<n>
+                self._start(name, spec, f"127.{10 + i}.0." if name in own else None)
+                for i, (name, spec) in enumerate(specs(self.lab.topology).items())
+            )
+        )
+        for group in started:
+            self.by_name[group.name] = group
+
+    async def _start(self, name: str, spec: ServiceSpec, ip_prefix: str | None) -> Group:
+        server = ServerSpec.of(name, spec)
+        server = dataclasses.replace(server, extra=(*server.extra, *self._email_args(spec)))
+        lab = await start_lab(
+            self.lab.supervisor,
+            spec.replicas,
+            server,
+            tuple(spec.load_balancer.args()),
+            lb_name=f"{name}-lb",
+            token=(self.lab.token, self.lab.token_file),
+            ip_prefix=ip_prefix,
+        )
+        self.labs[name] = lab
+
+        async def boot(instance: str, slots: int | None) -> Instance:
+            size = lab.default if slots is None else dataclasses.replace(lab.default, slots=slots)
+            child = await lab.add_server(size, name=instance)
+            return Instance(instance, name, child, size.slots)
+
+        group = Group(
+            name,
+            self.kind,
+            WHAT,
+            spec.min_replicas,
+            spec.max_replicas,
+            boot,
+            set_faults=self._set_faults,
+        )
+        for child in lab.servers.values():
+            group.instances[child.name] = Instance(child.name, name, child, lab.default.slots)
+        return group
+
+    def _email_args(self, spec: ServiceSpec) -> tuple[str, ...]:
+        """The server flags for the service's receipt email (none without `email`)."""
+        email = spec.email
+        if email is None:
+            return ()
+        timeout = f"--email-timeout-s={email.timeout_s}"
+        if email.mode == "sync":
+            host, port = self.lab.part(providers.Providers).children[email.provider or ""].address()
+            return ("--email=sync", f"--email-provider={host}:{port}", timeout)
+        host, port = self.lab.part(queue.Queues).address or ("", 0)
+        return (
+            "--email=async",
+            f"--email-queue={host}:{port}",
+            f"--email-queue-name={email.queue}",
+            timeout,
+        )
+
+    async def _set_faults(self, instance: Instance, faults: dict[str, Any]) -> None:
+        host, port = instance.child.address()
+        auth = [(b"authorization", f"Bearer {self.lab.token}".encode())]
+        method = "PUT" if faults else "DELETE"
+        try:
+            reply = await fetch_json(
+                host, port, method, "/admin/faults", faults or None, headers=auth
+            )
+        except UpstreamError as exc:
+            raise ChaosRefused(409, f"{instance.name} did not answer: {exc}") from None
+        if reply.status != 200:
+            raise ChaosRefused(409, f"{instance.name} refused the faults: {reply.body[:200]!r}")
+
+    def spec_of(self, name: str) -> ServiceSpec:
+        return specs(self.lab.topology)[name]
+
+    async def wait_ready(self, deadline: float) -> None:
+        """Until every load balancer sees all of its replicas healthy."""
+        for name, group in self.by_name.items():
+            want = len(group.live())
+            while True:
+                view = await self.labs[name].targets()
+                if view["counts"]["healthy"] >= want:
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"{name}: {view['counts']['healthy']} of {want} targets healthy"
+                    )
+                await asyncio.sleep(0.1)
+
+    def groups(self) -> list[Group]:
+        return list(self.by_name.values())
+
+    def processes(self) -> list[Process]:
+        return [Process(name, lab.lb, "control") for name, lab in self.labs.items()]
+
+    def entry_urls(self) -> dict[str, str]:
+        """Each service's entry point (its load balancer), by service."""
+        return {name: "http://{}:{}".format(*lab.address) for name, lab in self.labs.items()}
+
+    def urls(self) -> dict[str, str]:
+        return {f"{name} (load balancer)": url + "/" for name, url in self.entry_urls().items()}
+
+    async def status(self) -> dict[str, Any]:
+        services: dict[str, Any] = {}
+        for name, group in self.by_name.items():
+            lab = self.labs[name]
+            try:
+                view = await lab.targets()
+            except UpstreamError:
+                view = {"targets": [], "routable": 0}
+            targets = {t["id"]: t for t in view["targets"]}
+            services[name] = {
+                "lb": {
+                    "name": lab.lb.name,
+                    "role": lab.lb.role,
+                    "pid": lab.lb.pid,
+                    "address": lab.lb.ready.get("address"),
+                    "control": lab.lb.ready.get("control"),
+                    "state": "running" if lab.lb.alive else "exited",
+                    "routable": view.get("routable", 0),
+                },
+                "instances": [
+                    {
+                        **row,
+                        "target": targets.get(row["name"], {}).get("state", "unregistered"),
+                        "in_flight": targets.get(row["name"], {}).get("in_flight", 0),
+                        "slots": group.instances[row["name"]].slots,
+                    }
+                    for row in group.status_rows()
+                ],
+                "replicas": {"min": group.min_replicas, "max": group.max_replicas},
+            }
+        return {"services": services} if services else {}
