@@ -47,6 +47,7 @@ async def apply(lab: LabRuntime, request: ChaosRequest) -> Event:
     group = lab.group(request.service)
     if spec.kinds is not None and group.kind not in spec.kinds:
         raise ChaosRefused(409, f"{spec.name} acts on servers; {group.name} is {group.what}")
+    _within_bounds(spec, group, request)
     at = time.time()  # when the action began: a drain or a boot takes a while
     chosen = _chosen(lab, spec, group, request)
     names, detail = await IMPLEMENTATIONS[spec.name](lab, group, chosen, request)
@@ -58,7 +59,7 @@ async def apply(lab: LabRuntime, request: ChaosRequest) -> Event:
 def _check(spec: ActionSpec, request: ChaosRequest) -> None:
     if request.count < 1:
         raise ChaosRefused(409, f"count must be at least 1 (got {request.count})")
-    if request.all and (request.instance is not None or spec.selects != "instances"):
+    if request.all and (request.instance is not None or spec.selects != "instances" or spec.scales):
         raise ChaosRefused(409, f"all acts on every instance: not with instance, nor {spec.name}")
     if spec.selects == "new" and request.instance is not None:
         raise ChaosRefused(409, f"{spec.name} boots new instances: it takes no instance")
@@ -71,6 +72,21 @@ def _check(spec: ActionSpec, request: ChaosRequest) -> None:
         if value is None or not low_ok or value > param.high:
             bound = f"{'>=' if param.closed else '>'} {param.low:g} and <= {param.high:g}"
             raise ChaosRefused(409, f"{spec.name} needs {param.name} {bound} (got {value})")
+
+
+def _within_bounds(spec: ActionSpec, group: Group, request: ChaosRequest) -> None:
+    """An action that scales keeps the group within its replica bounds."""
+    live = len(group.live())
+    if spec.scales > 0 and live + request.count > group.max_replicas:
+        raise ChaosRefused(
+            409, f"{group.name} has {live} replicas; max_replicas is {group.max_replicas}"
+        )
+    if spec.scales < 0 and live - request.count < group.min_replicas:
+        raise ChaosRefused(
+            409,
+            f"{group.name} has {live} replicas; removing {request.count} would go below"
+            f" min_replicas {group.min_replicas}",
+        )
 
 
 def _chosen(
@@ -153,9 +169,6 @@ async def resize(
 
 async def add(lab: LabRuntime, group: Group, _: list[Instance], request: ChaosRequest) -> Outcome:
     live = len(group.live())
-    limit = group.max_replicas
-    if live + request.count > limit:
-        raise ChaosRefused(409, f"{group.name} has {live} replicas; max_replicas is {limit}")
     added = await asyncio.gather(*(group.launch(name) for name in group.next_names(request.count)))
     return _names(list(added)), f"{live} -> {live + request.count} replicas"
 
@@ -164,12 +177,6 @@ async def remove(
     lab: LabRuntime, group: Group, chosen: list[Instance], request: ChaosRequest
 ) -> Outcome:
     live = len(group.live())
-    if live - len(chosen) < group.min_replicas:
-        raise ChaosRefused(
-            409,
-            f"{group.name} has {live} replicas; removing {len(chosen)} would go below"
-            f" min_replicas {group.min_replicas}",
-        )
     await asyncio.gather(*(i.child.stop() for i in chosen))
     _leave(chosen, "remove")
     return _names(chosen), f"{live} -> {live - len(chosen)} replicas (deregistered, drained)"

@@ -301,10 +301,12 @@ class Services(Component):
                 for i, (name, spec) in enumerate(specs(self.lab.topology).items())
             )
         )
-        for group in started:
-            self.by_name[group.name] = group
+        for group, lab in started:  # in the topology's order, whichever booted first
+            self.by_name[group.name], self.labs[group.name] = group, lab
 
-    async def _start(self, name: str, spec: ServiceSpec, ip_prefix: str | None) -> Group:
+    async def _start(
+        self, name: str, spec: ServiceSpec, ip_prefix: str | None
+    ) -> tuple[Group, Lab]:
         server = ServerSpec.of(name, spec)
         server = dataclasses.replace(server, extra=(*server.extra, *self._email_args(spec)))
         lab = await start_lab(
@@ -316,7 +318,6 @@ class Services(Component):
             token=(self.lab.token, self.lab.token_file),
             ip_prefix=ip_prefix,
         )
-        self.labs[name] = lab
 
         async def boot(instance: str, slots: int | None) -> Instance:
             size = lab.default if slots is None else dataclasses.replace(lab.default, slots=slots)
@@ -334,7 +335,7 @@ class Services(Component):
         )
         for child in lab.servers.values():
             group.instances[child.name] = Instance(child.name, name, child, lab.default.slots)
-        return group
+        return group, lab
 
     def _email_args(self, spec: ServiceSpec) -> tuple[str, ...]:
         """The server flags for the service's receipt email (none without `email`)."""
