@@ -64,8 +64,9 @@ def _check(spec: ActionSpec, request: ChaosRequest) -> None:
     if spec.selects == "new" and request.instance is not None:
         raise ChaosRefused(409, f"{spec.name} boots new instances: it takes no instance")
     wanted = {p.name for p in spec.params}
-    for extra in sorted(set(request.params) - wanted):
-        raise ChaosRefused(409, f"{spec.name} takes no {extra}")
+    extra = sorted(set(request.params) - wanted)
+    if extra:
+        raise ChaosRefused(409, f"{spec.name} takes no {', '.join(extra)}")
     for param in spec.params:
         value = request.params.get(param.name)
         low_ok = value is not None and (value >= param.low if param.closed else value > param.low)

@@ -30,7 +30,7 @@ from prometheus_client.registry import Collector
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from chaos.actions import ChaosRequest, apply
-from chaos.vocabulary import NAMES, PARAMS, as_json
+from chaos.vocabulary import ANY, NAMES, PARAMS, as_json
 from dashboards.elasticity import CHAOS_TAG
 from dashboards.grafana import post_annotation
 from harness.errors import ChaosRefused, GrafanaError
@@ -74,7 +74,7 @@ class InstanceCollector(Collector):
             labels=["service", "state"],
         )
         for service in self.lab.groups():
-            for state in ("running", "paused", "stopped", "killed"):
+            for state in ANY:
                 count = sum(1 for i in service.instances.values() if i.state == state)
                 family.add_metric([service.name, state], count)
         yield family
@@ -90,9 +90,8 @@ class _ChaosFields(BaseModel):
     all: bool = False  # every instance in a state the action acts on (not with instance)
 
     def request(self) -> ChaosRequest:
-        fields = self.model_dump(exclude=set(PARAMS))
-        params = {name: value for name, value in self.model_dump(include=set(PARAMS)).items()}
-        return ChaosRequest(**fields, params={k: v for k, v in params.items() if v is not None})
+        given = self.model_dump(include=set(PARAMS), exclude_none=True)
+        return ChaosRequest(**self.model_dump(exclude=set(PARAMS)), params=given)
 
 
 def _body_model() -> type[_ChaosFields]:

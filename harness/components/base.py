@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from chaos.vocabulary import State
 from harness.errors import ChaosRefused
 from harness.lab import number
 from harness.prometheus import ScrapeTarget
@@ -42,9 +43,6 @@ if TYPE_CHECKING:
 Loc = tuple[str | int, ...]
 Problem = tuple[Loc, str]
 """A field path in the topology document and what is wrong there."""
-
-State = Literal["running", "paused", "stopped", "killed"]
-STATES: tuple[State, ...] = ("running", "paused", "stopped", "killed")
 
 
 class ServiceTimeSpec(BaseModel):

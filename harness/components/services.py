@@ -367,9 +367,6 @@ class Services(Component):
         if reply.status != 200:
             raise ChaosRefused(409, f"{instance.name} refused the faults: {reply.body[:200]!r}")
 
-    def spec_of(self, name: str) -> ServiceSpec:
-        return specs(self.lab.topology)[name]
-
     async def wait_ready(self, deadline: float) -> None:
         """Until every load balancer sees all of its replicas healthy."""
         for name, group in self.by_name.items():
