@@ -1,7 +1,7 @@
 """The queue's SQLite storage: the schema, every statement, WAL, one owner per file.
 
 ``QueueDatabase`` opens (or creates) one database file and is the only code that speaks SQL.
-Its statements run inside the caller's transaction (commits.py opens and ends them); it
+Its statements run inside the caller's transaction (targets/durable.py opens and ends them); it
 decides nothing about SQS (rules.py does) and keeps no state but the connection.
 
 Schema (``PRAGMA user_version`` 1)::
@@ -32,19 +32,18 @@ timeout of 0 make a second opener fail at once (``RuntimeError``: "in use by ano
 store"). WAL with ``synchronous=NORMAL`` (the default) survives a crash of the process
 (``kill -9``: committed WAL frames are in the OS page cache), not a power loss or kernel
 crash; ``FULL`` fsyncs the WAL on each commit and survives those too. Checkpoints stay on
-the owner's thread, every ``WAL_CHECKPOINT_PAGES`` (see commits.py for the WAL's background
+the owner's thread, every ``WAL_CHECKPOINT_PAGES`` (see targets/durable.py for the WAL's background
 fdatasync that keeps them short).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from targets.durable import connect, create_schema
 from targets.queue.handles import KEY_SIZE
 
 SCHEMA_VERSION: Final = 1
@@ -121,47 +120,25 @@ class QueueDatabase:
 
     def __init__(self, path: str | Path, synchronous: str = "NORMAL", cache_kib: int = 16_384):
         # timeout=0: the store is the database's only user, so "busy" means another owner.
-        self.connection = db = sqlite3.connect(path, isolation_level=None, timeout=0)
+        self.connection = db = connect(
+            path,
+            synchronous,
+            cache_kib=cache_kib,
+            checkpoint_pages=WAL_CHECKPOINT_PAGES,
+            owner="queue store",
+        )
         self._execute = db.execute
         try:
-            self.handle_key = self._open(synchronous, cache_kib)
-        except sqlite3.OperationalError as error:
-            db.close()
-            if "locked" in str(error):
-                raise RuntimeError(f"{path}: in use by another queue store") from error
-            raise
+            seed = (
+                f"INSERT INTO meta VALUES ('handle_key', randomblob({KEY_SIZE}));"
+                "INSERT INTO meta VALUES ('rows_reserved', 1)"
+            )
+            create_schema(db, _SCHEMA, SCHEMA_VERSION, seed)
+            row = db.execute("SELECT value FROM meta WHERE key = 'handle_key'").fetchone()
+            self.handle_key = bytes(row[0])
         except BaseException:
             db.close()
             raise
-
-    def _open(self, synchronous: str, cache_kib: int) -> bytes:
-        db = self.connection
-        db.execute("PRAGMA locking_mode = EXCLUSIVE")  # before WAL: no shared memory, one owner
-        mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if mode != "wal":
-            raise RuntimeError(f"journal_mode: WAL unavailable for this database, got {mode}")
-        db.execute(f"PRAGMA synchronous = {synchronous}")
-        db.execute(f"PRAGMA cache_size = -{int(cache_kib)}")
-        db.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
-        db.execute("PRAGMA journal_size_limit = 67108864")
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version == 0:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-                db.execute("INSERT INTO meta VALUES ('handle_key', ?)", (os.urandom(KEY_SIZE),))
-                db.execute("INSERT INTO meta VALUES ('rows_reserved', 1)")
-                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-        elif version != SCHEMA_VERSION:
-            raise RuntimeError(f"user_version: schema {version} is not {SCHEMA_VERSION}")
-        key = db.execute("SELECT value FROM meta WHERE key = 'handle_key'").fetchone()[0]
-        return bytes(key)
 
     def close(self) -> None:
         self.connection.close()

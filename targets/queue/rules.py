@@ -2,7 +2,7 @@
 
 Pure: no sqlite3, no asyncio, no clock (``now`` and the RNGs are arguments). ``QueueStore``
 (store.py) asks these functions what a call means, keeps what they decide in the database
-(database.py) and the queue's in-memory state (``Queue``), and commits it (commits.py).
+(database.py) and the queue's in-memory state (``Queue``), and commits it (targets/durable.py).
 
 A message is *delayed* while ``visible_at > now`` and it was never received, *in flight*
 while ``visible_at > now`` after a receive, *visible* otherwise.

@@ -13,8 +13,8 @@ It also owns the housekeeping loop (retention via ``QueueStore.expire`` every
 message move tasks and the loop, then closes the store. A ``POST`` without
 ``X-Amz-Target`` outside ``/queues`` is an SQS request with no action (``InvalidAction``).
 
-Group commit (targets/queue/commits.py): the store's calls made during one event-loop iteration
-share one transaction, committed by a callback scheduled when the group opens (``_flush``,
+Group commit (targets/durable.py): the store's calls made during one event-loop iteration
+share one transaction, committed by a callback scheduled when the group opens (``LoopCommits``,
 next iteration); every response waits for the commit of whatever it may depend on
 (``_durable``), so nothing is acknowledged before it is on disk, as before, at one commit
 per iteration instead of one per request. A failed commit answers those requests 500.
@@ -27,6 +27,7 @@ import contextlib
 import logging
 from typing import Final
 
+from targets.durable import CommitFailed, LoopCommits
 from targets.http.messages import Request
 from targets.http.server import ResponseWriter
 from targets.queue import sqs
@@ -44,10 +45,6 @@ OPENAPI: Final = document()
 MAX_BODY_BYTES: Final = 4 * 1024 * 1024  # a 256 KiB batch, JSON-escaped, with room to spare
 
 
-class CommitFailed(Exception):
-    """The group commit a response waited for failed: the request's effect is not durable."""
-
-
 class QueueService:
     def __init__(self, store: QueueStore, housekeeping_s: float = 1.0) -> None:
         self.store = store
@@ -58,39 +55,12 @@ class QueueService:
         self.registry = queue_registry(store, self.poller)
         self.housekeeping_s = housekeeping_s
         self._housekeeping: asyncio.Task[None] | None = None
-        self._waiting: list[asyncio.Future[None]] = []  # responses waiting for _flush
-        store.group_commits(self._schedule_flush)
-
-    def _schedule_flush(self) -> bool:
-        """The store opens a group: commit it next iteration (False: no loop, commit now)."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return False
-        loop.call_soon(self._flush)
-        return True
-
-    def _flush(self) -> None:
-        """Commit the open group, then release the responses that waited for it."""
-        waiting, self._waiting = self._waiting, []
-        try:
-            self.store.commit()
-        except Exception as error:
-            log.exception("commit failed: the %d requests waiting for it get 500", len(waiting))
-            for waiter in waiting:
-                if not waiter.done():
-                    waiter.set_exception(CommitFailed(f"commit failed: {error}"))
-            return
-        for waiter in waiting:
-            if not waiter.done():
-                waiter.set_result(None)
+        self.commits = LoopCommits(store.commit)
+        store.group_commits(self.commits.schedule)
 
     async def _durable(self) -> None:
         """Return once everything the store did so far is committed (at once when it is)."""
-        if self.store.pending:
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiting.append(waiter)
-            await waiter
+        await self.commits.durable(self.store.pending)
 
     def start(self) -> None:
         """Start the housekeeping loop (call from the running event loop)."""
@@ -119,7 +89,7 @@ class QueueService:
             self._housekeeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._housekeeping
-        self._flush()
+        self.commits.flush()
         self.store.group_commits(None)
         self.store.close()
 

@@ -8,7 +8,7 @@ same few steps over three parts, each readable alone:
 
     rules.py      what the call means (SQS's rules, pure: no SQLite, no clock)
     database.py   where it is kept (the SQLite schema and statements, one owner)
-    commits.py    when it is durable (a transaction per call or group commit; WAL sync)
+    targets/durable.py  when it is durable (a transaction per call or group commit; WAL sync)
 
 plus what only the engine holds: each queue's in-memory state (``rules.Queue``: totals,
 next expiry, counters) and the listeners. It is synchronous and never blocks beyond its
@@ -26,7 +26,7 @@ called with the queue name after a call that may have made messages available) f
 empty answer counts as an empty receive.
 
 Durability: every acknowledged send is committed before the call returns, or, with group
-commit on (``group_commits``), before the service acknowledges it (commits.py); the
+commit on (``group_commits``), before the service acknowledges it (targets/durable.py); the
 guarantees of ``synchronous`` NORMAL and FULL are database.py's, their cost is measured in
 ``benchmarks/queue_engine.py``.
 """
@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Literal
 
 from targets.queue import rules
-from targets.queue.commits import GroupCommit, WalSyncer
+from targets.durable import GroupCommit, WalSyncer
 from targets.queue.config import Arns, QueueConfig
 from targets.queue.database import ROW_ID_BLOCK, QueueDatabase
 from targets.queue.errors import BatchFailure, QueueError
@@ -139,11 +139,11 @@ class QueueStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # --- group commit (commits.py) ---
+    # --- group commit (targets/durable.py) ---
 
     def group_commits(self, schedule: Callable[[], bool] | None) -> None:
         """Turn group commit on (``schedule``) or off (None, after committing what is
-        pending); see commits.py."""
+        pending); see targets/durable.py."""
         self._commits.schedule(schedule)
 
     @property

@@ -1,5 +1,6 @@
-"""When the queue's changes become durable: a transaction per call, or one per group of
-calls (group commit), and the WAL's fdatasync on a daemon thread.
+"""When a SQLite-backed service's changes become durable (the queue's and the topic's): a
+transaction per call, or one per group of calls (group commit) paced by the event loop
+(``LoopCommits``), and the WAL's fdatasync on a daemon thread.
 
 Every store call that changes something runs in ``GroupCommit.transaction()``. Without a
 schedule (the default) that is a transaction of its own, committed before the call returns
@@ -27,13 +28,18 @@ have synced anyway.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Final
+
+log = logging.getLogger(__name__)
 
 WAL_SYNC_INTERVAL: Final = 0.1  # seconds between background fdatasync of the WAL (NORMAL)
 
@@ -145,3 +151,110 @@ class WalSyncer:
     def stop(self) -> None:
         self._stopping.set()
         self._thread.join(timeout=5.0)
+
+
+class CommitFailed(Exception):
+    """The group commit a response waited for failed: the request's effect is not durable."""
+
+
+class LoopCommits:
+    """Group commit paced by the event loop, for a service over a store that groups its
+    calls: the first call of a group schedules ``flush`` for the next loop iteration; a
+    response awaits ``durable()`` first, so nothing is acknowledged before it is on disk.
+
+    ``commit`` is the store's commit (raising on failure); ``after`` (optional) runs after
+    each successful commit, e.g. to hand what just became durable to a delivery loop.
+    """
+
+    def __init__(self, commit: Callable[[], None], after: Callable[[], None] | None = None):
+        self._commit = commit
+        self._after = after
+        self._waiting: list[asyncio.Future[None]] = []
+
+    def schedule(self) -> bool:
+        """The store opens a group: commit it next iteration (False: no loop, commit now)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        loop.call_soon(self.flush)
+        return True
+
+    def flush(self) -> None:
+        """Commit the open group, then release the responses that waited for it."""
+        waiting, self._waiting = self._waiting, []
+        try:
+            self._commit()
+        except Exception as error:
+            log.exception("commit failed: the %d requests waiting for it get 500", len(waiting))
+            for waiter in waiting:
+                if not waiter.done():
+                    waiter.set_exception(CommitFailed(f"commit failed: {error}"))
+            return
+        if self._after is not None:
+            self._after()
+        for waiter in waiting:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def durable(self, pending: bool) -> None:
+        """Return once everything done so far is committed (at once when nothing is
+        ``pending``)."""
+        if pending:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiting.append(waiter)
+            await waiter
+
+
+def connect(
+    path: str | Path,
+    synchronous: str,
+    *,
+    cache_kib: int = 16_384,
+    checkpoint_pages: int = 10_000,
+    owner: str = "store",
+) -> sqlite3.Connection:
+    """Open (or create) a database this process alone owns: exclusive locking (set before
+    WAL, so no shared memory), WAL, the given ``synchronous``, checkpoints every
+    ``checkpoint_pages`` (SQLite's default is 1000). A second opener fails at once
+    (busy timeout 0): RuntimeError "<path>: in use by another <owner>"."""
+    db = sqlite3.connect(path, isolation_level=None, timeout=0)
+    try:
+        db.execute("PRAGMA locking_mode = EXCLUSIVE")
+        mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode != "wal":
+            raise RuntimeError(f"journal_mode: WAL unavailable for this database, got {mode}")
+        db.execute(f"PRAGMA synchronous = {synchronous}")
+        db.execute(f"PRAGMA cache_size = -{int(cache_kib)}")
+        db.execute(f"PRAGMA wal_autocheckpoint = {int(checkpoint_pages)}")
+        db.execute("PRAGMA journal_size_limit = 67108864")
+    except sqlite3.OperationalError as error:
+        db.close()
+        if "locked" in str(error):
+            raise RuntimeError(f"{path}: in use by another {owner}") from error
+        raise
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def create_schema(db: sqlite3.Connection, schema: str, version: int, seed: str = "") -> bool:
+    """Create the schema (and run the ``seed`` statements) in one transaction when the file
+    is new (``user_version`` 0); True if it did. A file of another version: RuntimeError."""
+    found = db.execute("PRAGMA user_version").fetchone()[0]
+    if found == version:
+        return False
+    if found != 0:
+        raise RuntimeError(f"user_version: schema {found} is not {version}")
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in (schema + ";" + seed).split(";"):
+            if statement.strip():
+                db.execute(statement)
+        db.execute(f"PRAGMA user_version = {int(version)}")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return True

@@ -1,4 +1,4 @@
-"""Commit scheduling (targets/queue/commits.py) on a bare SQLite connection: a transaction
+"""Commit scheduling (targets/durable.py) on a bare SQLite connection: a transaction
 per call, group commit with a savepoint per call, failed commits, the WAL syncer."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from targets.queue import commits
-from targets.queue.commits import GroupCommit, WalSyncer
+from targets import durable as commits
+from targets.durable import GroupCommit, WalSyncer
 
 pytestmark = pytest.mark.core
 
