@@ -13,14 +13,18 @@ from harness.components.clients import Clients
 from harness.components.dns import Dns
 from harness.components.gateway import Gateway
 from harness.components.providers import Providers
+from harness.components.push import PushConsumers
 from harness.components.queue import Queues
 from harness.components.services import Services
+from harness.components.topics import Topics
 from harness.components.workers import Workers
 
 COMPONENTS: tuple[type[Component], ...] = (
     Clients,
     Queues,
     Providers,
+    PushConsumers,
+    Topics,
     Services,
     Gateway,
     Dns,
@@ -28,4 +32,5 @@ COMPONENTS: tuple[type[Component], ...] = (
     Autoscalers,
 )
 """Start order: a kind may use what every kind before it started (the gateway aims at the
-services' load balancers, the workers at the queue and the providers)."""
+services' load balancers, the workers at the queue and the providers; the topics push to
+the push consumers and deliver to the queue, the payments publish to the topics)."""

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 class ProviderSpec(Strict):
     """A simulated delivery provider: mail or WhatsApp, with a latency and a failure rate."""
 
-    kind: Literal["email", "whatsapp"] = "email"
+    kind: Literal["email", "whatsapp", "notification", "fraud"] = "email"
     latency: ServiceTimeSpec = ServiceTimeSpec(mean_ms=50)
     failure_rate: float = Field(default=0.0, ge=0, le=1)
 
@@ -42,6 +42,24 @@ def specs(topology: Topology) -> dict[str, ProviderSpec]:
     return cast(dict[str, ProviderSpec], topology.spec(Providers))
 
 
+def consumers(topology: Topology) -> dict[str, list[str]]:
+    """provider -> the consumers (topic subscriptions) whose events it delivers: through a
+    queue's workers or a push consumer. Their accounting series exist from the start."""
+    from harness.components import push, topics, workers  # noqa: PLC0415 - they import this module
+
+    served: dict[str, list[str]] = {}
+    pools = workers.specs(topology)
+    pushers = push.specs(topology)
+    for name, sub in topics.subscriptions(topology).items():
+        if sub.queue is not None:
+            found = {w.provider for w in pools.values() if w.queue == sub.queue}
+        else:
+            found = {pushers[sub.push].provider} if sub.push in pushers else set()
+        for provider in sorted(found):
+            served.setdefault(provider, []).append(name)
+    return served
+
+
 class Providers(Component):
     kind: ClassVar[str] = "provider"
     section: ClassVar[str | None] = "providers"
@@ -54,9 +72,14 @@ class Providers(Component):
         self.children: dict[str, Child] = {}
 
     async def start(self) -> None:
+        served = consumers(self.lab.topology)
         for name, provider in specs(self.lab.topology).items():
+            declared = [f"--consumer={c}" for c in served.get(name, [])]
             self.children[name] = await self.lab.supervisor.spawn(
-                name, "provider", "targets.workers.provider", [f"--name={name}", *provider.args()]
+                name,
+                "provider",
+                "targets.workers.provider",
+                [f"--name={name}", *provider.args(), *declared],
             )
 
     def url(self, name: str) -> str:

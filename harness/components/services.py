@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 from pydantic import Field, model_validator
 
-from harness.components import providers, queue
+from harness.components import providers, queue, topics
 from harness.components.base import (
     Component,
     Group,
@@ -119,19 +119,27 @@ class AutoscalingSpec(Strict):
 
 class EmailSpec(Strict):
     """The receipt email after a payment (targets/server/email.py): `sync` calls `provider`
-    before the payment answers; `async` enqueues it on `queue` for the workers."""
+    before the payment answers; `async` enqueues it on `queue` for the workers; `publish`
+    publishes a PaymentCompleted event to `topic`, which fans it out to its subscribers."""
 
-    mode: Literal["sync", "async"]
+    mode: Literal["sync", "async", "publish"]
     provider: str | None = None
     queue: str | None = None
+    topic: str | None = None
     timeout_s: float = Field(default=10.0, gt=0, le=600)
+
+    @property
+    def target(self) -> tuple[str, str | None]:
+        """The field the mode sends to, and its value."""
+        field = {"sync": "provider", "async": "queue", "publish": "topic"}[self.mode]
+        return field, getattr(self, field)
 
     @model_validator(mode="after")
     def _target_of_the_mode(self) -> EmailSpec:
-        if self.mode == "sync" and (self.provider is None or self.queue is not None):
-            raise ValueError("mode sync sends to a provider: give `provider`, not `queue`")
-        if self.mode == "async" and (self.queue is None or self.provider is not None):
-            raise ValueError("mode async enqueues: give `queue`, not `provider`")
+        field, value = self.target
+        others = [f for f in ("provider", "queue", "topic") if f != field and getattr(self, f)]
+        if value is None or others:
+            raise ValueError(f"mode {self.mode} sends to a {field}: give `{field}` only")
         return self
 
 
@@ -232,18 +240,14 @@ class Services(Component):
             email = service.email
             if email is None:
                 continue
-            if email.mode == "sync":
-                known = set(providers.specs(topology))
-                where, what, value = (
-                    ("services", name, "email", "provider"),
-                    "provider",
-                    email.provider,
-                )
-            else:
-                known = set(queue.specs(topology))
-                where, what, value = ("services", name, "email", "queue"), "queue", email.queue
+            what, value = email.target
+            known = {
+                "provider": set(providers.specs(topology)),
+                "queue": set(queue.specs(topology)),
+                "topic": set(topics.specs(topology)),
+            }[what]
             if value not in known:
-                problems.append((where, unknown(what, value, known)))
+                problems.append((("services", name, "email", what), unknown(what, value, known)))
         return problems
 
     @classmethod
@@ -346,6 +350,15 @@ class Services(Component):
         if email.mode == "sync":
             host, port = self.lab.part(providers.Providers).children[email.provider or ""].address()
             return ("--email=sync", f"--email-provider={host}:{port}", timeout)
+        if email.mode == "publish":
+            host, port = self.lab.part(topics.Topics).address or ("", 0)
+            arn = topics.topic_arn(email.topic or "")
+            return (
+                "--email=publish",
+                f"--email-topic={host}:{port}",
+                f"--email-topic-arn={arn}",
+                timeout,
+            )
         host, port = self.lab.part(queue.Queues).address or ("", 0)
         return (
             "--email=async",

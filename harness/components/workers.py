@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 from pydantic import Field, model_validator
 
-from harness.components import providers, queue
+from harness.components import providers, queue, topics
 from harness.components.base import (
     Component,
     Group,
@@ -144,6 +144,7 @@ class Workers(Component):
         queue_host, queue_port = self.lab.part(queue.Queues).address or ("", 0)
         provider = self.lab.part(providers.Providers).url(spec.provider)
         visibility = queue.visibility_timeout_s(self.lab.topology, spec.queue)
+        consumer = topics.consumer_of_queue(self.lab.topology, spec.queue)
         supervisor = self.lab.supervisor
 
         async def boot(instance: str, slots: int | None) -> Instance:
@@ -151,6 +152,7 @@ class Workers(Component):
                 f"--name={instance}",
                 f"--queue-url=http://{queue_host}:{queue_port}",
                 f"--provider={provider}",
+                f"--consumer={consumer}",
                 *spec.args(visibility),
             ]
             child = await supervisor.spawn(instance, "worker", "targets.workers", args)

@@ -152,7 +152,9 @@ def settings_of(protocol: str, attributes: Mapping[str, str]) -> Settings:
     scope = attributes.get("FilterPolicyScope", "MessageAttributes")
     policy = attributes.get("FilterPolicy", "")
     if scope not in ("MessageAttributes", "MessageBody"):
-        raise InvalidParameter(f"FilterPolicyScope: MessageAttributes or MessageBody, got {scope!r}")
+        raise InvalidParameter(
+            f"FilterPolicyScope: MessageAttributes or MessageBody, got {scope!r}"
+        )
     filter_ = compile_policy(policy, scope) if policy else None
     delivery = None
     if attributes.get("DeliveryPolicy"):
@@ -307,7 +309,9 @@ def check_publish(
     try:
         texts = json.loads(message)
     except ValueError:
-        raise InvalidParameter(f"{field}Message: MessageStructure=json needs a JSON object") from None
+        raise InvalidParameter(
+            f"{field}Message: MessageStructure=json needs a JSON object"
+        ) from None
     if not isinstance(texts, dict) or not isinstance(texts.get("default"), str):
         raise InvalidParameter(f'{field}Message: MessageStructure=json needs a "default" key')
     return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in texts.items()}
@@ -330,7 +334,7 @@ def plan(subscriptions: Iterable[Subscription], message: Message) -> list[Subscr
 def timestamp(now: float) -> str:
     """ISO 8601 in UTC with milliseconds, as SNS writes ``Timestamp``."""
     whole = int(now)
-    millis = int(round((now - whole) * 1000)) % 1000
+    millis = round((now - whole) * 1000) % 1000
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"
 
 
@@ -360,7 +364,8 @@ def notification(message: Message, sub: Subscription, arns: Arns, base_url: str)
     body["UnsubscribeURL"] = f"{base_url}/?Action=Unsubscribe&SubscriptionArn={arn}"
     if message.attributes:
         body["MessageAttributes"] = {
-            name: {"Type": kind, "Value": value} for name, (kind, value) in message.attributes.items()
+            name: {"Type": kind, "Value": value}
+            for name, (kind, value) in message.attributes.items()
         }
     return json.dumps(body)
 

@@ -44,7 +44,6 @@ from pathlib import Path
 from typing import Any, Final
 
 from targets.durable import connect, create_schema
-from targets.queue.handles import KEY_SIZE
 
 SCHEMA_VERSION: Final = 1
 ROW_ID_BLOCK: Final = 1_000_000
@@ -130,7 +129,7 @@ class QueueDatabase:
         self._execute = db.execute
         try:
             seed = (
-                f"INSERT INTO meta VALUES ('handle_key', randomblob({KEY_SIZE}));"
+                "INSERT INTO meta VALUES ('handle_key', randomblob(32));"  # handles.KEY_SIZE bytes
                 "INSERT INTO meta VALUES ('rows_reserved', 1)"
             )
             create_schema(db, _SCHEMA, SCHEMA_VERSION, seed)

@@ -40,8 +40,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
-from targets.queue import rules
 from targets.durable import GroupCommit, WalSyncer
+from targets.queue import rules
 from targets.queue.config import Arns, QueueConfig
 from targets.queue.database import ROW_ID_BLOCK, QueueDatabase
 from targets.queue.errors import BatchFailure, QueueError

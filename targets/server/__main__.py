@@ -65,8 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--email",
         choices=[m.value for m in EmailMode],
         default="off",
-        help="after a payment, email the receipt: sync (call the provider, then answer) or "
-        "async (enqueue, answer)",
+        help="after a payment, email the receipt: sync (call the provider, then answer), "
+        "async (enqueue, answer) or publish (a PaymentCompleted event to a topic, answer)",
     )
     p.add_argument(
         "--email-provider", type=hostport, metavar="HOST:PORT", help="sync: the mail provider"
@@ -75,6 +75,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--email-queue", type=hostport, metavar="HOST:PORT", help="async: the queue service"
     )
     p.add_argument("--email-queue-name", default="emails", help="async: the queue's name")
+    p.add_argument(
+        "--email-topic", type=hostport, metavar="HOST:PORT", help="publish: the topic service"
+    )
+    p.add_argument(
+        "--email-topic-arn",
+        default="arn:aws:sns:us-east-1:000000000000:payments",
+        help="publish: the topic's ARN",
+    )
     p.add_argument(
         "--email-timeout-s", type=float, default=10.0, help="provider or queue call timeout"
     )
@@ -105,6 +113,8 @@ async def serve(args: argparse.Namespace) -> int:
             provider=args.email_provider,
             queue=args.email_queue,
             queue_name=args.email_queue_name,
+            topic=args.email_topic,
+            topic_arn=args.email_topic_arn,
             timeout_s=args.email_timeout_s,
         ),
     )

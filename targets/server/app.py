@@ -33,7 +33,7 @@ from targets.server.core import (
     ServiceTime,
     Verdict,
 )
-from targets.server.email import EmailConfig, EmailMode, EmailSender
+from targets.server.email import AMOUNT_BANDS, EmailConfig, EmailMode, EmailSender
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -77,17 +77,29 @@ class ServerMetrics:
         )
         self.emails = FastCounter(
             "server_emails_total",
-            "Receipt emails after a payment, by mode (sync, async) and outcome (sent to the"
-            " provider, enqueued, failed).",
+            "Receipt emails after a payment, by mode (sync, async, publish) and outcome (sent to"
+            " the provider, enqueued, published as an event, failed).",
             ["mode", "outcome"],
+        )
+        self.events = FastCounter(
+            "server_payment_events_total",
+            "PaymentCompleted events the topic acknowledged (mode publish), by amount band"
+            " (under_100, 100_to_1000, over_1000).",
+            ["amount_band"],
         )
         for collector in (self.requests, self.duration, self.queue_wait, self.emails):
             registry.register(collector)
         if config.email.mode is not EmailMode.OFF:
             mode = config.email.mode.value
-            done = "sent" if config.email.mode is EmailMode.SYNC else "enqueued"
+            done = {EmailMode.SYNC: "sent", EmailMode.ASYNC: "enqueued"}.get(
+                config.email.mode, "published"
+            )
             for outcome in (done, "failed"):
                 self.emails.inc((mode, outcome), 0)
+        if config.email.mode is EmailMode.PUBLISH:
+            registry.register(self.events)
+            for _, band in AMOUNT_BANDS:
+                self.events.inc((band,), 0)
         for endpoint in ENDPOINTS:  # failures exist at 0 before the first: rate() sees it
             for code in ("500", "503"):
                 self.requests.inc((endpoint, code), 0)
@@ -251,6 +263,8 @@ class ShopServer:
         mode = self.email.mode
         outcome = await self.email.send(f"{self.config.instance}/{body['id']}", payload)
         self.metrics.emails.inc((mode.value, outcome.outcome))
+        if outcome.band is not None:
+            self.metrics.events.inc((outcome.band,))
         if outcome.error is None:
             return status, {**body, "email": outcome.outcome}
         return (502 if mode is EmailMode.SYNC else 503), {

@@ -77,6 +77,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="after_send",
         help="delete a message after the provider took it, or before calling it (loses failures)",
     )
+    p.add_argument(
+        "--consumer", default="", help="consumer name in the provider's accounting (the queue)"
+    )
     p.add_argument("--backoff-s", type=float, default=1.0, help="first back-off (doubles)")
     p.add_argument("--backoff-max-s", type=float, default=60.0, help="back-off cap")
     p.add_argument("--provider-timeout-s", type=float, default=30.0, help="provider call timeout")
@@ -120,6 +123,7 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
             retry_s=args.retry_s,
             provider_timeout_s=args.provider_timeout_s,
             ack=Ack(args.ack),
+            consumer=args.consumer,
         )
     except (WorkerConfigError, ConfigError) as exc:
         field, _, rule = str(exc).partition(":")

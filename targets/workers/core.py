@@ -41,6 +41,8 @@ class Latency(enum.StrEnum):
 class Kind(enum.StrEnum):
     EMAIL = "email"
     WHATSAPP = "whatsapp"
+    NOTIFICATION = "notification"
+    FRAUD = "fraud"
 
 
 @dataclass(frozen=True, slots=True)

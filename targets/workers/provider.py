@@ -9,7 +9,7 @@ POST     /send         a JSON object (``message_id``, ``body``, ``worker``, opti
                        ``poison: true`` which always fails) -> after the sampled
                        latency, 200 ``{"id", "delivered": true}`` or 500/503
                        ``{"error": "provider_failure", "delivered": false}``
-GET      /delivered    ``{"kind", "count", "unique", "failed"}``; ``?log=1`` adds
+GET      /delivered    ``{"kind", "count", "unique", "failed", "consumers"}``; ``?log=1`` adds
                        ``"log": [[t, message_id, worker], ...]`` (arrival times on the
                        provider's monotonic clock, the last 100,000 deliveries)
 GET      /health       ``{"status": "ok", "kind"}``
@@ -17,7 +17,12 @@ GET      /metrics      Prometheus text
 =======  ============  ==============================================================
 
 A delivery counts when the provider answers 200, even if the worker went away meanwhile (the
-mail was sent: that is at-least-once). The ready line::
+mail was sent: that is at-least-once). Per consumer (the send's ``consumer``: a queue's
+workers or a push consumer) the provider keeps the accounting of 4 in the pub/sub issue:
+``provider_events_total{consumer, outcome}`` counts each delivered event id once as ``first``
+and again as ``duplicate`` (at-least-once delivery sends some twice), and
+``provider_redeliveries_total{consumer}`` the sends that were a second try of the consumer
+(``redelivered: true``). ``--consumer`` names declare those series at 0. The ready line::
 
     {"event": "ready", "name": "provider", "kind": "email", "address": "127.0.0.1:PORT"}
 """
@@ -69,6 +74,22 @@ class ProviderMetrics:
         Gauge("provider_in_flight", "Sends being processed now.", registry=registry).set_function(
             lambda: provider.in_flight
         )
+        self.events = FastCounter(
+            "provider_events_total",
+            "Events delivered, by consumer and outcome: first (an event id not delivered to"
+            " this consumer before), duplicate (delivered again).",
+            ["consumer", "outcome"],
+        )
+        self.redeliveries = FastCounter(
+            "provider_redeliveries_total",
+            "Sends a consumer made again after a failed or lost try (queue receive count above"
+            " 1, or an SNS retry), by consumer.",
+            ["consumer"],
+        )
+        registry.register(self.events)
+        registry.register(self.redeliveries)
+        for consumer in provider.consumers:
+            self.declare(consumer)
         Gauge(
             "provider_unique_deliveries",
             "Distinct message ids delivered so far: deliveries minus duplicates (at-least-once"
@@ -76,14 +97,26 @@ class ProviderMetrics:
             registry=registry,
         ).set_function(lambda: len(provider.seen))
 
+    def declare(self, consumer: str) -> None:
+        for outcome in ("first", "duplicate"):
+            self.events.inc((consumer, outcome), 0)
+        self.redeliveries.inc((consumer,), 0)
+
 
 class Provider:
     """The request handler of one provider instance."""
 
     def __init__(
-        self, kind: Kind, model: ProviderModel, seed: int, registry: CollectorRegistry
+        self,
+        kind: Kind,
+        model: ProviderModel,
+        seed: int,
+        registry: CollectorRegistry,
+        consumers: tuple[str, ...] = (),
     ) -> None:
         self.kind = kind
+        self.consumers = consumers
+        self.seen_by: dict[str, set[str]] = {}  # consumer -> event ids delivered
         self.model = model
         self.rng = random.Random(seed)
         self.registry = registry
@@ -136,6 +169,13 @@ class Provider:
         self.delivered += 1
         message_id = str(message.get("message_id", f"anonymous-{self._ids}"))
         self.seen.add(message_id)
+        consumer = str(message.get("consumer", ""))[:64]
+        if consumer:
+            seen = self.seen_by.setdefault(consumer, set())
+            self.metrics.events.inc((consumer, "duplicate" if message_id in seen else "first"))
+            seen.add(message_id)
+            if message.get("redelivered") is True:
+                self.metrics.redeliveries.inc((consumer,))
         self.log.append((arrived, message_id, str(message.get("worker", ""))))
         self.metrics.deliveries.inc((kind, "delivered"))
         writer.send_json(200, {"id": f"{kind}-{self._ids:08d}", "delivered": True})
@@ -146,6 +186,7 @@ class Provider:
             "count": self.delivered,
             "unique": len(self.seen),
             "failed": self.failed,
+            "consumers": {name: len(ids) for name, ids in sorted(self.seen_by.items())},
         }
         if with_log:
             reply["log"] = [list(entry) for entry in self.log]
@@ -170,6 +211,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sigma", type=float, default=0.5, help="lognormal shape (tail spread)")
     p.add_argument("--failure-rate", type=float, default=0.0, help="share of sends failing")
     p.add_argument("--seed", type=int, default=0, help="seed of latency and failures")
+    p.add_argument(
+        "--consumer",
+        action="append",
+        default=[],
+        help="a consumer it serves (repeatable): its accounting series exist from the start",
+    )
     flags.name("provider", "name in logs and the ready line")
     flags.listen("address to serve on (default 127.0.0.1:0: loopback, any free port)")
     return flags.parse(argv)
@@ -187,7 +234,9 @@ def model_from_args(args: argparse.Namespace) -> ProviderModel:
 
 async def serve(args: argparse.Namespace) -> int:
     model = model_from_args(args)
-    provider = Provider(Kind(args.kind), model, args.seed, BornAtZeroRegistry())
+    provider = Provider(
+        Kind(args.kind), model, args.seed, BornAtZeroRegistry(), tuple(args.consumer)
+    )
     http = HttpServer(provider, ServerLimits(name=args.name, max_body_bytes=MAX_BODY_BYTES))
     await http.listen(*args.listen)
     host, port = http.address

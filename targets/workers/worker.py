@@ -52,6 +52,7 @@ from targets.workers.core import (
     WorkerConfigError,
     decide,
 )
+from targets.workers.events import read_event
 
 log = logging.getLogger("targets.workers")
 
@@ -88,6 +89,7 @@ class WorkerConfig:
     retry_s: float = 1.0
     provider_timeout_s: float = 30.0
     ack: Ack = Ack.AFTER_SEND
+    consumer: str = ""  # the consumer it works for, in the provider's accounting (the queue)
 
     def __post_init__(self) -> None:
         err = WorkerConfigError
@@ -342,17 +344,16 @@ class Worker:
 
     # -- I/O helpers ------------------------------------------------------------------------
     def _provider_body(self, message: Message) -> bytes:
+        event = read_event(message.body, message.message_id)
         payload: dict[str, Any] = {
-            "message_id": message.message_id,
+            "message_id": event.id,
+            "consumer": self.config.consumer or self.config.queue,
             "worker": self.config.instance,
             "receive_count": message.receive_count,
+            "redelivered": message.receive_count > 1,
             "body": message.body,
         }
-        try:
-            content = json.loads(message.body)
-        except ValueError:
-            content = None
-        if isinstance(content, dict) and content.get("poison") is True:
+        if event.poison:
             payload["poison"] = True
         return json.dumps(payload).encode()
 
