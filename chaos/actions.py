@@ -46,7 +46,7 @@ async def apply(lab: LabRuntime, request: ChaosRequest) -> Event:
     _check(spec, request)
     group = lab.group(request.service)
     if spec.kinds is not None and group.kind not in spec.kinds:
-        raise ChaosRefused(409, f"{spec.name} acts on servers; {group.name} is {group.what}")
+        raise ChaosRefused(409, spec.refusal(group.name, group.what))
     _within_bounds(spec, group, request)
     at = time.time()  # when the action began: a drain or a boot takes a while
     chosen = _chosen(lab, spec, group, request)
@@ -198,7 +198,7 @@ async def errors(
     rate = request.params["error_rate"]
     for instance in chosen:
         await group.require_faults("errors")(instance, {"error_rate": rate})
-    return _names(chosen), f"{rate:.0%} of requests answer 500"
+    return _names(chosen), f"{rate:.0%} of requests fail"
 
 
 async def clear(lab: LabRuntime, group: Group, chosen: list[Instance], _: ChaosRequest) -> Outcome:

@@ -15,9 +15,13 @@ in a blink.
     resize    vertical scaling: stop, then boot again with `slots` (real downtime)
     add       boot N new replicas (at most max_replicas)
     remove    stop N replicas gracefully (at least min_replicas stay)
-    latency   extra latency on an instance (latency_ms)
-    errors    an error rate on an instance (error_rate, 0..1)
+    latency   extra latency on a server or a provider (latency_ms)
+    errors    an error rate on a server or a provider (error_rate, 0..1)
     clear     remove injected faults
+
+`resize` acts on servers only (their capacity); `latency`, `errors` and `clear` on servers
+and providers (both have `/admin/faults`); the others on every kind. An action refused for a
+kind says so the same way everywhere (`ActionSpec.refusal`).
 """
 
 from __future__ import annotations
@@ -64,8 +68,23 @@ class ActionSpec:
     params: tuple[Param, ...] = ()
     scales: Literal[-1, 0, 1] = 0  # -1 removes replicas (min_replicas), 1 adds (max_replicas)
 
+    @property
+    def acts_on(self) -> str:
+        """The kinds it applies to, as refusals say them: `servers and providers`."""
+        if self.kinds is None:
+            return "every kind"
+        return " and ".join(word for kind, word in KIND_WORDS.items() if kind in self.kinds)
 
-SERVERS = frozenset({"service"})  # faults and sizes exist only on servers (targets/server)
+    def refusal(self, group: str, what: str) -> str:
+        """Why it does not act on `group` (`what` it is): `latency acts on servers and
+        providers; queue is the queue service`."""
+        return f"{self.name} acts on {self.acts_on}; {group} is {what}"
+
+
+SERVERS = frozenset({"service"})  # sizes exist only on servers (targets/server)
+FAULTABLE = frozenset({"service", "provider"})  # /admin/faults: targets/server, the providers
+KIND_WORDS: Mapping[str, str] = MappingProxyType({"service": "servers", "provider": "providers"})
+"""What refusals call the instances of a kind (`ActionSpec.acts_on`), in the order named."""
 
 ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("kill", "SIGKILL: the machine loses power", "instances", ALIVE, "killed"),
@@ -88,15 +107,17 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("remove", "scale in: stop replicas gracefully (min_replicas stay)", "instances",
                RUNNING, "stopped", scales=-1),
     ActionSpec(
-        "latency", "extra latency on each request of an instance", "instances", RUNNING,
-        kinds=SERVERS, params=(Param("latency_ms", float, 0, 600_000, "milliseconds added"),),
+        "latency", "extra latency on each request of an instance (a provider: each send)",
+        "instances", RUNNING, kinds=FAULTABLE,
+        params=(Param("latency_ms", float, 0, 600_000, "milliseconds added"),),
     ),
     ActionSpec(
-        "errors", "a share of an instance's requests answer 500", "instances", RUNNING,
-        kinds=SERVERS, params=(Param("error_rate", float, 0, 1, "the share, 0..1"),),
+        "errors", "a share of an instance's requests fail (a server 500, a provider 503)",
+        "instances", RUNNING, kinds=FAULTABLE,
+        params=(Param("error_rate", float, 0, 1, "the share, 0..1"),),
     ),
     ActionSpec("clear", "remove injected faults (every running instance by default)", "faulted",
-               RUNNING, kinds=SERVERS),
+               RUNNING, kinds=FAULTABLE),
 )  # fmt: skip
 
 BY_NAME: Mapping[str, ActionSpec] = MappingProxyType({spec.name: spec for spec in ACTIONS})
@@ -105,6 +126,7 @@ PARAMS: Mapping[str, Param] = MappingProxyType(
     {param.name: param for spec in ACTIONS for param in spec.params}
 )
 """Every parameter by name: a name means the same in every action that takes it."""
+assert all(s.kinds is None or s.kinds <= KIND_WORDS.keys() for s in ACTIONS), "KIND_WORDS"
 
 
 def as_json() -> list[dict[str, Any]]:

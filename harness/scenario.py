@@ -371,7 +371,7 @@ def check_scenario(scenario: Scenario, topology: Topology) -> list[tuple[Loc, st
             problems.append(
                 (
                     ("chaos", i, "action"),
-                    f"{step.action} acts on servers; {step.service!r} is {group.what}",
+                    step.spec.refusal(repr(step.service), group.what),
                 )
             )
     if playable:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from chaos.vocabulary import State
+from chaos.vocabulary import BY_NAME, State
 from harness.errors import ChaosRefused
 from harness.lab import number
 from harness.prometheus import ScrapeTarget
@@ -153,7 +153,7 @@ class Group:
 
     def require_faults(self, action: str) -> Callable[[Instance, dict[str, Any]], Awaitable[None]]:
         if self.set_faults is None:
-            raise ChaosRefused(409, f"{action} acts on servers; {self.name} is {self.what}")
+            raise ChaosRefused(409, BY_NAME[action].refusal(self.name, self.what))
         return self.set_faults
 
 

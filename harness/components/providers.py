@@ -1,5 +1,13 @@
 """Simulated delivery providers (targets/workers/provider.py): mail or WhatsApp, slow and
-flaky on purpose, one process each. Topology: `providers: {name: ProviderSpec}`."""
+flaky on purpose. Topology: `providers: {name: ProviderSpec}`.
+
+Each provider is a group chaos names by the provider's name: one instance, `<name>-1`, on a
+port fixed for the lab's life, so the workers, push consumers and payment servers that send
+to it keep its URL across a restart. Like a service's servers it takes injected faults
+(`latency`, `errors`, `clear`: its `/admin/faults`, with the lab's token): "the WhatsApp
+provider slows to seconds per send". Prometheus scrapes it as `service=<name>`,
+`role=provider`, `instance=<name>-1`.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +17,22 @@ from pydantic import Field
 
 from harness.components.base import (
     Component,
-    Process,
+    Group,
+    Instance,
     ServiceTimeSpec,
+    Shape,
     Strict,
-    described,
+    pool_status,
 )
-from harness.supervisor import Child
+from harness.errors import ChaosRefused
+from harness.supervisor import Child, free_port
+from targets.http.client import fetch_json
+from targets.http.upstream import UpstreamError
 
 if TYPE_CHECKING:
     from harness.topology import Topology
+
+WHAT = "a delivery provider"
 
 
 class ProviderSpec(Strict):
@@ -69,26 +84,66 @@ class Providers(Component):
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        self.children: dict[str, Child] = {}
+        self.by_name: dict[str, Group] = {}
+        self.ports: dict[str, int] = {}
+
+    @classmethod
+    def shapes(cls, topology: Topology) -> dict[str, Shape]:
+        return {name: Shape(cls.kind, WHAT, 1, 1, 1) for name in specs(topology)}
 
     async def start(self) -> None:
         served = consumers(self.lab.topology)
-        for name, provider in specs(self.lab.topology).items():
-            declared = [f"--consumer={c}" for c in served.get(name, [])]
-            self.children[name] = await self.lab.supervisor.spawn(
-                name,
-                "provider",
-                "targets.workers.provider",
-                [f"--name={name}", *provider.args(), *declared],
+        for name, spec in specs(self.lab.topology).items():
+            group = self.by_name[name] = self._group(name, spec, served.get(name, []))
+            await group.launch(f"{name}-1")
+
+    def _group(self, name: str, spec: ProviderSpec, served: list[str]) -> Group:
+        port = self.ports[name] = free_port()  # fixed: a restarted provider comes back there
+        supervisor = self.lab.supervisor
+        fixed = [
+            f"--listen=127.0.0.1:{port}",
+            f"--token-file={self.lab.token_file}",
+            *spec.args(),
+            *(f"--consumer={c}" for c in served),
+        ]
+
+        async def boot(instance: str, slots: int | None) -> Instance:
+            args = [f"--name={instance}", *fixed]
+            child = await supervisor.spawn(instance, "provider", "targets.workers.provider", args)
+            return Instance(instance, name, child)
+
+        return Group(name, self.kind, WHAT, 1, 1, boot, set_faults=self._set_faults)
+
+    async def _set_faults(self, instance: Instance, faults: dict[str, Any]) -> None:
+        """PUT (or, for none, DELETE) the provider's /admin/faults with the lab's token."""
+        host, port = instance.child.address()
+        auth = [(b"authorization", f"Bearer {self.lab.token}".encode())]
+        method = "PUT" if faults else "DELETE"
+        try:
+            reply = await fetch_json(
+                host, port, method, "/admin/faults", faults or None, headers=auth
             )
+        except UpstreamError as exc:
+            raise ChaosRefused(409, f"{instance.name} did not answer: {exc}") from None
+        if reply.status != 200:
+            raise ChaosRefused(409, f"{instance.name} refused the faults: {reply.body[:200]!r}")
+
+    def address(self, name: str) -> tuple[str, int]:
+        """Where provider `name` serves (fixed for the lab's life)."""
+        return "127.0.0.1", self.ports[name]
 
     def url(self, name: str) -> str:
-        return "http://{}:{}".format(*self.children[name].address())
+        return "http://{}:{}".format(*self.address(name))
 
-    def processes(self) -> list[Process]:
-        return [Process(name, child) for name, child in self.children.items()]
+    @property
+    def children(self) -> dict[str, Child]:
+        """Each provider's process now, by provider name."""
+        return {name: group.sorted()[0].child for name, group in self.by_name.items()}
+
+    def groups(self) -> list[Group]:
+        return list(self.by_name.values())
 
     async def status(self) -> dict[str, Any]:
-        if not self.children:
+        if not self.by_name:
             return {}
-        return {"providers": {name: described(child) for name, child in self.children.items()}}
+        return {"providers": {name: pool_status(g) for name, g in self.by_name.items()}}

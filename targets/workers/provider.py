@@ -2,19 +2,35 @@
 
     python -m targets.workers.provider --kind email --latency-ms 200 --failure-rate 0.1
 
-=======  ============  ==============================================================
-method   path          what
-=======  ============  ==============================================================
-POST     /send         a JSON object (``message_id``, ``body``, ``worker``, optional
-                       ``poison: true`` which always fails) -> after the sampled
-                       latency, 200 ``{"id", "delivered": true}`` or 500/503
-                       ``{"error": "provider_failure", "delivered": false}``
-GET      /delivered    ``{"kind", "count", "unique", "failed", "consumers"}``; ``?log=1`` adds
-                       ``"log": [[t, message_id, worker], ...]`` (arrival times on the
-                       provider's monotonic clock, the last 100,000 deliveries)
-GET      /health       ``{"status": "ok", "kind"}``
-GET      /metrics      Prometheus text
-=======  ============  ==============================================================
+=======  =============  =============================================================
+method   path           what
+=======  =============  =============================================================
+POST     /send          a JSON object (``message_id``, ``body``, ``worker``, optional
+                        ``poison: true`` which always fails) -> after the sampled
+                        latency (plus any injected), 200 ``{"id", "delivered": true}``
+                        or 500/503 ``{"error": "provider_failure", "delivered": false}``
+                        (503 ``"injected_fault"`` for an injected error)
+GET      /delivered     ``{"kind", "count", "unique", "failed", "consumers"}``;
+                        ``?log=1`` adds ``"log": [[t, message_id, worker], ...]``
+                        (arrival times on the provider's monotonic clock, the last
+                        100,000 deliveries)
+GET      /health        ``{"status": "ok", "kind"}``
+GET      /metrics       Prometheus text
+PUT      /admin/faults  ``{"latency_ms": 0..600000, "error_rate": 0..1}`` (any other
+                        field: 400 naming it), replacing the faults before: each send
+                        waits ``latency_ms`` more than its sampled latency, and that
+                        share of sends fails with 503 (counted ``failed``); answers
+                        ``{"latency_ms", "error_rate", "kind"}``
+GET      /admin/faults  the faults injected now, as PUT answers them
+DELETE   /admin/faults  clears the injected faults
+=======  =============  =============================================================
+
+``/admin/faults`` is the server's (targets/server/app.py) without ``hang``: it needs
+``Authorization: Bearer <token>`` with the token of ``--token-file`` (401 without it or with
+another), and answers 403 when the provider was started without one. A send takes the faults
+of the moment it arrived; ``provider_fault_active`` is 1 while any is injected. The harness's
+chaos (``latency``, ``errors``, ``clear`` on a provider) acts through it: "the WhatsApp
+provider slows to seconds per send".
 
 A delivery counts when the provider answers 200, even if the worker went away meanwhile (the
 mail was sent: that is at-least-once). Per consumer (the send's ``consumer``: a queue's
@@ -40,18 +56,35 @@ from collections import deque
 from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Gauge
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from targets.fastmetrics import BornAtZeroRegistry, FastCounter, FastHistogram
 from targets.flags import TargetFlags
 from targets.http.messages import Request
 from targets.http.server import HttpServer, ResponseWriter, ServerLimits
-from targets.runtime import announce_ready, run_target, send_metrics, stop_signal
+from targets.runtime import (
+    announce_ready,
+    authorized,
+    read_token,
+    run_target,
+    send_metrics,
+    stop_signal,
+)
+from targets.server.core import NO_FAULTS, Faults
 from targets.workers.core import Kind, Latency, ProviderModel, WorkerConfigError
 
 MAX_BODY_BYTES: Final = 256 * 1024
 LOG_LIMIT: Final = 100_000
 
 log = logging.getLogger("targets.workers.provider")
+
+
+class FaultsBody(BaseModel):
+    """Body of `PUT /admin/faults`: the server's faults (targets/server/app.py) but `hang`."""
+
+    model_config = ConfigDict(extra="forbid")
+    latency_ms: float = Field(default=0, ge=0, le=600_000)
+    error_rate: float = Field(default=0, ge=0, le=1)
 
 
 class ProviderMetrics:
@@ -96,6 +129,9 @@ class ProviderMetrics:
             " delivery sends some messages twice).",
             registry=registry,
         ).set_function(lambda: len(provider.seen))
+        Gauge(
+            "provider_fault_active", "1 while any fault is injected.", registry=registry
+        ).set_function(lambda: int(provider.faults.active))
 
     def declare(self, consumer: str) -> None:
         for outcome in ("first", "duplicate"):
@@ -113,8 +149,14 @@ class Provider:
         seed: int,
         registry: CollectorRegistry,
         consumers: tuple[str, ...] = (),
+        *,
+        admin_token: str | None = None,
     ) -> None:
         self.kind = kind
+        self.admin_token = admin_token
+        self.faults: Faults = NO_FAULTS
+        # The injected errors draw from their own stream: the model's samples stay the seed's.
+        self.fault_rng = random.Random(f"faults-{seed}")
         self.consumers = consumers
         self.seen_by: dict[str, set[str]] = {}  # consumer -> event ids delivered
         self.model = model
@@ -138,6 +180,8 @@ class Provider:
             writer.send_json(200, {"status": "ok", "kind": self.kind.value})
         elif path == "/metrics":
             send_metrics(writer, self.registry)
+        elif path == "/admin/faults":
+            await self._admin_faults(request, writer)
         else:
             writer.send_json(404, {"error": "not_found", "path": path})
 
@@ -152,18 +196,29 @@ class Provider:
             writer.send_json(400, {"error": "bad_json", "detail": "body must be a JSON object"})
             return
         send = self.model.sample(self.rng, poison=message.get("poison") is True)
+        faults = self.faults  # as the send arrived: a change while it waits is for later ones
+        delay = send.latency_s + faults.latency_s
         self.in_flight += 1
         try:
-            if send.latency_s > 0:
-                await asyncio.sleep(send.latency_s)
+            if delay > 0:
+                await asyncio.sleep(delay)
         finally:
             self.in_flight -= 1
         kind = self.kind.value
         self.metrics.latency.observe((kind,), time.monotonic() - arrived)
         if not send.delivered:
-            self.failed += 1
-            self.metrics.deliveries.inc((kind, "failed"))
-            writer.send_json(send.status, {"error": "provider_failure", "delivered": False})
+            self._fail(writer, send.status, {"error": "provider_failure", "delivered": False})
+            return
+        if faults.fails(self.fault_rng):
+            self._fail(
+                writer,
+                503,
+                {
+                    "error": "injected_fault",
+                    "detail": "error rate injected by chaos",
+                    "delivered": False,
+                },
+            )
             return
         self._ids += 1
         self.delivered += 1
@@ -180,6 +235,45 @@ class Provider:
         self.metrics.deliveries.inc((kind, "delivered"))
         writer.send_json(200, {"id": f"{kind}-{self._ids:08d}", "delivered": True})
 
+    def _fail(self, writer: ResponseWriter, status: int, body: dict[str, Any]) -> None:
+        self.failed += 1
+        self.metrics.deliveries.inc((self.kind.value, "failed"))
+        writer.send_json(status, body)
+
+    async def _admin_faults(self, request: Request, writer: ResponseWriter) -> None:
+        if self.admin_token is None:
+            writer.send_json(
+                403,
+                {"error": "admin_disabled", "detail": "start the provider with --token-file"},
+            )
+            return
+        if not authorized(request, self.admin_token):
+            writer.send_json(
+                401,
+                {"error": "unauthorized", "detail": "Authorization: Bearer <admin token> required"},
+            )
+            return
+        if request.method == "PUT":
+            try:
+                body = FaultsBody.model_validate_json(await request.body.read_all(MAX_BODY_BYTES))
+            except (ValidationError, ValueError) as exc:
+                writer.send_json(400, {"error": "invalid_faults", "detail": _describe(exc)})
+                return
+            self.faults = Faults(body.latency_ms / 1000, body.error_rate)
+        elif request.method == "DELETE":
+            self.faults = NO_FAULTS
+        elif request.method != "GET":
+            writer.send_json(405, {"error": "method_not_allowed", "allowed": "GET, PUT, DELETE"})
+            return
+        writer.send_json(200, self.describe_faults())
+
+    def describe_faults(self) -> dict[str, Any]:
+        return {
+            "latency_ms": self.faults.latency_s * 1000,
+            "error_rate": self.faults.error_rate,
+            "kind": self.kind.value,
+        }
+
     def describe(self, *, with_log: bool = False) -> dict[str, Any]:
         reply: dict[str, Any] = {
             "kind": self.kind.value,
@@ -191,6 +285,17 @@ class Provider:
         if with_log:
             reply["log"] = [list(entry) for entry in self.log]
         return reply
+
+
+def _describe(exc: Exception) -> str:
+    """A refused body as one sentence naming each field: `hang: Extra inputs are not
+    permitted`."""
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
+            for err in exc.errors()
+        )
+    return str(exc)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -219,6 +324,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     flags.name("provider", "name in logs and the ready line")
     flags.listen("address to serve on (default 127.0.0.1:0: loopback, any free port)")
+    flags.token_file("file with the token /admin/faults requires (without it: no faults)")
     return flags.parse(argv)
 
 
@@ -235,7 +341,12 @@ def model_from_args(args: argparse.Namespace) -> ProviderModel:
 async def serve(args: argparse.Namespace) -> int:
     model = model_from_args(args)
     provider = Provider(
-        Kind(args.kind), model, args.seed, BornAtZeroRegistry(), tuple(args.consumer)
+        Kind(args.kind),
+        model,
+        args.seed,
+        BornAtZeroRegistry(),
+        tuple(args.consumer),
+        admin_token=read_token(args.token_file, flag="--token-file"),
     )
     http = HttpServer(provider, ServerLimits(name=args.name, max_body_bytes=MAX_BODY_BYTES))
     await http.listen(*args.listen)

@@ -143,13 +143,15 @@ def pipeline_problems(tmp_path: Path, **parts: str) -> list[str]:
 
 
 def test_pipeline_groups_for_chaos(tmp_path: Path) -> None:
-    """Worker pools and the queue service are groups chaos can name, beside the services."""
+    """Worker pools, the queue service and providers are groups chaos can name, beside the
+    services."""
     topology = load_topology(pipeline(tmp_path))
     groups = topology.shapes()
     assert {name: g.kind for name, g in groups.items()} == {
         "payments": "service",
         "senders": "workers",
         "queue": "queue",
+        "mail": "provider",
     }
     assert (groups["queue"].min_replicas, groups["queue"].max_replicas) == (1, 1)
     flags = topology.workers["senders"].args(queue_visibility_s=7)
@@ -173,10 +175,11 @@ def test_sync_email_to_an_unknown_provider(tmp_path: Path) -> None:
 
 
 def test_email_mode_needs_its_own_target(tmp_path: Path) -> None:
-    """sync names a provider, async a queue: the other way round is refused at its line."""
+    """sync names a provider, async a queue, publish a topic: any other is refused at its
+    line."""
     [line] = pipeline_problems(tmp_path, email="{mode: sync, queue: emails}")
     assert line.startswith("5:5: services.payments.email")
-    assert "give `provider`, not `queue`" in line
+    assert "mode sync sends to a provider: give `provider` only" in line
 
 
 def test_queue_name_may_not_end_in_dlq(tmp_path: Path) -> None:
