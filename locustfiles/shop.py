@@ -123,7 +123,7 @@ class ShopUser(RushUser):
             "payments",
             "/api/payments",
             "/api/payments",
-            json={"order": order, **self.poison()},
+            json={"order": order, **_payment_details(), **self.poison()},
         )
         payment = _json(paid).get("id")
         if isinstance(payment, str):
@@ -135,3 +135,15 @@ class ShopUser(RushUser):
             return
         payment = random.choice(self.payments)
         self.call("GET", "payments", f"/api/payments/{payment}", "/api/payments/{id}")
+
+
+TIERS = ("standard", "standard", "standard", "gold")  # one customer in four is gold
+CURRENCIES = ("EUR", "EUR", "USD", "GBP")
+
+
+def _payment_details() -> dict[str, Any]:
+    """What a PaymentCompleted event carries (its message attributes): an amount from a
+    long-tailed mix (median about 90; about one in thirteen above 1000, which the fraud-check
+    filter lets through), a currency and the customer's tier."""
+    amount = round(min(random.lognormvariate(4.5, 1.7), 50_000.0), 2)
+    return {"amount": amount, "currency": random.choice(CURRENCIES), "tier": random.choice(TIERS)}

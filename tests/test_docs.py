@@ -18,13 +18,18 @@ from targets.autoscaler.core import Policy
 from targets.dns.core import Zone
 from targets.dns.server import DnsServer
 from targets.gateway.gateway import Gateway, GatewayConfig
+from targets.http.client import Client
 from targets.lb.balancer import LbConfig, LoadBalancer
+from targets.pubsub.metrics import topic_registry
+from targets.pubsub.store import TopicStore
 from targets.queue.metrics import queue_registry
 from targets.queue.poll import LongPoller
 from targets.queue.store import QueueStore
 from targets.server.app import ServerConfig, ShopServer
+from targets.server.email import EmailConfig, EmailMode
 from targets.workers.core import Kind, ProviderModel
 from targets.workers.provider import Provider
+from targets.workers.push import PushConsumer
 from targets.workers.worker import Endpoint, Worker, WorkerConfig
 
 pytestmark = pytest.mark.core
@@ -51,8 +56,10 @@ def test_every_load_balancer_metric_is_documented() -> None:
 
 
 def test_every_server_metric_is_documented() -> None:
-    """The application server exposes exactly the server_* metrics docs/metrics.md lists."""
-    names = exposed(ShopServer(ServerConfig()).registry)
+    """The application server (publishing its payment events) exposes exactly the server_*
+    metrics docs/metrics.md lists."""
+    email = EmailConfig(mode=EmailMode.PUBLISH, topic=("127.0.0.1", 1))
+    names = exposed(ShopServer(ServerConfig(email=email)).registry)
     assert names == {n for n in documented() if n.startswith("server_")}
 
 
@@ -101,6 +108,22 @@ def test_every_worker_and_provider_metric_is_documented() -> None:
     worker.close()
     provider = Provider(Kind.EMAIL, ProviderModel(), 0, CollectorRegistry())
     assert exposed(provider.registry) == {n for n in documented() if n.startswith("provider_")}
+
+
+def test_every_topic_and_push_metric_is_documented(tmp_path: Path) -> None:
+    """The topic service (with a topic and a subscription) and a push consumer expose exactly
+    the pubsub_* and push_* metrics docs/metrics.md lists."""
+    store = TopicStore(tmp_path / "topics.db")
+    try:
+        arn = store.create_topic("payments", {}, now=0.0)
+        store.subscribe(arn, "http", "http://127.0.0.1:1/", {}, now=0.0, name="whatsapp")
+        registry, _ = topic_registry(store)
+        names = exposed(registry)
+    finally:
+        store.close()
+    assert names == {n for n in documented() if n.startswith("pubsub_")}
+    push = PushConsumer("whatsapp", "whatsapp-push-1", Client("127.0.0.1", 1), 1.0)
+    assert exposed(push.registry) == {n for n in documented() if n.startswith("push_")}
 
 
 def test_every_locust_metric_is_documented() -> None:

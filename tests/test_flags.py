@@ -36,6 +36,8 @@ REQUIRED: dict[str, list[str]] = {
         *("--provider", "http://127.0.0.1:9400"),
     ],
     "targets.workers.provider": [],
+    "targets.workers.push": ["--provider", "http://127.0.0.1:9400", "--consumer", "whatsapp"],
+    "targets.pubsub": ["--db", "topics.db"],
     "targets.autoscaler": [
         *("--service", "web", "--policy", '{"target": 1}'),
         *("--lb-control", "127.0.0.1:4101", "--lab-control", "127.0.0.1:4000"),
@@ -48,7 +50,7 @@ WITH_CONTROL = ["targets.dns", "targets.gateway", "targets.lb"]
 
 def parser_of(target: str) -> Callable[[list[str]], argparse.Namespace]:
     module = importlib.import_module(
-        target if target.endswith("provider") else f"{target}.__main__"
+        target if target.endswith(("provider", "push")) else f"{target}.__main__"
     )
     parse: Callable[[list[str]], argparse.Namespace] = module.parse_args
     return parse
@@ -194,7 +196,7 @@ def test_docker_compose_speaks_only_the_new_vocabulary(capsys: pytest.CaptureFix
     ]
     started = {command[2] for command in commands if command[2].startswith("targets.")}
     assert started == {"targets.lb", "targets.server", "targets.queue", "targets.workers",
-                       "targets.workers.provider"}  # fmt: skip
+                       "targets.workers.provider", "targets.pubsub"}  # fmt: skip
     for command in commands:
         if command[2].startswith("targets."):
             parser_of(command[2])(command[3:])

@@ -175,7 +175,10 @@ def _backoff(kind: str, step: int, steps: int, low: float, high: float) -> float
     elif kind == "arithmetic":
         share = k * (k + 1) / (n * (n + 1))
     elif kind == "exponential" and low > 0:
-        return float(low * (high / low) ** (k / n))
+        if k in (0, n):
+            return low if k == 0 else high
+        grown = math.exp(math.log(low) + (math.log(high) - math.log(low)) * k / n)  # no overflow
+        return min(high, max(low, grown))
     else:  # geometric (and exponential from 0): doubling increments
         share = (2**k - 1) / (2**n - 1)
     return low + (high - low) * share

@@ -10,11 +10,13 @@ null: equality, case-sensitive; numbers compare numerically) or an operator::
     {"numeric": ["=", 5]}  {"numeric": [">", 0, "<=", 100]}
     {"exists": true | false}
 
-A key the message lacks matches only ``{"exists": false}``. Scope ``MessageAttributes``
-(default) reads the message attributes (String, String.Array: any element, Number: numeric;
-Binary matches only ``exists``) and allows no nesting; ``MessageBody`` reads the body as a
-JSON object, where a policy may nest objects and a list in the message matches when any of
-its elements does. Limits as SNS: at most 5 keys in all, at most 150 combinations (the
+A key the message lacks (or holds null) matches only ``{"exists": false}``. Scope
+``MessageAttributes`` (default) reads the message attributes (String, String.Array: any
+element, Number: numeric; Binary matches only ``exists``), allows no nesting, and passes no
+message without attributes; ``MessageBody`` reads the body as a JSON object, where a policy
+may nest objects (a nested key under a missing or non-object parent is absent) and a list in
+the message matches when any of its elements does (a list of objects: when any object
+does). Limits as SNS: at most 5 keys in all, at most 150 combinations (the
 product of the alternatives per key; ``$or`` branches add up), numbers within ±1e9. Every
 violation is ``InvalidParameter("FilterPolicy: ...")``.
 """
@@ -65,6 +67,21 @@ def _is_num(v: Any) -> bool:
     return isinstance(v, float)
 
 
+class _Opaque:
+    """A Binary attribute: it exists, and equals nothing a policy can say."""
+
+    __slots__ = ()
+
+
+def _present(v: Any) -> bool:
+    return v is not _ABSENT and v is not None
+
+
+def _comparable(v: Any) -> bool:
+    """A value anything-but can judge: present, and not a Binary attribute."""
+    return v is not _ABSENT and not isinstance(v, _Opaque)
+
+
 def _literal(value: Any, where: str) -> Test:
     if isinstance(value, str):
         return lambda v: v == value
@@ -80,7 +97,7 @@ def _numeric(spec: Any, where: str) -> Test:
     checks: list[tuple[Callable[[float, float], bool], float]] = []
     for i in range(0, len(spec), 2):
         op = spec[i]
-        if op not in _COMPARE or (len(spec) == 4 and op == "="):
+        if not isinstance(op, str) or op not in _COMPARE or (len(spec) == 4 and op == "="):
             raise _fail(f"{where}: bad numeric operator {op!r}")
         checks.append((_COMPARE[op], _number(spec[i + 1], where)))
     if len(spec) == 4 and not (spec[0].startswith(">") and spec[2].startswith("<")):
@@ -105,12 +122,12 @@ def _anything_but(arg: Any, where: str) -> Test:
             raise _fail(f"{where}: anything-but takes a value, a list or prefix/suffix")
         name, value = next(iter(arg.items()))
         inner = _string_op(name, value, where)
-        return lambda v: v is not _ABSENT and isinstance(v, str) and not inner(v)
+        return lambda v: isinstance(v, str) and not inner(v)
     values = arg if isinstance(arg, list) else [arg]
     if not values:
         raise _fail(f"{where}: anything-but needs at least one value")
     tests = [_literal(value, where) for value in values]
-    return lambda v: v is not _ABSENT and not any(t(v) for t in tests)
+    return lambda v: _comparable(v) and not any(t(v) for t in tests)
 
 
 def _alternative(value: Any, where: str) -> Test:
@@ -125,7 +142,7 @@ def _alternative(value: Any, where: str) -> Test:
     if name == "exists":
         if not isinstance(arg, bool):
             raise _fail(f"{where}: exists takes true or false")
-        return (lambda v: v is not _ABSENT) if arg else (lambda v: v is _ABSENT)
+        return _present if arg else (lambda v: not _present(v))
     if name == "numeric":
         return _numeric(arg, where)
     if name in ("prefix", "suffix", "equals-ignore-case"):
@@ -179,7 +196,9 @@ def _any_branch(branches: list[Node], obj: Mapping[str, Any]) -> bool:
 
 def _nested(obj: Mapping[str, Any], *, key: str, inner: Node) -> bool:
     value = obj.get(key)
-    return isinstance(value, dict) and inner(value)
+    if isinstance(value, list):  # a list of objects: any of them
+        return any(inner(v) for v in value if isinstance(v, dict))
+    return inner(value if isinstance(value, dict) else {})  # no object: every key absent
 
 
 def _match_key(obj: Mapping[str, Any], *, key: str, alternatives: list[Test]) -> bool:
@@ -214,7 +233,7 @@ class FilterPolicy:
             except ValueError:
                 return False
             return isinstance(data, dict) and self._match(data)
-        return self._match(_attribute_values(attributes))
+        return bool(attributes) and self._match(_attribute_values(attributes))
 
 
 def _attribute_values(attributes: Mapping[str, tuple[str, str]]) -> dict[str, Any]:
@@ -238,12 +257,6 @@ def _attribute_values(attributes: Mapping[str, tuple[str, str]]) -> dict[str, An
         else:  # Binary: present, never equal to anything
             values[name] = _Opaque()
     return values
-
-
-class _Opaque:
-    """A Binary attribute: it exists, and equals nothing a policy can say."""
-
-    __slots__ = ()
 
 
 def compile_policy(

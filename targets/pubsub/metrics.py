@@ -23,7 +23,7 @@ from targets.pubsub.store import TopicStore
 
 DELIVERY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 ENDED: Final = ("delivered", "dead_lettered", "dropped")
-RESULTS: Final = ("delivered", "http_5xx", "timeout", "connection", "rejected")
+RESULTS: Final = ("delivered", "http_5xx", "timeout", "connection", "rejected", "confirmation")
 
 
 class StoreCollector(Collector):

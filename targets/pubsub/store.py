@@ -436,14 +436,17 @@ class TopicStore:
         self._after()
 
     def _drop_subscription(self, sub: Subscription) -> None:
-        """Forget a subscription and what it was owed (counted as dropped)."""
-        lane = self.lanes.pop(sub.id, [])
+        """Forget a subscription and what it was owed (counted as dropped): in its lane, in
+        flight (whose end `done` then ignores) or staged in the open group."""
+        self.lanes.pop(sub.id, None)
         self.owed.pop(sub.id, None)
+        owed = [r for (r,) in self._x("SELECT message FROM deliveries WHERE subscription = ?",
+                                      (sub.id,))]  # fmt: skip
         self._x("DELETE FROM deliveries WHERE subscription = ?", (sub.id,))
         self._x("DELETE FROM subscriptions WHERE id = ?", (sub.id,))
-        if lane:
-            self._count([(sub.topic, sub.name, "dropped", len(lane))])
-        self._release(d.message for d in lane)
+        if owed:
+            self._count([(sub.topic, sub.name, "dropped", len(owed))])
+        self._release(owed)
         self.topics[sub.topic].subscriptions.remove(sub)
         del self.subscriptions[sub.id]
 

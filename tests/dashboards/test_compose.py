@@ -18,7 +18,10 @@ import pytest
 from ruamel.yaml import YAML
 
 from dashboards.build import GRAFANA_DASHBOARDS, build_all
+from harness.components import queue, topics
+from harness.components.providers import consumers
 from harness.components.queue import queues_file
+from harness.components.topics import consumer_of_queue, topic_arn, topics_file
 from harness.prometheus import LAB_RULES, find_binary
 from harness.supervisor import free_port
 from harness.topology import load_topology
@@ -46,6 +49,7 @@ def services() -> dict[str, dict[str, Any]]:
 
 PIPELINE = {
     "queue": "targets.queue",
+    "topics": "targets.pubsub",
     "provider": "targets.workers.provider",
     "worker": "targets.workers",
 }
@@ -72,6 +76,16 @@ def hostport(text: str) -> tuple[str, int]:
 
 def runs(service: dict[str, Any], module: str) -> bool:
     return bool(service.get("command", [])[:3] == ["python", "-m", module])
+
+
+def mounted(service: dict[str, Any], flag: str) -> Path:
+    """The repo file bind-mounted where the service's `--flag` points."""
+    sources = {str(v).split(":")[1]: str(v).split(":")[0] for v in service["volumes"]}
+    return ROOT / sources[flags(service)[flag]]
+
+
+def healthy(service: dict[str, Any], dependency: str) -> bool:
+    return bool(service["depends_on"][dependency]["condition"] == "service_healthy")
 
 
 def scrape_targets() -> list[tuple[str, int, dict[str, str]]]:
@@ -148,44 +162,88 @@ def test_compose_runs_the_shop_topology() -> None:
 
 
 def test_compose_runs_the_email_pipeline_of_the_topology() -> None:
-    """The queue creates the topology's queues (the mounted file is what the harness writes),
-    the provider and `replicas` workers run with the topology's settings, and payments
-    enqueue their receipts on that queue."""
+    """The fan-out of the topology: the queue and the topic service create what the harness
+    writes (their mounted files), the topic delivers to that queue service; each provider runs
+    with the topology's settings and its consumers; each worker pool has exactly `replicas`
+    members `<pool>-N` with the pool's settings, consumer, queue and provider, waiting for
+    both; servers with `email` send to the topic service (publish), the queue (async) or the
+    provider (sync), and wait for it."""
     all_services = services()
     topology = load_topology()
-    queue = all_services["queue"]
-    assert runs(queue, "targets.queue")
-    mounted = {v.split(":")[1]: v.split(":")[0] for v in queue["volumes"]}
-    source = ROOT / mounted[flags(queue)["queues-file"]]
-    assert json.loads(source.read_text()) == queues_file(topology)
+    queue_service = all_services[queue.GROUP]
+    assert runs(queue_service, "targets.queue")
+    queue_port = hostport(flags(queue_service)["listen"])[1]
+    assert json.loads(mounted(queue_service, "queues-file").read_text()) == queues_file(topology)
+    assert "healthcheck" in queue_service
+    topics_port = 0
+    if topology.topics:
+        topic_service = all_services[topics.GROUP]
+        assert runs(topic_service, "targets.pubsub")
+        f = flags(topic_service)
+        assert json.loads(mounted(topic_service, "topics-file").read_text()) == topics_file(
+            topology, {}
+        )
+        assert f["sqs"] == f"{queue.GROUP}:{queue_port}"
+        assert healthy(topic_service, queue.GROUP)
+        assert "healthcheck" in topic_service
+        topics_port = hostport(f["listen"])[1]
+    served = consumers(topology)
     for name, provider in topology.providers.items():
-        assert runs(all_services[name], "targets.workers.provider")
-        assert set(provider.args()) <= set(all_services[name]["command"]), name
+        service = all_services[name]
+        assert runs(service, "targets.workers.provider"), name
+        assert flags(service)["name"] == name
+        declared = [f"--consumer={c}" for c in served.get(name, [])]
+        assert {*provider.args(), *declared} <= set(service["command"]), name
+    workers = {n: s for n, s in all_services.items() if runs(s, "targets.workers")}
+    expected = [
+        f"{pool}-{i}"
+        for pool, spec in topology.workers.items()
+        for i in range(1, spec.replicas + 1)
+    ]
+    assert sorted(workers) == sorted(expected)
     for pool, spec in topology.workers.items():
-        members = {n: s for n, s in all_services.items() if runs(s, "targets.workers")}
-        assert sorted(members) == [f"{pool}-{i}" for i in range(1, spec.replicas + 1)]
-        visibility = topology.queues[spec.queue].visibility_timeout_s
-        for name, worker in members.items():
+        visibility = queue.visibility_timeout_s(topology, spec.queue)
+        provider_port = hostport(flags(all_services[spec.provider])["listen"])[1]
+        for name in (f"{pool}-{i}" for i in range(1, spec.replicas + 1)):
+            worker = workers[name]
             assert set(spec.args(visibility)) <= set(worker["command"]), name
             f = flags(worker)
             assert f["name"] == name
-            assert f["queue-url"] == f"http://queue:{hostport(flags(queue)['listen'])[1]}"
-            assert hostport(f["provider"].removeprefix("http://"))[0] == spec.provider
+            assert f["consumer"] == consumer_of_queue(topology, spec.queue), name
+            assert f["queue-url"] == f"http://{queue.GROUP}:{queue_port}"
+            assert f["provider"] == f"http://{spec.provider}:{provider_port}", name
+            assert healthy(worker, queue.GROUP), name
+            assert spec.provider in worker["depends_on"], name
+    servers = [s for s in all_services.values() if runs(s, "targets.server")]
     for name, spec in topology.services.items():
-        servers = [s for s in all_services.values() if runs(s, "targets.server")]
         for server in (s for s in servers if flags(s)["service"] == name):
             f = flags(server)
-            if spec.email is None:
+            email = spec.email
+            if email is None:
                 assert "email" not in f, name
                 continue
-            assert (f["email"], f["email-queue-name"]) == (spec.email.mode, spec.email.queue)
-            assert f["email-queue"] == f"queue:{hostport(flags(queue)['listen'])[1]}"
-            assert server["depends_on"]["queue"]["condition"] == "service_healthy"
+            assert f["email"] == email.mode, name
+            assert float(f["email-timeout-s"]) == email.timeout_s, name
+            if email.mode == "publish":
+                assert f["email-topic"] == f"{topics.GROUP}:{topics_port}", name
+                assert f["email-topic-arn"] == topic_arn(email.topic or ""), name
+                assert healthy(server, topics.GROUP), name
+            elif email.mode == "async":
+                assert f["email-queue"] == f"{queue.GROUP}:{queue_port}", name
+                assert f["email-queue-name"] == email.queue, name
+                assert healthy(server, queue.GROUP), name
+            else:
+                provider = email.provider or ""
+                port = hostport(flags(all_services[provider])["listen"])[1]
+                assert f["email-provider"] == f"{provider}:{port}", name
+                assert provider in server["depends_on"], name
 
 
 def test_prometheus_targets_are_compose_services() -> None:
     """Every static target is a compose service on the port its /metrics is served, labelled
-    service/role/instance like the harness does; every load balancer and server is scraped."""
+    service/role/instance like the harness does (the queue and the topic service under their
+    group, a provider under its name, a worker under its pool); every load balancer, server,
+    queue, topic service, provider and worker is scraped."""
     all_services = services()
     targets = scrape_targets()
     topology = load_topology()
@@ -206,6 +264,11 @@ def test_prometheus_targets_are_compose_services() -> None:
         elif labels["role"] in PIPELINE:
             assert runs(service, PIPELINE[labels["role"]])
             assert hostport(f["listen"])[1] == port
+            group = {"queue": queue.GROUP, "topics": topics.GROUP, "provider": host}
+            pool = host.rpartition("-")[0]
+            assert labels["service"] == group.get(labels["role"], pool), host
+            if labels["role"] == "worker":
+                assert pool in topology.workers, host
         else:
             assert labels["role"] == "locust"
             assert labels["service"] == "load"

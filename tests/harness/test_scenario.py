@@ -27,6 +27,7 @@ pytestmark = pytest.mark.core
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((ROOT / "chaos" / "scenarios").glob("*.yaml"))
+SHIPPED_TOPOLOGIES = sorted((ROOT / "harness" / "topologies").glob("*.yaml"))
 DOCUMENTED = set(
     re.findall(r"^\| `([a-z_]+)` \|", (ROOT / "docs" / "metrics.md").read_text(), re.MULTILINE)
 )
@@ -97,6 +98,11 @@ def test_the_documented_scenarios_ship() -> None:
         "worker-crash",
         "poison-messages",
         "queue-kill",
+        "fan-out-with-queues",
+        "filter-policies",
+        "push-without-ack",
+        "slow-consumer-isolation",
+        "topic-kill",
     }
 
 
@@ -114,16 +120,7 @@ def test_shipped_scenario_loads(path: Path) -> None:
     queued = bool(system.queues)  # the queue scenarios compare designs or poison the flow
     assert scenario.chaos or autoscaled or limited or queued  # something happens
     assert scenario.slos
-    assert scenario.system.name in {
-        "shop",
-        "scaling",
-        "elastic",
-        "dns",
-        "ratelimits",
-        "shop-guarded",
-        "emails",
-        "polling",
-    }
+    assert scenario.system.name in {p.stem for p in SHIPPED_TOPOLOGIES}
     steps = resolve_timeline(scenario, instance_names(scenario.system), scenario.system)
     assert len(steps) == len(scenario.chaos)
 
