@@ -93,9 +93,16 @@ def test_bad_scenario_exits_2_before_starting_anything(tmp_path: Path) -> None:
 # -- every safety SLO fails on a broken variant ------------------------------------------------
 
 ERRORS_ON_ORDERS = {"at_s": 4, "action": "errors", "service": "orders", "count": 3}
-BROKEN: dict[str, tuple[str, list[dict[str, Any]], dict[str, Any], set[str], set[str]]] = {
-    # variant: (shipped scenario, chaos added, worker pool changes, SLOs that must fail,
-    #           SLOs that must still pass, showing the failure is that variant's own)
+KILL_EMAIL_WORKERS = [
+    {"at_s": 10, "action": "kill", "service": "email-workers", "count": 2},
+    {"at_s": 22, "action": "restart", "service": "email-workers", "count": 2},
+]
+WORKERS_ACK_FIRST = {("workers", "*", "ack"): "before_send"}
+Patch = dict[tuple[str, ...], Any]
+"""Topology changes: a path of keys (`*` for every key there) to its new value (None: gone)."""
+BROKEN: dict[str, tuple[str, list[dict[str, Any]], Patch, set[str], set[str]]] = {
+    # variant: (shipped scenario, chaos (replacing its own), topology changes, SLOs that must
+    #           fail, SLOs that must still pass, showing the failure is that variant's own)
     "errors-fail-gets": (
         "kill-under-rush",
         [{**ERRORS_ON_ORDERS, "error_rate": 0.2}],
@@ -116,7 +123,7 @@ BROKEN: dict[str, tuple[str, list[dict[str, Any]], dict[str, Any], set[str], set
     "workers-ack-before-sending": (
         "sync-vs-async-email",
         [],
-        {"ack": "before_send"},
+        WORKERS_ACK_FIRST,
         {"every-email-accounted-for"},
         {"queue-drained", "async-never-fails"},
     ),
@@ -131,23 +138,67 @@ BROKEN: dict[str, tuple[str, list[dict[str, Any]], dict[str, Any], set[str], set
         {"zero-failed-requests"},
         set(),  # the killed server stays registered (unhealthy), the slow one lifts p95
     ),
+    "fan-out-workers-ack-before-sending": (
+        "fan-out-with-queues",
+        KILL_EMAIL_WORKERS,
+        {**WORKERS_ACK_FIRST, ("providers", "mail", "failure_rate"): 0.2},
+        {"no-email-lost"},
+        {"payments-unaffected", "no-notification-lost", "every-payment-published"},
+    ),
+    "fraud-check-unfiltered": (
+        "filter-policies",
+        [],
+        {("topics", "payments", "subscriptions", "fraud-check", "filter"): None},
+        {"fraud-gets-exactly-the-large-payments"},
+        {"some-large-payments", "unfiltered-get-everything"},
+    ),
+    "push-consumer-never-down": (
+        "push-without-ack",
+        [
+            {"at_s": 10, "action": "kill", "service": "whatsapp-workers"},
+            {"at_s": 25, "action": "restart", "service": "whatsapp-workers"},
+        ],
+        {},
+        {"push-loses-events"},
+        {"loss-counted-exactly", "queue-loses-none", "payments-unaffected"},
+    ),
+    "whatsapp-never-slow": (
+        "slow-consumer-isolation",
+        [],
+        {},
+        {"whatsapp-queue-grows", "whatsapp-queue-ages"},
+        {"emails-keep-their-latency", "whatsapp-catches-up"},
+    ),
 }  # fmt: skip
 
 
+def patched(tree: Any, path: tuple[str, ...], value: Any) -> None:
+    """Set (or, for None, remove) the value at `path` in `tree`, `*` matching every key."""
+    head, rest = path[0], path[1:]
+    keys = list(tree) if head == "*" else [head]
+    for key in keys:
+        if rest:
+            patched(tree[key], rest, value)
+        elif value is None:
+            del tree[key]
+        else:
+            tree[key] = value
+
+
 def broken_variant(name: str, tmp_path: Path) -> Path:
-    """The shipped scenario with the variant's chaos (replacing its own) and worker changes
+    """The shipped scenario with the variant's chaos (replacing its own) and topology changes
     (in a copy of its topology)."""
-    shipped, chaos, workers, _, _ = BROKEN[name]
+    shipped, chaos, changes, _, _ = BROKEN[name]
     yaml = YAML(typ="safe")
     scenario = yaml.load((ROOT / "chaos" / "scenarios" / f"{shipped}.yaml").read_text())
     scenario["name"] = f"{shipped}-broken"
     scenario["chaos"] = chaos
-    if workers:
+    if changes:
         topology = yaml.load(
             (ROOT / "harness/topologies" / f"{scenario['topology']}.yaml").read_text()
         )
-        for pool in topology["workers"].values():
-            pool.update(workers)
+        for path, value in changes.items():
+            patched(topology, path, value)
         yaml.dump(topology, tmp_path / "topology.yaml")
         scenario["topology"] = "topology.yaml"
     path = tmp_path / f"{name}.yaml"
@@ -159,8 +210,9 @@ def broken_variant(name: str, tmp_path: Path) -> Path:
 def test_every_safety_slo_fails_on_a_broken_variant(variant: str, tmp_path: Path) -> None:
     """A deliberately broken variant of a shipped scenario (errors the LB cannot retry away,
     failing async payments, stopped workers, workers that delete before sending, a removal
-    that kills a busy server) fails that scenario's safety SLO for real: exit 1, and the SLOs
-    the breakage does not touch still pass."""
+    that kills a busy server, a filter taken away, a push consumer never down, a provider
+    never slow) fails that scenario's SLOs for real: exit 1, and the SLOs the breakage does
+    not touch still pass."""
     *_, must_fail, must_pass = BROKEN[variant]
     result = run(broken_variant(variant, tmp_path), tmp_path)
     data = json.loads((tmp_path / "report" / "result.json").read_text())
