@@ -247,6 +247,15 @@ class Topics(Component):
                 ),
             ),
             PlotQuery(
+                "consumers: events delivered (distinct), duplicated, redelivered, dead-lettered",
+                "events",
+                tuple(
+                    Line(f"{name} {quantity}", accounting(topology, name)[quantity])
+                    for name in subscriptions(topology)
+                    for quantity in ("delivered", "duplicated", "redelivered", "dead_lettered")
+                ),
+            ),
+            PlotQuery(
                 "consumers: events lost (matched, not delivered nor dead-lettered)",
                 "events",
                 tuple(
