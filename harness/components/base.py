@@ -33,7 +33,9 @@ from chaos.vocabulary import BY_NAME, State
 from harness.errors import ChaosRefused
 from harness.lab import number
 from harness.prometheus import ScrapeTarget
-from harness.supervisor import Child
+from harness.supervisor import Child, free_port
+from targets.http.client import fetch_json
+from targets.http.upstream import UpstreamError
 
 if TYPE_CHECKING:
     from harness.promql import PlotQuery
@@ -256,6 +258,58 @@ class Singleton(Component):
 
     def processes(self) -> list[Process]:
         return [] if self.child is None else [Process(self.reserved[0], self.child, "control")]
+
+
+class Service(Component):
+    """A kind the lab runs as one durable process (the queue, the topics): group `GROUP` of
+    one instance, on a port fixed for the lab's life, so a restarted process comes back on
+    the same port and database, where its clients look. `launch` starts it."""
+
+    GROUP: ClassVar[str]
+    WHAT: ClassVar[str]
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.group: Group | None = None
+        self.port = 0
+        self.address: tuple[str, int] | None = None  # where it serves (even while down)
+
+    async def launch(self, role: str, module: str, args: list[str]) -> None:
+        """Start `GROUP-1`: `module` with `args` and its name and listen address."""
+        self.port = free_port()
+        supervisor = self.lab.supervisor
+
+        async def boot(name: str, slots: int | None) -> Instance:
+            listen = [f"--name={name}", f"--listen=127.0.0.1:{self.port}", *args]
+            return Instance(name, self.GROUP, await supervisor.spawn(name, role, module, listen))
+
+        self.group = Group(self.GROUP, self.kind, self.WHAT, 1, 1, boot)
+        first = await self.group.launch(f"{self.GROUP}-1")
+        self.address = first.child.address()
+
+    def groups(self) -> list[Group]:
+        return [] if self.group is None else [self.group]
+
+    async def status(self) -> dict[str, Any]:
+        return {} if self.group is None else {"pools": {self.GROUP: pool_status(self.group)}}
+
+    def url(self) -> str:
+        assert self.address is not None
+        return "http://{}:{}/".format(*self.address)
+
+
+async def set_admin_faults(token: str, instance: Instance, faults: dict[str, Any]) -> None:
+    """PUT `faults` (or, for none, DELETE) on the instance's `/admin/faults` with the lab's
+    token (servers and providers): a refusal is the chaos action's."""
+    host, port = instance.child.address()
+    auth = [(b"authorization", f"Bearer {token}".encode())]
+    method = "PUT" if faults else "DELETE"
+    try:
+        reply = await fetch_json(host, port, method, "/admin/faults", faults or None, headers=auth)
+    except UpstreamError as exc:
+        raise ChaosRefused(409, f"{instance.name} did not answer: {exc}") from None
+    if reply.status != 200:
+        raise ChaosRefused(409, f"{instance.name} refused the faults: {reply.body[:200]!r}")
 
 
 def unknown(what: str, value: object, choices: Iterable[str]) -> str:

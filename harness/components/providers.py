@@ -11,6 +11,7 @@ provider slows to seconds per send". Prometheus scrapes it as `service=<name>`,
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 from pydantic import Field
@@ -23,11 +24,9 @@ from harness.components.base import (
     Shape,
     Strict,
     pool_status,
+    set_admin_faults,
 )
-from harness.errors import ChaosRefused
 from harness.supervisor import Child, free_port
-from targets.http.client import fetch_json
-from targets.http.upstream import UpstreamError
 
 if TYPE_CHECKING:
     from harness.topology import Topology
@@ -112,21 +111,8 @@ class Providers(Component):
             child = await supervisor.spawn(instance, "provider", "targets.workers.provider", args)
             return Instance(instance, name, child)
 
-        return Group(name, self.kind, WHAT, 1, 1, boot, set_faults=self._set_faults)
-
-    async def _set_faults(self, instance: Instance, faults: dict[str, Any]) -> None:
-        """PUT (or, for none, DELETE) the provider's /admin/faults with the lab's token."""
-        host, port = instance.child.address()
-        auth = [(b"authorization", f"Bearer {self.lab.token}".encode())]
-        method = "PUT" if faults else "DELETE"
-        try:
-            reply = await fetch_json(
-                host, port, method, "/admin/faults", faults or None, headers=auth
-            )
-        except UpstreamError as exc:
-            raise ChaosRefused(409, f"{instance.name} did not answer: {exc}") from None
-        if reply.status != 200:
-            raise ChaosRefused(409, f"{instance.name} refused the faults: {reply.body[:200]!r}")
+        faults = partial(set_admin_faults, self.lab.token)
+        return Group(name, self.kind, WHAT, 1, 1, boot, set_faults=faults)
 
     def address(self, name: str) -> tuple[str, int]:
         """Where provider `name` serves (fixed for the lab's life)."""

@@ -13,10 +13,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from pydantic import Field
 
-from harness.components.base import Component, Group, Instance, Problem, Shape, Strict
-from harness.components.base import pool_status as _pool_status
+from harness.components.base import Problem, Service, Shape, Strict
 from harness.promql import Line, PlotQuery, summed
-from harness.supervisor import free_port
 
 if TYPE_CHECKING:
     from harness.topology import Topology
@@ -94,19 +92,14 @@ def messages_per_s(verb: str) -> str:
     return summed(f"queue_messages_{verb}_total", by="queue")
 
 
-class Queues(Component):
+class Queues(Service):
     kind: ClassVar[str] = "queue"
     section: ClassVar[str | None] = "queues"
     spec: ClassVar[Any] = dict[str, QueueSpec]
     default: ClassVar[Any] = {}
     reserved: ClassVar[tuple[str, ...]] = (GROUP,)
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self.group: Group | None = None
-        self.port = 0
-        # HOST:PORT of the queue service, when the topology has queues (even while down)
-        self.address: tuple[str, int] | None = None
+    GROUP: ClassVar[str] = GROUP
+    WHAT: ClassVar[str] = WHAT
 
     @classmethod
     def check(cls, topology: Topology) -> list[Problem]:
@@ -156,32 +149,12 @@ class Queues(Component):
         topology = self.lab.topology
         if not specs(topology):
             return
-        self.port = free_port()  # fixed: a restarted queue comes back where its clients look
-        db = self.lab.run_dir / "queue.db"
         queues = self.lab.run_dir / "queues.json"
         queues.write_text(json.dumps(queues_file(topology), indent=2))
-        supervisor = self.lab.supervisor
-
-        async def boot(name: str, slots: int | None) -> Instance:
-            args = [f"--db={db}", f"--listen=127.0.0.1:{self.port}", f"--name={name}"]
-            child = await supervisor.spawn(
-                name, "queue", "targets.queue", [*args, f"--queues-file={queues}"]
-            )
-            return Instance(name, GROUP, child)
-
-        self.group = Group(GROUP, self.kind, WHAT, 1, 1, boot)
-        first = await self.group.launch(f"{GROUP}-1")
-        self.address = first.child.address()
-
-    def groups(self) -> list[Group]:
-        return [] if self.group is None else [self.group]
-
-    async def status(self) -> dict[str, Any]:
-        return {} if self.group is None else {"pools": {GROUP: _pool_status(self.group)}}
+        db = self.lab.run_dir / "queue.db"
+        await self.launch("queue", "targets.queue", [f"--db={db}", f"--queues-file={queues}"])
 
     def urls(self) -> dict[str, str]:
         if self.address is None:
             return {}
-        return {
-            "queue (SQS endpoint_url; JSON API at /queues)": "http://{}:{}/".format(*self.address)
-        }
+        return {"queue (SQS endpoint_url; JSON API at /queues)": self.url()}

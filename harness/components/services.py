@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 from pydantic import Field, model_validator
@@ -26,13 +27,12 @@ from harness.components.base import (
     ServiceTimeSpec,
     Shape,
     Strict,
+    set_admin_faults,
     unknown,
 )
-from harness.errors import ChaosRefused
 from harness.lab import Lab, ServerSpec, start_lab
 from harness.promql import Line, PlotQuery, quantile_lines, summed
 from targets.autoscaler.core import ConfigError, Policy
-from targets.http.client import fetch_json
 from targets.http.upstream import UpstreamError
 from targets.lb.core import Algorithm, GroupConfig, HealthPolicy
 from targets.lb.core import ConfigError as LbConfigError
@@ -335,7 +335,7 @@ class Services(Component):
             spec.min_replicas,
             spec.max_replicas,
             boot,
-            set_faults=self._set_faults,
+            set_faults=partial(set_admin_faults, self.lab.token),
         )
         for child in lab.servers.values():
             group.instances[child.name] = Instance(child.name, name, child, lab.default.slots)
@@ -366,19 +366,6 @@ class Services(Component):
             f"--email-queue-name={email.queue}",
             timeout,
         )
-
-    async def _set_faults(self, instance: Instance, faults: dict[str, Any]) -> None:
-        host, port = instance.child.address()
-        auth = [(b"authorization", f"Bearer {self.lab.token}".encode())]
-        method = "PUT" if faults else "DELETE"
-        try:
-            reply = await fetch_json(
-                host, port, method, "/admin/faults", faults or None, headers=auth
-            )
-        except UpstreamError as exc:
-            raise ChaosRefused(409, f"{instance.name} did not answer: {exc}") from None
-        if reply.status != 200:
-            raise ChaosRefused(409, f"{instance.name} refused the faults: {reply.body[:200]!r}")
 
     async def wait_ready(self, deadline: float) -> None:
         """Until every load balancer sees all of its replicas healthy."""

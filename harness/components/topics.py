@@ -19,10 +19,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 from pydantic import Field, model_validator
 
 from harness.components import queue
-from harness.components.base import Component, Group, Instance, Problem, Shape, Strict, unknown
-from harness.components.base import pool_status as _pool_status
+from harness.components.base import Problem, Service, Shape, Strict, unknown
 from harness.promql import Line, PlotQuery, summed
-from harness.supervisor import free_port
 
 if TYPE_CHECKING:
     from harness.topology import Topology
@@ -177,18 +175,14 @@ def accounting(topology: Topology, consumer: str) -> dict[str, str]:
     }
 
 
-class Topics(Component):
+class Topics(Service):
     kind: ClassVar[str] = "topic"
     section: ClassVar[str | None] = "topics"
     spec: ClassVar[Any] = dict[str, TopicSpec]
     default: ClassVar[Any] = {}
     reserved: ClassVar[tuple[str, ...]] = (GROUP,)
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self.group: Group | None = None
-        self.port = 0
-        self.address: tuple[str, int] | None = None
+    GROUP: ClassVar[str] = GROUP
+    WHAT: ClassVar[str] = WHAT
 
     @classmethod
     def check(cls, topology: Topology) -> list[Problem]:
@@ -271,39 +265,17 @@ class Topics(Component):
             return
         from harness.components.push import PushConsumers  # noqa: PLC0415 - push imports topics
 
-        self.port = free_port()  # fixed: a restarted topic service comes back where it was
-        db = self.lab.run_dir / "topics.db"
         file = self.lab.run_dir / "topics.json"
         push_urls = self.lab.part(PushConsumers).urls_by_name()
         file.write_text(json.dumps(topics_file(topology, push_urls), indent=2))
-        queue_address = self.lab.part(queue.Queues).address
-        supervisor = self.lab.supervisor
         seed = self.lab.rng.randrange(2**31)  # the retry jitter's, the same on every boot
-
-        async def boot(name: str, slots: int | None) -> Instance:
-            args = [
-                f"--db={db}",
-                f"--listen=127.0.0.1:{self.port}",
-                f"--name={name}",
-                f"--topics-file={file}",
-                f"--seed={seed}",
-            ]
-            if queue_address is not None:
-                args.append("--sqs={}:{}".format(*queue_address))
-            child = await supervisor.spawn(name, "topics", "targets.pubsub", args)
-            return Instance(name, GROUP, child)
-
-        self.group = Group(GROUP, self.kind, WHAT, 1, 1, boot)
-        first = await self.group.launch(f"{GROUP}-1")
-        self.address = first.child.address()
-
-    def groups(self) -> list[Group]:
-        return [] if self.group is None else [self.group]
-
-    async def status(self) -> dict[str, Any]:
-        return {} if self.group is None else {"pools": {GROUP: _pool_status(self.group)}}
+        args = [f"--db={self.lab.run_dir / 'topics.db'}", f"--topics-file={file}", f"--seed={seed}"]
+        queue_address = self.lab.part(queue.Queues).address
+        if queue_address is not None:
+            args.append("--sqs={}:{}".format(*queue_address))
+        await self.launch("topics", "targets.pubsub", args)
 
     def urls(self) -> dict[str, str]:
         if self.address is None:
             return {}
-        return {"topics (SNS endpoint_url)": "http://{}:{}/".format(*self.address)}
+        return {"topics (SNS endpoint_url)": self.url()}
