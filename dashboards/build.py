@@ -7,6 +7,7 @@ edit the code, never the JSON, and run `python -m dashboards build` (or `harness
 build`).
 
     generated/elasticity.json                         the "Elasticity" dashboard
+    generated/fanout.json                             the "Fan-out" dashboard
     generated/queues.json                             the "Queues" dashboard
     generated/provisioning/dashboards/lab.yaml        a file provider reading GRAFANA_DASHBOARDS
     generated/provisioning/datasources/prometheus.yaml  Prometheus, uid `prometheus`
@@ -26,7 +27,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from dashboards import elasticity, queues
+from dashboards import elasticity, fanout, queues
 from dashboards.panels import to_json
 
 GENERATED = Path(__file__).resolve().parent / "generated"
@@ -42,6 +43,7 @@ def dashboards() -> dict[str, dict[str, Any]]:
     """Each dashboard's JSON by file name."""
     return {
         "elasticity.json": to_json(elasticity.build()),
+        "fanout.json": to_json(fanout.build()),
         "queues.json": to_json(queues.build()),
     }
 

@@ -60,8 +60,8 @@ async def first_samples(prometheus: Prometheus, at: float) -> list[tuple[dict[st
 
 # Every dashboard's variables: one value each, then what "All" becomes.
 VARIABLES = (
-    {"service": "orders", "queue": "emails", "dlq": ".*dlq.*"},
-    {"service": ".*", "queue": ".*", "dlq": ".*"},
+    {"service": "orders", "queue": "emails", "dlq": ".*dlq.*", "subscription": "emails"},
+    {"service": ".*", "queue": ".*", "dlq": ".*", "subscription": ".*"},
 )
 
 
