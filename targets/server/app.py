@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from targets.admin import FaultsBody, faults_request
 from targets.fastmetrics import BornAtZeroRegistry, FastCounter, FastHistogram
 from targets.http.messages import Request
 from targets.http.server import ResponseWriter
-from targets.runtime import authorized, send_metrics
+from targets.runtime import send_metrics
 from targets.server.core import (
     NO_FAULTS,
     Admission,
@@ -51,12 +51,10 @@ class ServerConfig:
     email: EmailConfig = field(default_factory=EmailConfig)  # the receipt after a payment
 
 
-class FaultsBody(BaseModel):
-    """Body of `PUT /admin/faults`."""
+class ServerFaults(FaultsBody):
+    """Body of a server's `PUT /admin/faults`: a provider's faults, and `hang` (requests are
+    accepted and never answered)."""
 
-    model_config = ConfigDict(extra="forbid")
-    latency_ms: float = Field(default=0, ge=0, le=600_000)
-    error_rate: float = Field(default=0, ge=0, le=1)
     hang: bool = False
 
 
@@ -288,30 +286,16 @@ class ShopServer:
         )
 
     async def _admin_faults(self, request: Request, writer: ResponseWriter) -> None:
-        if self.config.admin_token is None:
-            writer.send_json(
-                403,
-                {"error": "admin_disabled", "detail": "start the server with --admin-token-file"},
-            )
+        asked = await faults_request(
+            request, writer, self.config.admin_token, ServerFaults, "--admin-token-file"
+        )
+        if asked is None:
             return
-        if not authorized(request, self.config.admin_token):
-            writer.send_json(
-                401,
-                {"error": "unauthorized", "detail": "Authorization: Bearer <admin token> required"},
-            )
-            return
-        if request.method == "PUT":
-            try:
-                body = FaultsBody.model_validate_json(await request.body.read_all(MAX_BODY_BYTES))
-            except (ValidationError, ValueError) as exc:
-                writer.send_json(400, {"error": "invalid_faults", "detail": _describe(exc)})
-                return
+        method, body = asked
+        if body is not None:
             self.set_faults(Faults(body.latency_ms / 1000, body.error_rate, body.hang))
-        elif request.method == "DELETE":
+        elif method == "DELETE":
             self.set_faults(NO_FAULTS)
-        elif request.method != "GET":
-            writer.send_json(405, {"error": "method_not_allowed", "allowed": "GET, PUT, DELETE"})
-            return
         writer.send_json(200, self.describe_faults())
 
     def set_faults(self, faults: Faults) -> None:
@@ -333,15 +317,6 @@ class ShopServer:
     def release_hung(self) -> None:
         """Let hung requests finish (on shutdown: a stopping process answers what it holds)."""
         self._unhang.set()
-
-
-def _describe(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        return "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
-            for err in exc.errors()
-        )
-    return str(exc)
 
 
 async def _json_body(request: Request) -> dict[str, Any]:

@@ -56,15 +56,14 @@ from collections import deque
 from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Gauge
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from targets.admin import FaultsBody, faults_request
 from targets.fastmetrics import BornAtZeroRegistry, FastCounter, FastHistogram
 from targets.flags import TargetFlags
 from targets.http.messages import Request
 from targets.http.server import HttpServer, ResponseWriter, ServerLimits
 from targets.runtime import (
     announce_ready,
-    authorized,
     read_token,
     run_target,
     send_metrics,
@@ -77,14 +76,6 @@ MAX_BODY_BYTES: Final = 256 * 1024
 LOG_LIMIT: Final = 100_000
 
 log = logging.getLogger("targets.workers.provider")
-
-
-class FaultsBody(BaseModel):
-    """Body of `PUT /admin/faults`: the server's faults (targets/server/app.py) but `hang`."""
-
-    model_config = ConfigDict(extra="forbid")
-    latency_ms: float = Field(default=0, ge=0, le=600_000)
-    error_rate: float = Field(default=0, ge=0, le=1)
 
 
 class ProviderMetrics:
@@ -241,30 +232,14 @@ class Provider:
         writer.send_json(status, body)
 
     async def _admin_faults(self, request: Request, writer: ResponseWriter) -> None:
-        if self.admin_token is None:
-            writer.send_json(
-                403,
-                {"error": "admin_disabled", "detail": "start the provider with --token-file"},
-            )
+        asked = await faults_request(request, writer, self.admin_token, FaultsBody, "--token-file")
+        if asked is None:
             return
-        if not authorized(request, self.admin_token):
-            writer.send_json(
-                401,
-                {"error": "unauthorized", "detail": "Authorization: Bearer <admin token> required"},
-            )
-            return
-        if request.method == "PUT":
-            try:
-                body = FaultsBody.model_validate_json(await request.body.read_all(MAX_BODY_BYTES))
-            except (ValidationError, ValueError) as exc:
-                writer.send_json(400, {"error": "invalid_faults", "detail": _describe(exc)})
-                return
+        method, body = asked
+        if body is not None:
             self.faults = Faults(body.latency_ms / 1000, body.error_rate)
-        elif request.method == "DELETE":
+        elif method == "DELETE":
             self.faults = NO_FAULTS
-        elif request.method != "GET":
-            writer.send_json(405, {"error": "method_not_allowed", "allowed": "GET, PUT, DELETE"})
-            return
         writer.send_json(200, self.describe_faults())
 
     def describe_faults(self) -> dict[str, Any]:
@@ -285,17 +260,6 @@ class Provider:
         if with_log:
             reply["log"] = [list(entry) for entry in self.log]
         return reply
-
-
-def _describe(exc: Exception) -> str:
-    """A refused body as one sentence naming each field: `hang: Extra inputs are not
-    permitted`."""
-    if isinstance(exc, ValidationError):
-        return "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
-            for err in exc.errors()
-        )
-    return str(exc)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -8,6 +8,10 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
 
 from tests.helpers import Target, start_target
 from tests.queue.procs import moto_process, start_queue
@@ -47,3 +51,17 @@ def ours(tmp: Path, *extra: str) -> Iterator[Endpoints]:
 def moto() -> Iterator[Endpoints]:
     with moto_process() as url:
         yield Endpoints("moto", url, url)
+
+
+def client(service: str, url: str, *, read_timeout_s: float = 30) -> Any:
+    """A boto3 client for `service` at `url`, with dummy credentials and no retries (a
+    failure is the test's to see)."""
+    config = Config(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=read_timeout_s)
+    return boto3.client(
+        service,
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=config,
+    )

@@ -14,32 +14,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import Target, wait_for
-from tests.pubsub.procs import start_topics
+from tests.pubsub.procs import client, start_topics
 from tests.queue.procs import start_queue
 
 pytestmark = pytest.mark.e2e
 
-CONFIG = Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10)
 PUBLISHERS = 4
 KILL_AT_S = 2.0  # of publishing from every publisher at once
 RECEIVE_S = 30.0
-
-
-def client(service: str, url: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=CONFIG,
-    )
 
 
 def _queue(sqs: Any, name: str) -> tuple[str, str]:

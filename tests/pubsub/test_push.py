@@ -17,32 +17,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import pytest
 import uvloop
-from botocore.config import Config
 from prometheus_client.parser import text_string_to_metric_families
 
 from targets.http.messages import Request
 from targets.http.server import HttpServer, ResponseWriter
 from tests.helpers import wait_for
-from tests.pubsub.procs import Endpoints, ours
+from tests.pubsub.procs import Endpoints, client, ours
 
 pytestmark = pytest.mark.e2e
 
-CONFIG = Config(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=30)
 NOTIFICATION_KEYS = ("Type", "MessageId", "TopicArn", "Message", "Timestamp", "SignatureVersion")
-
-
-def client(service: str, url: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=CONFIG,
-    )
 
 
 # --- the endpoint the topic pushes to --------------------------------------------------------

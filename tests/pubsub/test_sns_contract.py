@@ -9,27 +9,12 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.pubsub.procs import Endpoints, moto, ours
+from tests.pubsub.procs import Endpoints, client, moto, ours
 
 pytestmark = pytest.mark.e2e
-
-CONFIG = Config(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=30)
-
-
-def client(service: str, url: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=CONFIG,
-    )
 
 
 @pytest.fixture(scope="module", params=["ours", "moto"])
