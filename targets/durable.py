@@ -37,7 +37,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -258,3 +258,17 @@ def create_schema(db: sqlite3.Connection, schema: str, version: int, seed: str =
         raise
     db.execute("COMMIT")
     return True
+
+
+class _Closes(Protocol):
+    def close(self) -> None: ...
+
+
+def close(commits: GroupCommit, syncer: WalSyncer | None, db: _Closes) -> None:
+    """Commit what the open group holds, stop the WAL syncer, close the database."""
+    try:
+        commits.close()
+    finally:
+        if syncer is not None:
+            syncer.stop()
+        db.close()

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
 
+from targets import durable
 from targets.durable import GroupCommit, WalSyncer, connect, create_schema
 from targets.pubsub.delivery import parse_delivery_policy
 from targets.pubsub.errors import AuthorizationError, InvalidParameter, NotFound
@@ -224,12 +225,7 @@ class TopicStore:
             self.on_due(sub)
 
     def close(self) -> None:
-        try:
-            self._commits.close()
-        finally:
-            if self._syncer is not None:
-                self._syncer.stop()
-            self._db.close()
+        durable.close(self._commits, self._syncer, self._db)
 
     def _transaction(self) -> Iterator[None]:
         return self._commits.transaction()  # type: ignore[return-value]

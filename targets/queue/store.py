@@ -40,6 +40,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
+from targets import durable
 from targets.durable import GroupCommit, WalSyncer
 from targets.queue import rules
 from targets.queue.config import Arns, QueueConfig
@@ -126,12 +127,7 @@ class QueueStore:
 
     def close(self) -> None:
         """Commit what a group holds (see ``group_commits``) and close the database."""
-        try:
-            self._commits.close()
-        finally:
-            if self._syncer is not None:
-                self._syncer.stop()
-            self._db.close()
+        durable.close(self._commits, self._syncer, self._db)
 
     def __enter__(self) -> QueueStore:
         return self
