@@ -3,8 +3,8 @@
 Progress goes to stderr. The last line on stdout is one JSON object: the benchmark's result when
 one is named, otherwise one object keyed by benchmark name (`lb_vs_haproxy`,
 `server_vs_uvicorn`, `idle_connections`, `proxy_python_cost`, `locust_plugin_overhead`,
-`lab_timings`, `gateway_vs_haproxy`, `limiter_core`, `queue_http`); a benchmark that could not
-run holds `{"error": "..."}` instead.
+`lab_timings`, `gateway_vs_haproxy`, `limiter_core`, `queue_http`, `pubsub_fanout`); a
+benchmark that could not run holds `{"error": "..."}` instead.
 Exit status: 0 when every benchmark ran (whether or not it met its goal, see each "ok"),
 1 when one could not run, 130 when interrupted.
 """
@@ -26,6 +26,7 @@ from benchmarks import (
     limiter_core,
     locust_plugin_overhead,
     proxy_python_cost,
+    pubsub_fanout,
     queue_http,
     server_vs_uvicorn,
 )
@@ -41,6 +42,7 @@ NAMES = (
     "gateway_vs_haproxy",
     "limiter_core",
     "queue_http",
+    "pubsub_fanout",
 )
 
 
@@ -104,6 +106,9 @@ def runners(args: argparse.Namespace) -> dict[str, Callable[[], dict[str, Any]]]
         "limiter_core": lambda: limiter_core.run(rounds=max(3, args.rounds)),
         "queue_http": lambda: queue_http.run(
             args.duration, min(args.duration, queue_http.MOTO_DURATION_S), args.rounds
+        ),
+        "pubsub_fanout": lambda: pubsub_fanout.run(
+            args.duration, min(args.duration, pubsub_fanout.MOTO_DURATION_S), args.rounds
         ),
     }
 

@@ -17,6 +17,7 @@ in the lab verifies them.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
@@ -242,6 +243,8 @@ class Message:
     attributes: Attributes = field(default_factory=dict)
     per_protocol: Mapping[str, str] | None = None  # MessageStructure=json: protocol -> text
     group_id: str | None = None
+    # the envelope's JSON around UnsubscribeURL, by protocol: built once for every subscriber
+    envelopes: dict[str, tuple[str, str]] = field(default_factory=dict, compare=False, repr=False)
 
     def text_for(self, protocol: str) -> str:
         if self.per_protocol is None:
@@ -346,10 +349,20 @@ def _signed(body: dict[str, Any], base_url: str) -> dict[str, Any]:
 
 
 def notification(message: Message, sub: Subscription, arns: Arns, base_url: str) -> str:
-    """What `sub` receives for `message`: the raw text, or the JSON envelope."""
+    """What `sub` receives for `message`: the raw text, or the JSON envelope (its message
+    part built once per protocol, whatever the number of subscribers)."""
     text = message.text_for(sub.protocol)
     if sub.settings.raw:
         return text
+    parts = message.envelopes.get(sub.protocol)
+    if parts is None:
+        parts = message.envelopes[sub.protocol] = _envelope(message, text, arns, base_url)
+    head, tail = parts
+    return f"{head}, {_unsubscribe(base_url, arns.subscription(sub.topic, sub.uuid))}{tail}"
+
+
+def _envelope(message: Message, text: str, arns: Arns, base_url: str) -> tuple[str, str]:
+    """The envelope's JSON before and after its UnsubscribeURL (SNS's key order)."""
     body: dict[str, Any] = {
         "Type": "Notification",
         "MessageId": message.message_id,
@@ -360,14 +373,21 @@ def notification(message: Message, sub: Subscription, arns: Arns, base_url: str)
     body["Message"] = text
     body["Timestamp"] = timestamp(message.published)
     _signed(body, base_url)
-    arn = quote(arns.subscription(sub.topic, sub.uuid), safe="")
-    body["UnsubscribeURL"] = f"{base_url}/?Action=Unsubscribe&SubscriptionArn={arn}"
+    tail = "}"
     if message.attributes:
-        body["MessageAttributes"] = {
+        attributes = {
             name: {"Type": kind, "Value": value}
             for name, (kind, value) in message.attributes.items()
         }
-    return json.dumps(body)
+        tail = f', "MessageAttributes": {json.dumps(attributes)}}}'
+    return json.dumps(body)[:-1], tail
+
+
+@functools.lru_cache(maxsize=4096)
+def _unsubscribe(base_url: str, subscription_arn: str) -> str:
+    """The `"UnsubscribeURL": ...` member of a subscription's envelopes."""
+    url = f"{base_url}/?Action=Unsubscribe&SubscriptionArn={quote(subscription_arn, safe='')}"
+    return f'"UnsubscribeURL": {json.dumps(url)}'
 
 
 def confirmation(sub: Subscription, arns: Arns, base_url: str, message_id: str, now: float) -> str:
