@@ -95,7 +95,7 @@ def test_bad_scenario_exits_2_before_starting_anything(tmp_path: Path) -> None:
 ERRORS_ON_ORDERS = {"at_s": 4, "action": "errors", "service": "orders", "count": 3}
 KILL_EMAIL_WORKERS = [
     {"at_s": 10, "action": "kill", "service": "email-workers", "count": 2},
-    {"at_s": 22, "action": "restart", "service": "email-workers", "count": 2},
+    {"at_s": 20, "action": "restart", "service": "email-workers", "count": 2},
 ]
 WORKERS_ACK_FIRST = {("workers", "*", "ack"): "before_send"}
 Patch = dict[tuple[str, ...], Any]
