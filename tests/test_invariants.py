@@ -35,6 +35,8 @@ CORES = (
     *sorted(ROOT.glob("targets/*/core.py")),
     *sorted(ROOT.glob("targets/limiter/*.py")),
     ROOT / "targets/queue/rules.py",
+    ROOT / "targets/cdn/policy.py",
+    ROOT / "targets/cdn/store.py",
     ROOT / "targets/dns/records.py",
     ROOT / "targets/autoscaler/observe.py",
     ROOT / "targets/http/router.py",
