@@ -15,6 +15,7 @@ from harness.supervisor import Supervisor
 from harness.topology import load_topology
 from targets.autoscaler.adapter import Endpoints, ServiceAutoscaler
 from targets.autoscaler.core import Policy
+from targets.cdn.edge import Edge, EdgeConfig
 from targets.dns.core import Zone
 from targets.dns.server import DnsServer
 from targets.gateway.gateway import Gateway, GatewayConfig
@@ -124,6 +125,12 @@ def test_every_topic_and_push_metric_is_documented(tmp_path: Path) -> None:
     assert names == {n for n in documented() if n.startswith("pubsub_")}
     push = PushConsumer("whatsapp", "whatsapp-push-1", Client("127.0.0.1", 1), 1.0)
     assert exposed(push.registry) == {n for n in documented() if n.startswith("push_")}
+
+
+def test_every_cdn_metric_is_documented() -> None:
+    """The edge cache exposes exactly the cdn_* metrics docs/metrics.md lists."""
+    names = exposed(Edge(EdgeConfig()).metrics.registry)
+    assert names == {n for n in documented() if n.startswith("cdn_")}
 
 
 def test_every_locust_metric_is_documented() -> None:

@@ -38,6 +38,7 @@ REQUIRED: dict[str, list[str]] = {
     "targets.workers.provider": [],
     "targets.workers.push": ["--provider", "http://127.0.0.1:9400", "--consumer", "whatsapp"],
     "targets.pubsub": ["--db", "topics.db"],
+    "targets.cdn": ["--origin", "127.0.0.1:8080"],
     "targets.autoscaler": [
         *("--service", "web", "--policy", '{"target": 1}'),
         *("--lb-control", "127.0.0.1:4101", "--lab-control", "127.0.0.1:4000"),
