@@ -74,9 +74,9 @@ from targets.cdn.policy import Headers as TextHeaders
 from targets.cdn.policy import Request as KeyRequest
 from targets.cdn.store import Collapser, Invalidations, LruStore
 from targets.http.messages import HOP_BY_HOP, Headers, Request, error_body
-from targets.http.proxy import response_headers, upstream_head
+from targets.http.proxy import response_headers, send_body, upstream_head
 from targets.http.server import ResponseWriter
-from targets.http.upstream import UpstreamConnection, UpstreamError, UpstreamPool, UpstreamResponse
+from targets.http.upstream import UpstreamError, UpstreamPool, UpstreamResponse
 from targets.runtime import authorized, send_metrics
 
 log = logging.getLogger(__name__)
@@ -258,7 +258,7 @@ class Edge:
         try:
             pending = conn.start(head, head_only=head_only, timeout_s=self.config.origin_timeout_s)
             if request is not None and request.has_body:
-                await _send_body(request, conn)
+                await send_body(request, conn)
             yield await pending.wait()
         finally:
             self.pool.release(conn)
@@ -564,16 +564,3 @@ class Edge:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=1.0)
         self.pool.abort_all()
-
-
-async def _send_body(request: Request, conn: UpstreamConnection) -> None:
-    """A forwarded request's body, re-framed as it came (chunked or Content-Length)."""
-    if request.chunked:
-        while chunk := await request.body.read():
-            conn.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
-            await conn.drain()
-        conn.write(b"0\r\n\r\n")
-    else:
-        while chunk := await request.body.read():
-            conn.write(chunk)
-            await conn.drain()

@@ -104,7 +104,7 @@ async def _exchange(
     head_only = request.method == "HEAD"
     pending = conn.start(upstream_head(request, proto), head_only=head_only, timeout_s=timeout_s)
     if request.has_body:
-        await _send_body(request, conn)
+        await send_body(request, conn)
     response = await pending.wait()
     writer.start(
         response.status,
@@ -124,8 +124,9 @@ async def _exchange(
     return response.status
 
 
-async def _send_body(request: Request, conn: UpstreamConnection) -> None:
-    # An HttpError from the client's body (bad chunk, too large) propagates to the engine as-is.
+async def send_body(request: Request, conn: UpstreamConnection) -> None:
+    """A forwarded request's body, framed as it came (chunked or Content-Length). An HttpError
+    from the client's body (bad chunk, too large) propagates to the engine as-is."""
     if request.chunked:
         while chunk := await request.body.read():
             conn.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
