@@ -30,7 +30,6 @@ Chaos events (any service) are annotations, as on the other dashboards.
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders import dashboard as builders
 from grafana_foundation_sdk.models import dashboard as models
 
 from dashboards.panels import (
@@ -43,8 +42,7 @@ from dashboards.panels import (
     series,
     single,
 )
-from dashboards.queues import DLQ_DEFAULT as QUEUES_DLQ_DEFAULT
-from dashboards.queues import MESSAGES_PER_S
+from dashboards.queues import MESSAGES_PER_S, dlq_variable
 from harness.promql import RATE
 
 UID = "rushlab-fanout"
@@ -57,8 +55,6 @@ CONSUMER = 'consumer=~"$subscription"'
 its subscription."""
 DLQ = 'queue=~"$dlq"'
 """Dead-letter queues: the `dlq` variable is a regex over queue names."""
-DLQ_DEFAULT = QUEUES_DLQ_DEFAULT
-"""The `dlq` variable's default: the Queues dashboard's (`.*dlq.*`)."""
 WORK = 'queue!~"$dlq"'
 """Every queue that is not a dead-letter queue."""
 CHAOS_EVENTS = chaos_events()
@@ -111,13 +107,7 @@ def build() -> models.Dashboard:
                 "label_values(pubsub_messages_matched_total, subscription)",
             )
         )
-        .with_variable(
-            builders.TextBoxVariable("dlq")
-            .label("Dead-letter queues (regex)")
-            .description("Queue names that are dead-letter queues, as a regular expression.")
-            .default_value(DLQ_DEFAULT)
-            .current(models.VariableOption(selected=True, text=DLQ_DEFAULT, value=DLQ_DEFAULT))
-        )
+        .with_variable(dlq_variable())
     )
     layout = Layout(board)
     _overview(layout)

@@ -78,13 +78,7 @@ def build() -> models.Dashboard:
         .with_variable(
             label_variable("queue", "Queue", "label_values(queue_messages_visible, queue)")
         )
-        .with_variable(
-            builders.TextBoxVariable("dlq")
-            .label("Dead-letter queues (regex)")
-            .description("Queue names that are dead-letter queues, as a regular expression.")
-            .default_value(DLQ_DEFAULT)
-            .current(models.VariableOption(selected=True, text=DLQ_DEFAULT, value=DLQ_DEFAULT))
-        )
+        .with_variable(dlq_variable())
     )
     layout = Layout(board)
     _overview(layout)
@@ -404,4 +398,15 @@ def _provider(layout: Layout) -> None:
             ],
             stacked=True,
         )
+    )
+
+
+def dlq_variable() -> builders.TextBoxVariable:
+    """`$dlq`: which queues are dead-letter queues, a regex (nothing in the metrics says)."""
+    return (
+        builders.TextBoxVariable("dlq")
+        .label("Dead-letter queues (regex)")
+        .description("Queue names that are dead-letter queues, as a regular expression.")
+        .default_value(DLQ_DEFAULT)
+        .current(models.VariableOption(selected=True, text=DLQ_DEFAULT, value=DLQ_DEFAULT))
     )

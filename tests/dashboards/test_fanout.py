@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 import httpx2
 import pytest
 
-from dashboards import fanout
+from dashboards import fanout, queues
 from dashboards.build import GENERATED, build_all, render
 from dashboards.queries import Query, dashboard_queries, interpolate, metric_names
 from harness.prometheus import Prometheus, ScrapeTarget, Series
@@ -69,7 +69,7 @@ PUSH = "push"  # a push consumer: confirms itself; a failed push is retried once
 SMS = "sms"  # a push consumer that confirms, then stops: retried once, then to sms-dlq
 WEBHOOK = "webhook"  # an http subscription to a closed port: never confirmed, so gets nothing
 EMAILS_DLQ, SMS_DLQ = f"{EMAILS}-dlq", f"{SMS}-dlq"
-VARIABLES = {"subscription": ".*", "dlq": fanout.DLQ_DEFAULT}
+VARIABLES = {"subscription": ".*", "dlq": queues.DLQ_DEFAULT}
 TRAFFIC_S = 10.0
 PUBLISH_EVERY_S = 0.1
 POISON = 3  # the first events are poison: the provider always fails them
@@ -124,10 +124,10 @@ def test_variables_and_annotations() -> None:
     assert subscription["allValue"] == ".*"
     dlq = variables["dlq"]
     assert dlq["type"] == "textbox"
-    assert dlq["query"] == dlq["current"]["value"] == fanout.DLQ_DEFAULT
-    assert re.fullmatch(fanout.DLQ_DEFAULT, EMAILS_DLQ)
-    assert re.fullmatch(fanout.DLQ_DEFAULT, SMS_DLQ)
-    assert not re.fullmatch(fanout.DLQ_DEFAULT, EMAILS)
+    assert dlq["query"] == dlq["current"]["value"] == queues.DLQ_DEFAULT
+    assert re.fullmatch(queues.DLQ_DEFAULT, EMAILS_DLQ)
+    assert re.fullmatch(queues.DLQ_DEFAULT, SMS_DLQ)
+    assert not re.fullmatch(queues.DLQ_DEFAULT, EMAILS)
     [chaos] = [q for q in queries() if q.where.startswith("annotation")]
     assert chaos.expr == fanout.CHAOS_EVENTS
     assert "{" not in chaos.expr, "chaos events of every service, unfiltered"
