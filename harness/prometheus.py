@@ -40,6 +40,7 @@ import httpx2
 from ruamel.yaml import YAML
 
 from harness.errors import PrometheusError
+from harness.promql import SCRAPE_INTERVAL_S
 from harness.supervisor import Child, Supervisor
 
 LAB_RULES = Path(__file__).resolve().parent / "rules" / "lab.rules.yml"
@@ -102,9 +103,9 @@ class Prometheus:
         """Write prometheus.yml (and an empty target list if there is none yet)."""
         config = {
             "global": {
-                "scrape_interval": "1s",
-                "scrape_timeout": "800ms",
-                "evaluation_interval": "1s",
+                "scrape_interval": f"{SCRAPE_INTERVAL_S:g}s",
+                "scrape_timeout": f"{SCRAPE_INTERVAL_S * 0.8:g}s",
+                "evaluation_interval": f"{SCRAPE_INTERVAL_S:g}s",
             },
             "rule_files": [str(path.resolve()) for path in rule_files],
             "scrape_configs": [

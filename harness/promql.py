@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+SCRAPE_INTERVAL_S = 1.0  # Prometheus scrapes every target, and evaluates rules, this often
 RATE = "5s"
 QUANTILES = (0.5, 0.95, 0.99)
 

@@ -41,6 +41,7 @@ from pydantic import (
 from chaos.vocabulary import ACTIONS, ALIVE, BY_NAME, NAMES, ActionSpec
 from harness.components.entry import resolvable
 from harness.errors import InputError
+from harness.promql import SCRAPE_INTERVAL_S
 from harness.topology import DEFAULT_TOPOLOGY, Topology, load_topology
 from harness.yamlfile import position, read_yaml, validate
 
@@ -394,7 +395,29 @@ def check_scenario(scenario: Scenario, topology: Topology) -> list[tuple[Loc, st
             )
         if isinstance(slo, RecoverySlo):
             problems.extend(_check_recovery(scenario, i, slo, actions))
+        problems.extend((("slos", i, "expr"), message) for message in short_ranges(slo.expr))
     return problems
+
+
+# A range selector (`[3s]`, or a subquery's `[30s:1s]`) and its length.
+_RANGE = re.compile(r"\[\s*(\d+(?:\.\d+)?)(ms|s|m|h)\s*(?::[^\]]*)?\]")
+_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+# The shortest range that still holds two samples when one scrape in a row is late.
+MIN_RANGE_S = 3 * SCRAPE_INTERVAL_S
+
+
+def short_ranges(expr: str) -> list[str]:
+    """Why each range selector of `expr` is too short for the lab's scrape interval: `rate()`
+    needs two samples in its range, and at a 1 s interval a `[2s]` range holds one whenever a
+    scrape is late, which reads as "no data" and makes the run invalid."""
+    return [
+        f"range [{m.group(1)}{m.group(2)}] is shorter than {MIN_RANGE_S:g} s: at the lab's"
+        f" {SCRAPE_INTERVAL_S:g} s scrape interval one late scrape leaves it with fewer than"
+        " two samples (no data, an invalid run); use"
+        f" [{MIN_RANGE_S:g}s] or more"
+        for m in _RANGE.finditer(expr)
+        if float(m.group(1)) * _SECONDS[m.group(2)] < MIN_RANGE_S
+    ]
 
 
 def _check_recovery(

@@ -244,6 +244,24 @@ def test_window_beyond_the_run(tmp_path: Path) -> None:
     check_error(tmp_path, text, "8:67: slos.0.window.to_s", "40 s is after the end of the run")
 
 
+@pytest.mark.parametrize("selector", ["[2s]", "[1500ms]", "[2s:1s]"])
+def test_rate_range_too_short_for_the_scrape_interval(tmp_path: Path, selector: str) -> None:
+    """A range that two scrapes barely fill reads as "no data" when one scrape is late (the
+    run is then invalid): it is refused before anything starts, pointing at the expression."""
+    text = HEAD + f"slos:\n  - {{name: a, kind: always, expr: 'rate(up{selector})', max: 1}}\n"
+    check_error(tmp_path, text, "8:29: slos.0.expr", "range [")
+    with pytest.raises(InputError, match=r"shorter than 3 s.*use \[3s\] or more"):
+        load_text(tmp_path, text)
+
+
+def test_rate_range_of_three_scrapes_is_accepted(tmp_path: Path) -> None:
+    text = (
+        HEAD
+        + "slos:\n  - {name: a, kind: always, expr: 'rate(up[3s]) + rate(up[1m:1s])', max: 1}\n"
+    )
+    assert load_text(tmp_path, text).slos[0].name == "a"
+
+
 def test_window_backwards(tmp_path: Path) -> None:
     """A window must end after it starts."""
     text = (
