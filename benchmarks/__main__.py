@@ -3,8 +3,8 @@
 Progress goes to stderr. The last line on stdout is one JSON object: the benchmark's result when
 one is named, otherwise one object keyed by benchmark name (`lb_vs_haproxy`,
 `server_vs_uvicorn`, `idle_connections`, `proxy_python_cost`, `locust_plugin_overhead`,
-`lab_timings`, `gateway_vs_haproxy`, `limiter_core`, `queue_http`, `pubsub_fanout`); a
-benchmark that could not run holds `{"error": "..."}` instead.
+`lab_timings`, `gateway_vs_haproxy`, `limiter_core`, `queue_http`, `pubsub_fanout`,
+`cdn_edge`); a benchmark that could not run holds `{"error": "..."}` instead.
 Exit status: 0 when every benchmark ran (whether or not it met its goal, see each "ok"),
 1 when one could not run, 130 when interrupted.
 """
@@ -19,6 +19,7 @@ from types import FrameType
 from typing import Any
 
 from benchmarks import (
+    cdn_edge,
     gateway_vs_haproxy,
     idle_connections,
     lab_timings,
@@ -43,6 +44,7 @@ NAMES = (
     "limiter_core",
     "queue_http",
     "pubsub_fanout",
+    "cdn_edge",
 )
 
 
@@ -110,6 +112,7 @@ def runners(args: argparse.Namespace) -> dict[str, Callable[[], dict[str, Any]]]
         "pubsub_fanout": lambda: pubsub_fanout.run(
             args.duration, min(args.duration, pubsub_fanout.MOTO_DURATION_S), args.rounds
         ),
+        "cdn_edge": lambda: cdn_edge.run(**load),
     }
 
 

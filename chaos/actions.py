@@ -207,6 +207,13 @@ async def clear(lab: LabRuntime, group: Group, chosen: list[Instance], _: ChaosR
     return _names(chosen), "faults cleared"
 
 
+async def invalidate(
+    lab: LabRuntime, group: Group, chosen: list[Instance], _: ChaosRequest
+) -> Outcome:
+    done = [await group.require_invalidate()(instance) for instance in chosen]
+    return _names(chosen), "; ".join(done)
+
+
 IMPLEMENTATIONS: Mapping[str, ActionFn] = MappingProxyType(
     {
         "kill": kill,
@@ -220,6 +227,7 @@ IMPLEMENTATIONS: Mapping[str, ActionFn] = MappingProxyType(
         "latency": latency,
         "errors": errors,
         "clear": clear,
+        "invalidate": invalidate,
     }
 )
 assert set(IMPLEMENTATIONS) == set(NAMES), "every ActionSpec has exactly one function"

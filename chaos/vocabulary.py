@@ -18,9 +18,11 @@ in a blink.
     latency   extra latency on a server or a provider (latency_ms)
     errors    an error rate on a server or a provider (error_rate, 0..1)
     clear     remove injected faults
+    invalidate  a CDN edge drops every cached object (`/*`)
 
 `resize` acts on servers only (their capacity); `latency`, `errors` and `clear` on servers
-and providers (both have `/admin/faults`); the others on every kind. An action refused for a
+and providers (both have `/admin/faults`); `invalidate` on CDN edges; the others on every
+kind. An action refused for a
 kind says so the same way everywhere (`ActionSpec.refusal`).
 """
 
@@ -83,7 +85,10 @@ class ActionSpec:
 
 SERVERS = frozenset({"service"})  # sizes exist only on servers (targets/server)
 FAULTABLE = frozenset({"service", "provider"})  # /admin/faults: targets/server, the providers
-KIND_WORDS: Mapping[str, str] = MappingProxyType({"service": "servers", "provider": "providers"})
+EDGES = frozenset({"edge"})  # /_edge/invalidations: targets/cdn
+KIND_WORDS: Mapping[str, str] = MappingProxyType(
+    {"service": "servers", "provider": "providers", "edge": "CDN edges"}
+)
 """What refusals call the instances of a kind (`ActionSpec.acts_on`), in the order named."""
 
 ACTIONS: tuple[ActionSpec, ...] = (
@@ -118,6 +123,8 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ),
     ActionSpec("clear", "remove injected faults (every running instance by default)", "faulted",
                RUNNING, kinds=FAULTABLE),
+    ActionSpec("invalidate", "a CDN edge drops every cached object (/*): the next requests miss",
+               "instances", RUNNING, kinds=EDGES),
 )  # fmt: skip
 
 BY_NAME: Mapping[str, ActionSpec] = MappingProxyType({spec.name: spec for spec in ACTIONS})

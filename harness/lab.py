@@ -43,6 +43,7 @@ class ServerSpec:
                 f"--distribution={t.distribution}",
                 f"--sigma={t.sigma}",
                 f"--drain-timeout={spec.drain_timeout_s}",
+                *spec.content.args(),
             ),
         )
 

@@ -47,12 +47,17 @@ LAB_RULES = Path(__file__).resolve().parent / "rules" / "lab.rules.yml"
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
+PATH = "__metrics_path__"  # the file_sd label that overrides the job's metrics path
+
+
 @dataclass(frozen=True)
 class ScrapeTarget:
-    """One `/metrics` endpoint: `address` is "127.0.0.1:PORT"; `labels` go on all its series."""
+    """One metrics endpoint: `address` is "127.0.0.1:PORT", `path` its path (a CDN edge serves
+    `/_edge/metrics`: everything else it forwards); `labels` go on all its series."""
 
     address: str
     labels: dict[str, str] = field(default_factory=dict)
+    path: str = "/metrics"
 
     def __post_init__(self) -> None:
         # `__`-names are Prometheus's own; one bad name makes it ignore the whole file.
@@ -104,7 +109,7 @@ class Prometheus:
         config = {
             "global": {
                 "scrape_interval": f"{SCRAPE_INTERVAL_S:g}s",
-                "scrape_timeout": f"{SCRAPE_INTERVAL_S * 0.8:g}s",
+                "scrape_timeout": f"{round(SCRAPE_INTERVAL_S * 800)}ms",
                 "evaluation_interval": f"{SCRAPE_INTERVAL_S:g}s",
             },
             "rule_files": [str(path.resolve()) for path in rule_files],
@@ -128,7 +133,13 @@ class Prometheus:
 
     def set_targets(self, targets: list[ScrapeTarget]) -> None:
         """Replace the scraped targets; Prometheus sees the whole new list or the old one."""
-        groups = [{"targets": [t.address], "labels": t.labels} for t in targets]
+        groups = [
+            {
+                "targets": [t.address],
+                "labels": t.labels if t.path == "/metrics" else {**t.labels, PATH: t.path},
+            }
+            for t in targets
+        ]
         _write_atomically(self.targets_path, json.dumps(groups, indent=2) + "\n")
 
     async def start(self, supervisor: Supervisor, ready_timeout_s: float = 30.0) -> Child:

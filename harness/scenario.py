@@ -81,15 +81,18 @@ class Load(_Strict):
     override the locustfile's defaults (RUSHLAB_WAIT_S, RUSHLAB_TIMEOUT_S) when given.
     `locustfile` names the users: `shop` (customers of the shop, the default), `compare`
     (the same reader against every service, users split evenly: designs side by side), `pay`
-    (the same, paying: payment services side by side) or `noisy` (the customers plus one
-    client flooding the orders route). `poison_rate`: the share of payments whose receipt
-    email the provider always refuses (poison messages, for the dead-letter queue).
+    (the same, paying: payment services side by side), `noisy` (the customers plus one
+    client flooding the orders route), `cdn` (readers of the shop's hot catalogue page
+    through each CDN edge and, as `origin`, straight at the gateway) or `browse` (the same
+    sides, shoppers reading pages, images and their own account page). `poison_rate`: the
+    share of payments whose receipt email the provider always refuses (poison messages,
+    for the dead-letter queue).
     `via_dns`: users reach the services the topology's DNS records name by those names,
     resolved through the lab's DNS server and cached for their TTL.
     """
 
     stages: list[Stage] = Field(min_length=1)
-    locustfile: Literal["shop", "compare", "pay", "noisy"] = "shop"
+    locustfile: Literal["shop", "compare", "pay", "noisy", "cdn", "browse"] = "shop"
     via_dns: bool = False
     poison_rate: float = Field(default=0.0, ge=0, le=1)
     workers: int = Field(default=0, ge=0, le=256)  # Locust worker processes; 0: one process
@@ -110,7 +113,7 @@ class Load(_Strict):
     @property
     def side_by_side(self) -> bool:
         """Users split between the services (one class each), not shop customers."""
-        return self.locustfile in ("compare", "pay")
+        return self.locustfile in ("compare", "pay", "cdn", "browse")
 
     @property
     def locustfile_path(self) -> Path:

@@ -37,6 +37,7 @@ CORES = (
     ROOT / "targets/queue/rules.py",
     ROOT / "targets/cdn/policy.py",
     ROOT / "targets/cdn/store.py",
+    ROOT / "targets/server/content.py",
     ROOT / "targets/dns/records.py",
     ROOT / "targets/autoscaler/observe.py",
     ROOT / "targets/http/router.py",

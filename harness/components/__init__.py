@@ -11,6 +11,7 @@ from harness.components.autoscaler import Autoscalers
 from harness.components.base import Component
 from harness.components.clients import Clients
 from harness.components.dns import Dns
+from harness.components.edges import Edges
 from harness.components.gateway import Gateway
 from harness.components.providers import Providers
 from harness.components.push import PushConsumers
@@ -27,10 +28,12 @@ COMPONENTS: tuple[type[Component], ...] = (
     Topics,
     Services,
     Gateway,
+    Edges,
     Dns,
     Workers,
     Autoscalers,
 )
 """Start order: a kind may use what every kind before it started (the gateway aims at the
 services' load balancers, the workers at the queue and the providers; the topics push to
-the push consumers and deliver to the queue, the payments publish to the topics)."""
+the push consumers and deliver to the queue, the payments publish to the topics; the CDN
+edges fetch from the gateway or a load balancer)."""

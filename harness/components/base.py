@@ -123,6 +123,7 @@ class Group:
     boot: Callable[[str, int | None], Awaitable[Instance]]
     instances: dict[str, Instance] = field(default_factory=dict)
     set_faults: Callable[[Instance, dict[str, Any]], Awaitable[None]] | None = None
+    invalidate: Callable[[Instance], Awaitable[str]] | None = None  # a cache's (an edge's)
 
     def live(self) -> list[Instance]:
         return [i for i in self.instances.values() if i.alive]
@@ -158,6 +159,11 @@ class Group:
             raise ChaosRefused(409, BY_NAME[action].refusal(self.name, self.what))
         return self.set_faults
 
+    def require_invalidate(self) -> Callable[[Instance], Awaitable[str]]:
+        if self.invalidate is None:
+            raise ChaosRefused(409, BY_NAME["invalidate"].refusal(self.name, self.what))
+        return self.invalidate
+
 
 @dataclass(frozen=True, slots=True)
 class Process:
@@ -178,6 +184,7 @@ class Component:
     default: ClassVar[Any] = None  # its value when the file leaves it out
     reserved: ClassVar[tuple[str, ...]] = ()  # names it takes in every lab ("gateway")
     names_its: ClassVar[str | None] = None  # what a key of its section names ("service")
+    metrics_path: ClassVar[str] = "/metrics"  # where its groups' instances serve metrics
 
     # -- what the topology says (no process needed) ------------------------------------------
     @classmethod
@@ -232,7 +239,8 @@ class Component:
             for instance in group.live():
                 address = str(instance.child.ready["address"])
                 labels = {"service": group.name, "role": instance.child.role}
-                yield ScrapeTarget(address, {**labels, "instance": instance.name})
+                labels["instance"] = instance.name
+                yield ScrapeTarget(address, labels, self.metrics_path)
         for process in self.processes():
             child = process.child
             if child.alive:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from harness.components.dns import Dns
+from harness.components.edges import Edges
 from harness.components.gateway import Gateway
 from harness.components.services import Services
 
@@ -24,7 +25,8 @@ def entry_points(
 ) -> tuple[dict[str, str], str | None]:
     """Where load generators send requests: (name -> base URL, Locust's --host).
 
-    Users that compare side by side get one entry each: every gateway route that strips its
+    Users that compare side by side get one entry each: each CDN edge and, as `origin`, the
+    gateway behind them (cached against uncached); else every gateway route that strips its
     prefix (routes compared, e.g. one per rate-limit algorithm), else every service. The
     others go through the API gateway when one runs (relative paths on `--host`), else
     straight to each load balancer. With `via_dns`, by DNS name where a record gives one.
@@ -38,6 +40,9 @@ def entry_points(
         return urls, None
     if not side_by_side:
         return {}, gateway
+    edges = lab.part(Edges).entry_urls()
+    if edges:
+        return {**edges, "origin": gateway}, None
     return front.side_by_side() or urls, None
 
 

@@ -143,6 +143,29 @@ class EmailSpec(Strict):
         return self
 
 
+class ContentSpec(Strict):
+    """How long caches may keep the servers' content (targets/server/content.py): catalogue
+    pages (max-age, then the stale-while-revalidate and stale-if-error windows) and product
+    images, by their Cache-Control; `version` is in every ETag."""
+
+    catalogue_max_age_s: int = Field(default=30, ge=0, le=31_536_000)
+    stale_while_revalidate_s: int = Field(default=30, ge=0, le=31_536_000)
+    stale_if_error_s: int = Field(default=600, ge=0, le=31_536_000)
+    image_max_age_s: int = Field(default=3600, ge=0, le=31_536_000)
+    version: int = Field(default=1, ge=1)
+    catalogue_private: bool = False  # the pages as a framework's default: no CDN keeps them
+
+    def args(self) -> list[str]:
+        return [
+            *(["--catalogue-private"] if self.catalogue_private else []),
+            f"--catalogue-max-age={self.catalogue_max_age_s}",
+            f"--catalogue-stale-while-revalidate={self.stale_while_revalidate_s}",
+            f"--catalogue-stale-if-error={self.stale_if_error_s}",
+            f"--image-max-age={self.image_max_age_s}",
+            f"--content-version={self.version}",
+        ]
+
+
 class ServiceSpec(Strict):
     """A horizontally scaled service: N identical replicas behind one load balancer."""
 
@@ -156,6 +179,7 @@ class ServiceSpec(Strict):
     load_balancer: LoadBalancerSpec = LoadBalancerSpec()
     autoscaling: AutoscalingSpec | None = None
     email: EmailSpec | None = None
+    content: ContentSpec = ContentSpec()
 
     @model_validator(mode="after")
     def _replicas_within_bounds(self) -> ServiceSpec:
@@ -186,6 +210,7 @@ class ServiceSpec(Strict):
             f"--sigma={t.sigma}",
             f"--boot-delay={self.boot_delay_s}",
             f"--drain-timeout={self.drain_timeout_s}",
+            *self.content.args(),
         ]
 
 

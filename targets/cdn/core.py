@@ -273,6 +273,13 @@ class Outcome:
     age: float | None = None
 
     @property
+    def shareable(self) -> bool:
+        """Whether requests collapsed behind this exchange may be given its answer: what the
+        cache keeps (or refreshed) for the key, or the origin's failure. An answer the cache
+        may not keep (`private`, `no-store`) is one viewer's own: the others ask for theirs."""
+        return self.entry is not None or self.status >= 500 or self.result is Result.REFRESH_HIT
+
+    @property
     def waiter_result(self) -> Result:
         """The result a collapsed waiter logs: ``Hit``, or ``Error`` for an error."""
         return Result.ERROR if self.status >= 400 else Result.HIT

@@ -72,7 +72,7 @@ from targets.cdn.policy import (
 )
 from targets.cdn.policy import Headers as TextHeaders
 from targets.cdn.policy import Request as KeyRequest
-from targets.cdn.store import Collapser, Invalidations, LruStore
+from targets.cdn.store import Collapser, Invalidations, LruStore, Passes
 from targets.http.messages import HOP_BY_HOP, Headers, Request, error_body
 from targets.http.proxy import response_headers, send_body, upstream_head
 from targets.http.server import ResponseWriter
@@ -147,6 +147,7 @@ class Edge:
         self.ttls = config.ttls
         self.store: LruStore[Entry] = LruStore(config.max_bytes)
         self.collapser: Collapser[Waiter | None] = Collapser()
+        self.passes = Passes()
         self.invalidations = Invalidations()
         self.collapse = collapsing_enabled(config.keys, config.ttls)
         self.metrics = EdgeMetrics(self.store)
@@ -211,7 +212,8 @@ class Edge:
             if entry is not None and decision.result is not None:
                 self._from_cache(ask, entry, decision)
                 return
-            if not self.collapse or attempt == MAX_ATTEMPTS - 1:
+            alone = not self.collapse or self.passes.active(key, self.clock())
+            if alone or attempt == MAX_ATTEMPTS - 1:
                 await self._fetch(ask, entry, decision)
                 return
             if key not in self.collapser:
@@ -227,15 +229,21 @@ class Edge:
                 return
 
     async def _lead(self, ask: _Ask, entry: Entry | None, decision: Decision) -> None:
-        """The collapsed origin fetch of `key`; its waiters get its outcome (None: none to
-        share, they fetch again), however it ends."""
-        outcome = None
+        """The collapsed origin fetch of `key`; its waiters get its outcome when it is theirs
+        to have (None: they fetch again), however it ends. An answer only its viewer may have
+        (`private`, `no-store`) marks the key: its next requests go to the origin alone."""
+        shared = None
         try:
             outcome = await self._fetch(ask, entry, decision)
+            if outcome is not None and outcome.shareable:
+                shared = outcome
+                self.passes.clear(ask.key)
+            elif outcome is not None:
+                self.passes.mark(ask.key, self.clock())
         finally:
             for waiter in self.collapser.finish(ask.key):
                 if waiter is not None and not waiter.done():
-                    waiter.set_result(outcome)
+                    waiter.set_result(shared)
 
     def _revalidate_later(self, ask: _Ask, entry: Entry, decision: Decision) -> None:
         """Refresh a stale-while-revalidate entry in the background, once per key."""

@@ -86,6 +86,39 @@ class Collapser(Generic[T]):
         return len(self._waiters)
 
 
+class Passes:
+    """Keys whose last origin answer the cache could not keep (`private`, `no-store`): for
+    `ttl_s` after it, requests for such a key go to the origin each on its own instead of
+    waiting behind one another (Varnish's hit-for-miss; nginx lets its cache-lock waiters
+    through the same way). At most `max_keys`, the oldest mark dropped first."""
+
+    def __init__(self, ttl_s: float = 120.0, max_keys: int = 10_000) -> None:
+        self.ttl_s = ttl_s
+        self.max_keys = max_keys
+        self._until: dict[str, float] = {}
+
+    def mark(self, key: str, now: float) -> None:
+        self._until.pop(key, None)
+        self._until[key] = now + self.ttl_s
+        if len(self._until) > self.max_keys:
+            del self._until[next(iter(self._until))]
+
+    def clear(self, key: str) -> None:
+        self._until.pop(key, None)
+
+    def active(self, key: str, now: float) -> bool:
+        until = self._until.get(key)
+        if until is None:
+            return False
+        if now >= until:
+            del self._until[key]
+            return False
+        return True
+
+    def __len__(self) -> int:
+        return len(self._until)
+
+
 # --- invalidation ----------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ from targets.flags import TargetFlags, hostport
 from targets.http.server import HttpServer, ServerLimits
 from targets.runtime import announce_ready, read_token, run_target, stop_signal
 from targets.server.app import MAX_BODY_BYTES, ServerConfig, ShopServer
+from targets.server.content import ContentConfig
 from targets.server.core import Capacity, CapacityError, Distribution, ServiceTime
 from targets.server.email import EmailConfig, EmailMode
 from targets.server.registration import Membership, RegistrationError, deregister, register
@@ -86,6 +87,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--email-timeout-s", type=float, default=10.0, help="provider or queue call timeout"
     )
+    p.add_argument(
+        "--catalogue-max-age",
+        type=int,
+        default=30,
+        help="seconds a cache may keep a catalogue page (its Cache-Control max-age)",
+    )
+    p.add_argument(
+        "--image-max-age",
+        type=int,
+        default=3600,
+        help="seconds a cache may keep a product image",
+    )
+    p.add_argument(
+        "--catalogue-stale-while-revalidate",
+        type=int,
+        default=30,
+        help="seconds past max-age a cache may answer a page while it revalidates (0: none)",
+    )
+    p.add_argument(
+        "--catalogue-stale-if-error",
+        type=int,
+        default=600,
+        help="seconds past max-age a cache may answer a page while the origin fails (0: none)",
+    )
+    p.add_argument(
+        "--catalogue-private",
+        action="store_true",
+        help="send catalogue pages as a framework's default, private (no shared cache keeps them)",
+    )
+    p.add_argument(
+        "--content-version", type=int, default=1, help="version of the catalogue (in its ETags)"
+    )
     flags.name("server-1", "instance name (also the LB target id)", old="--instance-id")
     flags.listen("address to serve on (default 127.0.0.1:0: loopback, any free port)")
     flags.token_file("file with the token /admin/faults requires", old="--admin-token-file")
@@ -116,6 +149,14 @@ async def serve(args: argparse.Namespace) -> int:
             topic=args.email_topic,
             topic_arn=args.email_topic_arn,
             timeout_s=args.email_timeout_s,
+        ),
+        content=ContentConfig(
+            args.content_version,
+            args.catalogue_max_age,
+            args.image_max_age,
+            args.catalogue_stale_while_revalidate,
+            args.catalogue_stale_if_error,
+            args.catalogue_private,
         ),
     )
     lb_token = read_token(args.lb_token_file, flag="--lb-token-file")

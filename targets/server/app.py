@@ -25,6 +25,14 @@ from targets.fastmetrics import BornAtZeroRegistry, FastCounter, FastHistogram
 from targets.http.messages import Request
 from targets.http.server import ResponseWriter
 from targets.runtime import send_metrics
+from targets.server.content import (
+    Content,
+    ContentConfig,
+    account,
+    catalogue,
+    image,
+    user_of,
+)
 from targets.server.core import (
     NO_FAULTS,
     Admission,
@@ -49,6 +57,7 @@ class ServerConfig:
     seed: int = 0
     admin_token: str | None = None
     email: EmailConfig = field(default_factory=EmailConfig)  # the receipt after a payment
+    content: ContentConfig = field(default_factory=ContentConfig)  # what a CDN may cache
 
 
 class ServerFaults(FaultsBody):
@@ -98,7 +107,7 @@ class ServerMetrics:
             registry.register(self.events)
             for _, band in AMOUNT_BANDS:
                 self.events.inc((band,), 0)
-        for endpoint in ENDPOINTS:  # failures exist at 0 before the first: rate() sees it
+        for endpoint in (*ENDPOINTS, *CONTENT):  # failures exist at 0 before the first
             for code in ("500", "503"):
                 self.requests.inc((endpoint, code), 0)
             self.duration.declare((endpoint,))  # a quantile without traffic: NaN, not no data
@@ -189,19 +198,26 @@ class ShopServer:
             writer.send_json(404, {"error": "not_found", "path": request.path, **self._identity})
             self.metrics.requests.inc(("unknown", "404"))
             return
-        try:
-            payload = await _json_body(request)
-        except ValueError as exc:
-            writer.send_json(400, {"error": "bad_json", "detail": str(exc), **self._identity})
-            self.metrics.requests.inc((endpoint, "400"))
-            return
-        status, reply = await self._serve(endpoint, arg, payload)
-        headers = [(b"retry-after", b"1")] if status == 503 else None
-        writer.send_json(status, {**reply, **self._identity}, headers)
+        if endpoint in CONTENT:
+            payload = {"user": user_of(request.header(b"cookie"))}
+        else:
+            try:
+                payload = await _json_body(request)
+            except ValueError as exc:
+                writer.send_json(400, {"error": "bad_json", "detail": str(exc), **self._identity})
+                self.metrics.requests.inc((endpoint, "400"))
+                return
+        answer = await self._serve(endpoint, arg, payload)
+        if isinstance(answer, Content):
+            status = _send_content(writer, answer, request.header(b"if-none-match"))
+        else:
+            status, reply = answer
+            headers = [(b"retry-after", b"1")] if status == 503 else None
+            writer.send_json(status, {**reply, **self._identity}, headers)
         self.metrics.requests.inc((endpoint, str(status)))
         self.metrics.duration.observe((endpoint,), time.perf_counter() - started)
 
-    async def _serve(self, endpoint: str, arg: str, payload: dict[str, Any]) -> Reply:
+    async def _serve(self, endpoint: str, arg: str, payload: dict[str, Any]) -> Reply | Content:
         verdict = self.admission.arrive()
         if verdict is Verdict.REJECT:
             return 503, {"error": "overloaded", "detail": "every slot and the backlog are full"}
@@ -232,7 +248,7 @@ class ShopServer:
             if not waiter.done():
                 waiter.set_result(None)
 
-    async def _work(self, endpoint: str, arg: str, payload: dict[str, Any]) -> Reply:
+    async def _work(self, endpoint: str, arg: str, payload: dict[str, Any]) -> Reply | Content:
         faults = self.faults
         delay = self.config.service_time.sample(self.rng)
         if faults.active:
@@ -248,6 +264,9 @@ class ShopServer:
         if faults.fails(self.rng):
             self.metrics.faults.labels("error").inc()
             return 500, {"error": "injected_fault", "detail": "error rate injected by chaos"}
+        made = CONTENT.get(endpoint)
+        if made is not None:
+            return made(self.config.content, arg, payload)
         self._ids += 1
         reply = ENDPOINTS[endpoint](self._ids, arg, payload)
         if endpoint == "payments_create" and self.email.mode is not EmailMode.OFF:
@@ -319,6 +338,15 @@ class ShopServer:
         self._unhang.set()
 
 
+def _send_content(writer: ResponseWriter, content: Content, if_none_match: bytes | None) -> int:
+    """Send `content`, or 304 with its validators when the request already holds it."""
+    if content.matches(if_none_match):
+        writer.send(304, content.headers()[1:])
+        return 304
+    writer.send(content.status, content.headers(), content.body)
+    return content.status
+
+
 async def _json_body(request: Request) -> dict[str, Any]:
     if not request.has_body:
         return {}
@@ -377,6 +405,12 @@ ENDPOINTS: dict[str, Callable[[int, str, dict[str, Any]], Reply]] = {
     "payments_create": _pay,
     "payments_get": _get_payment,
 }
+# The cacheable content (targets/server/content.py): what a CDN edge in front of the shop keeps.
+CONTENT: dict[str, Callable[[ContentConfig, str, dict[str, Any]], Content]] = {
+    "catalogue": lambda config, page, _: catalogue(config, page or "1"),
+    "image": lambda config, product, _: image(config, product),
+    "account": lambda config, _, payload: account(config, payload["user"]),
+}
 _EXACT = {
     ("POST", "/auth/login"): "auth_login",
     ("GET", "/auth/verify"): "auth_verify",
@@ -384,8 +418,15 @@ _EXACT = {
     ("POST", "/orders"): "orders_create",
     ("POST", "/payments"): "payments_create",
     ("POST", "/pay"): "payments_create",
+    ("GET", "/catalogue"): "catalogue",
+    ("GET", "/account"): "account",
 }
-_BY_ID = {("GET", "/orders/"): "orders_get", ("GET", "/payments/"): "payments_get"}
+_BY_ID = {
+    ("GET", "/orders/"): "orders_get",
+    ("GET", "/payments/"): "payments_get",
+    ("GET", "/catalogue/"): "catalogue",
+    ("GET", "/images/"): "image",
+}
 
 
 def _route(method: str, path: str) -> tuple[str | None, str]:

@@ -38,7 +38,7 @@ from targets.cdn.policy import (
     TtlPolicy,
     lifetime,
 )
-from targets.cdn.store import Collapser, Invalidations, LruStore, PathPattern, Role
+from targets.cdn.store import Collapser, Invalidations, LruStore, Passes, PathPattern, Role
 
 pytestmark = pytest.mark.core
 
@@ -513,6 +513,38 @@ def test_forwarding_cookies_or_disabling_caching_disables_collapsing() -> None:
     assert collapsing_enabled(KeyPolicy(), TtlPolicy())
     assert not collapsing_enabled(KeyPolicy(cookies=frozenset({"s"})), TtlPolicy())
     assert not collapsing_enabled(KeyPolicy(), TtlPolicy(default_ttl=0, max_ttl=0))
+
+
+@pytest.mark.parametrize(
+    ("cache_control", "status", "shared"),
+    [
+        ("max-age=60", 200, True),  # kept: every waiter gets it
+        ("private", 200, False),  # one viewer's own
+        ("no-store", 200, False),
+        ("no-store", 503, True),  # the origin failing is nobody's secret
+    ],
+)
+def test_waiters_share_only_what_the_cache_may_keep_or_an_origin_failure(
+    cache_control: str, status: int, shared: bool
+) -> None:
+    response = Response(status, (("cache-control", cache_control),), b"x")
+    assert settle(None, response, NOW).shareable is shared
+    assert settle(None, None, NOW).shareable  # no answer at all
+
+
+def test_passes_mark_a_key_for_their_ttl_and_forget_the_oldest() -> None:
+    passes = Passes(ttl_s=120, max_keys=2)
+    passes.mark("a", NOW)
+    assert passes.active("a", NOW + 119.9)
+    assert not passes.active("a", NOW + 120)  # expired, and forgotten
+    assert len(passes) == 0
+    passes.mark("a", NOW)
+    passes.mark("b", NOW)
+    passes.mark("a", NOW + 1)  # marked again: now the newest
+    passes.mark("c", NOW + 2)
+    assert (passes.active("a", NOW + 3), passes.active("b", NOW + 3)) == (True, False)
+    passes.clear("a")
+    assert not passes.active("a", NOW + 3)
 
 
 # --- invalidation ----------------------------------------------------------------------------

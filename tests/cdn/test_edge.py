@@ -30,6 +30,7 @@ class Route:
     headers: Headers = field(default_factory=lambda: [(b"cache-control", b"max-age=60")])
     body: bytes = b"hello from the origin"
     delay_s: float = 0.0
+    echo: bytes | None = None  # answer the value of this request header instead of `body`
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,8 @@ class Origin:
         if etag is not None and request.header(b"if-none-match") == etag:
             writer.send(304, [h for h in route.headers if h[0] in (b"etag", b"cache-control")])
             return
-        writer.send(route.status, route.headers, route.body)
+        body = route.body if route.echo is None else request.header(route.echo) or b""
+        writer.send(route.status, route.headers, body)
 
 
 @pytest.fixture
@@ -259,6 +261,27 @@ async def test_concurrent_misses_collapse_into_one_origin_fetch(
     samples = await scrape(edge)
     assert sample(samples, "cdn_origin_fetches_total", kind="fetch", outcome="response") == 1
     assert 0 < sample(samples, "cdn_collapsed_waiters_total") <= 49
+
+
+async def test_concurrent_requests_for_a_private_page_each_get_their_own(
+    origin: Origin, edges: Callable[..., Target]
+) -> None:
+    """Requests that collapsed behind a fetch whose answer is `private` are not given it:
+    each asks the origin for its own (and, the key now known as private, later requests do
+    not wait behind each other). Every viewer sees their own page."""
+    origin.routes["/account"] = Route(
+        headers=[(b"cache-control", b"private, no-store")], delay_s=0.3, echo=b"cookie"
+    )
+    edge = edges(origin.address)
+
+    async def account(user: int) -> Reply:
+        return await get(edge, "/account", headers=[(b"cookie", f"user=u{user}".encode())])
+
+    for _ in range(2):  # cold, then with the key marked
+        replies = await asyncio.gather(*(account(n) for n in range(10)))
+        assert [r.body for r in replies] == [b"user=u%d" % n for n in range(10)]
+        assert {x_cache(r) for r in replies} == {f"Miss from {EDGE}"}
+    assert origin.count("/account") == 20
 
 
 async def test_origin_down_is_a_502_error_from_the_edge(edges: Callable[..., Target]) -> None:

@@ -169,6 +169,26 @@ BROKEN: dict[str, tuple[str, list[dict[str, Any]], Patch, set[str], set[str]]] =
         {"whatsapp-queue-grows", "whatsapp-queue-ages"},
         {"emails-keep-their-latency", "whatsapp-catches-up"},
     ),
+    "catalogue-max-age-zero": (
+        "flash-crowd",
+        [],
+        {
+            ("services", "orders", "content", "catalogue_max_age_s"): 0,
+            ("services", "orders", "content", "stale_while_revalidate_s"): 0,
+        },
+        {"origin-fetches-per-ttl", "edge-latency-flat"},
+        {"origin-collapses"},
+    ),
+    "catalogue-sent-private": (
+        "origin-down",
+        [
+            {"at_s": 12, "action": "kill", "service": "orders", "instance": "orders-1"},
+            {"at_s": 27, "action": "restart", "service": "orders", "instance": "orders-1"},
+        ],
+        {("services", "orders", "content", "catalogue_private"): True},
+        {"hot-page-always-answered", "stale-served-on-error"},
+        {"origin-side-fails", "uncached-fails-clearly"},
+    ),
 }  # fmt: skip
 
 

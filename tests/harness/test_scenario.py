@@ -103,6 +103,8 @@ def test_the_documented_scenarios_ship() -> None:
         "push-without-ack",
         "slow-consumer-isolation",
         "topic-kill",
+        "flash-crowd",
+        "origin-down",
     }
 
 
@@ -118,7 +120,8 @@ def test_shipped_scenario_loads(path: Path) -> None:
     limited = system.gateway is not None and any(r.limits for r in system.gateway.routes)
     autoscaled = any(s.autoscaling for s in system.services.values())
     queued = bool(system.queues)  # the queue scenarios compare designs or poison the flow
-    assert scenario.chaos or autoscaled or limited or queued  # something happens
+    crowded = scenario.load.locustfile == "cdn"  # a flash crowd: the rush is what happens
+    assert scenario.chaos or autoscaled or limited or queued or crowded  # something happens
     assert scenario.slos
     assert scenario.system.name in {p.stem for p in SHIPPED_TOPOLOGIES}
     steps = resolve_timeline(scenario, instance_names(scenario.system), scenario.system)

@@ -1,0 +1,219 @@
+"""CDN edges (targets/cdn): caches in front of the shop. Topology: `edges: {name: EdgeSpec}`.
+
+"If present in the edge's cache it answers, otherwise it goes to the load balancer, takes the
+data and saves it in the cache": each edge is a group chaos names by the edge's name, one
+instance `<name>-1` on a port fixed for the lab's life (a restarted edge comes back where its
+clients look, with an empty cache: an edge's cache is memory). Its origin is the API gateway
+or one service's load balancer. Chaos: kill, stop, pause, resume, restart as any process, and
+`invalidate` (every cached object, `/*`, as CloudFront's invalidation of that path).
+Prometheus scrapes `/_edge/metrics` as `service=<name>`, `role=edge`, `instance=<name>-1`.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
+
+from pydantic import Field, model_validator
+
+from harness.components import gateway, services
+from harness.components.base import (
+    Component,
+    Group,
+    Instance,
+    Problem,
+    Shape,
+    Strict,
+    pool_status,
+    unknown,
+)
+from harness.errors import ChaosRefused
+from harness.promql import Line, PlotQuery, quantile, summed
+from harness.supervisor import free_port
+from targets.http.client import fetch_json
+from targets.http.upstream import UpstreamError
+
+if TYPE_CHECKING:
+    from harness.topology import Topology
+
+WHAT = "a CDN edge"
+GATEWAY = "gateway"
+METRICS_PATH = "/_edge/metrics"
+
+
+class EdgeSpec(Strict):
+    """One edge: its origin and its cache settings (CloudFront's names, lab-sized)."""
+
+    origin: str = GATEWAY  # "gateway", or a service (its load balancer)
+    max_mb: float = Field(default=64, gt=0, le=4096)
+    min_ttl_s: float = Field(default=0, ge=0)
+    default_ttl_s: float = Field(default=86_400, ge=0)
+    max_ttl_s: float = Field(default=31_536_000, ge=0)
+    origin_timeout_s: float = Field(default=10, gt=0, le=180)
+    cache_query: Literal["none", "all", "allow-list"] = "none"
+    query_names: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _ttls_in_order(self) -> EdgeSpec:
+        if not self.min_ttl_s <= self.default_ttl_s <= self.max_ttl_s:
+            raise ValueError(
+                f"min_ttl_s ({self.min_ttl_s:g}) <= default_ttl_s ({self.default_ttl_s:g})"
+                f" <= max_ttl_s ({self.max_ttl_s:g}) must hold"
+            )
+        if (self.cache_query == "allow-list") != bool(self.query_names):
+            raise ValueError("query_names go with cache_query allow-list, and only with it")
+        return self
+
+    def args(self) -> list[str]:
+        return [
+            f"--max-bytes={int(self.max_mb * 1024 * 1024)}",
+            f"--min-ttl={self.min_ttl_s:g}",
+            f"--default-ttl={self.default_ttl_s:g}",
+            f"--max-ttl={self.max_ttl_s:g}",
+            f"--origin-timeout={self.origin_timeout_s:g}",
+            f"--cache-query={self.cache_query}",
+            *([f"--query-names={','.join(self.query_names)}"] if self.query_names else []),
+        ]
+
+
+def specs(topology: Topology) -> dict[str, EdgeSpec]:
+    return cast(dict[str, EdgeSpec], topology.spec(Edges))
+
+
+# -- PromQL (report, CDN dashboard) ------------------------------------------------------------
+def hit_ratio(by: str = "service") -> str:
+    """Hits (fresh, refreshed or stale) over every answered request, per edge: no request in
+    the window is no data, never 0 or 1."""
+    hits = summed("cdn_requests_total", 'result=~"Hit|RefreshHit"', by)
+    return f"{hits} / {summed('cdn_requests_total', '', by)}"
+
+
+def origin_fetches(by: str = "service") -> str:
+    return summed("cdn_origin_fetches_total", "", by)
+
+
+def _plots() -> list[PlotQuery]:
+    return [
+        PlotQuery(
+            "Edge requests per second by result",
+            "req/s",
+            (Line("{service} {result}", summed("cdn_requests_total", "", "service, result")),),
+        ),
+        PlotQuery("Edge hit ratio", "ratio", (Line("{service}", hit_ratio()),)),
+        PlotQuery(
+            "Origin fetches per second (edges)", "req/s", (Line("{service}", origin_fetches()),)
+        ),
+        PlotQuery(
+            "Edge latency p95 by result",
+            "s",
+            (
+                Line(
+                    "{service} {result}",
+                    quantile(0.95, "cdn_request_duration_seconds", "", "service, result"),
+                ),
+            ),
+        ),
+    ]
+
+
+class Edges(Component):
+    kind: ClassVar[str] = "edge"
+    section: ClassVar[str | None] = "edges"
+    spec: ClassVar[Any] = dict[str, EdgeSpec]
+    names_its: ClassVar[str | None] = "edge"
+    default: ClassVar[Any] = {}
+    metrics_path: ClassVar[str] = METRICS_PATH
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.by_name: dict[str, Group] = {}
+        self.ports: dict[str, int] = {}
+
+    @classmethod
+    def check(cls, topology: Topology) -> list[Problem]:
+        known = services.specs(topology)
+        problems: list[Problem] = []
+        for name, spec in specs(topology).items():
+            where = ("edges", name, "origin")
+            if spec.origin == GATEWAY:
+                if gateway.spec_of(topology) is None:
+                    problems.append((where, "origin gateway, but the topology has no gateway"))
+            elif spec.origin not in known:
+                choices = [GATEWAY, *known]
+                problems.append((where, unknown("origin", spec.origin, choices)))
+        return problems
+
+    @classmethod
+    def shapes(cls, topology: Topology) -> dict[str, Shape]:
+        return {name: Shape(cls.kind, WHAT, 1, 1, 1) for name in specs(topology)}
+
+    @classmethod
+    def plots(cls, topology: Topology) -> list[PlotQuery]:
+        return _plots() if specs(topology) else []
+
+    async def start(self) -> None:
+        for name, spec in specs(self.lab.topology).items():
+            group = self.by_name[name] = self._group(name, spec)
+            await group.launch(f"{name}-1")
+
+    def _origin(self, spec: EdgeSpec) -> tuple[str, int]:
+        if spec.origin == GATEWAY:
+            child = self.lab.part(gateway.Gateway).child
+            assert child is not None  # checked: the topology has a gateway
+            return child.address()
+        return self.lab.part(services.Services).labs[spec.origin].address
+
+    def _group(self, name: str, spec: EdgeSpec) -> Group:
+        port = self.ports[name] = free_port()  # fixed: a restarted edge comes back there
+        supervisor = self.lab.supervisor
+        fixed = [
+            f"--listen=127.0.0.1:{port}",
+            "--origin={}:{}".format(*self._origin(spec)),
+            f"--token-file={self.lab.token_file}",
+            *spec.args(),
+        ]
+
+        async def boot(instance: str, slots: int | None) -> Instance:
+            child = await supervisor.spawn(
+                instance, "edge", "targets.cdn", [f"--name={instance}", *fixed]
+            )
+            return Instance(instance, name, child)
+
+        return Group(
+            name, self.kind, WHAT, 1, 1, boot, invalidate=partial(invalidate_all, self.lab.token)
+        )
+
+    def url(self, name: str) -> str:
+        """Where edge `name` serves viewers (fixed for the lab's life)."""
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    def entry_urls(self) -> dict[str, str]:
+        """Each edge's base URL, by edge name: where clients of the CDN go."""
+        return {name: self.url(name) for name in self.by_name}
+
+    def groups(self) -> list[Group]:
+        return list(self.by_name.values())
+
+    async def status(self) -> dict[str, Any]:
+        if not self.by_name:
+            return {}
+        return {"edges": {name: pool_status(g) for name, g in self.by_name.items()}}
+
+    def urls(self) -> dict[str, str]:
+        return {f"edge {name}": url + "/" for name, url in self.entry_urls().items()}
+
+
+async def invalidate_all(token: str, instance: Instance) -> str:
+    """Invalidate `/*` on one edge (chaos `invalidate`): every object it holds goes at once;
+    the answer says how many."""
+    host, port = instance.child.address()
+    auth = [(b"authorization", f"Bearer {token}".encode())]
+    try:
+        reply = await fetch_json(
+            host, port, "POST", "/_edge/invalidations", {"paths": ["/*"]}, headers=auth
+        )
+    except UpstreamError as exc:
+        raise ChaosRefused(409, f"{instance.name} did not answer: {exc}") from None
+    if reply.status != 201:
+        raise ChaosRefused(409, f"{instance.name} refused the invalidation: {reply.body[:200]!r}")
+    return f"/* invalidated: {reply.json().get('removed', '?')} object(s) removed"
