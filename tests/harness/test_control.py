@@ -232,6 +232,6 @@ async def test_a_malformed_request_is_one_readable_sentence(api: Api) -> None:
     reply = await api.chaos(action="foo", service="orders", count=0)
     assert reply.status_code == 422
     assert reply.json()["detail"] == (
-        "unknown action 'foo'; actions: add, clear, errors, kill, latency, pause, remove,"
-        " resize, restart, resume, stop; count: Input should be greater than or equal to 1"
+        "unknown action 'foo'; actions: add, clear, errors, invalidate, kill, latency, pause,"
+        " remove, resize, restart, resume, stop; count: Input should be greater than or equal to 1"
     )

@@ -1,0 +1,96 @@
+"""CDN edges as a lab component, on real processes: an edge in front of the gateway and the
+shop's servers, scraped at /_edge/metrics, in status, and broken by chaos (invalidate, kill,
+restart: a restarted edge is cold)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+
+from harness.components.edges import Edges
+from harness.control import Controller, control_app
+from harness.runtime import LabRuntime
+from harness.supervisor import Supervisor
+from harness.topology import topology_from
+from targets.http.client import Reply, fetch
+
+pytestmark = pytest.mark.e2e
+
+CDN = topology_from(
+    {
+        "name": "small-cdn",
+        "services": {"orders": {"replicas": 1, "min_replicas": 0, "max_replicas": 2}},
+        "gateway": {
+            "routes": [
+                {"name": "catalogue", "path": "/api/catalogue", "service": "orders"},
+                {"name": "account", "path": "/api/account", "service": "orders"},
+            ]
+        },
+        "edges": {"edge-x": {"origin": "gateway", "max_mb": 1}},
+    }
+)
+
+
+class Lab:
+    def __init__(self, client: httpx2.AsyncClient, lab: LabRuntime) -> None:
+        self.client = client
+        self.lab = lab
+
+    async def chaos(self, **body: Any) -> httpx2.Response:
+        return await self.client.post("/chaos", json=body)
+
+    async def get(self, path: str) -> Reply:
+        url = self.lab.part(Edges).url("edge-x")
+        host, port = url.removeprefix("http://").split(":")
+        return await fetch(host, int(port), "GET", path, timeout_s=10.0)
+
+
+@pytest.fixture
+async def lab(tmp_path: Path) -> AsyncIterator[Lab]:
+    async with Supervisor(tmp_path / "run") as supervisor:
+        runtime = LabRuntime(CDN, supervisor, seed=1)
+        await runtime.start()
+        await runtime.wait_healthy()
+        transport = httpx2.ASGITransport(app=control_app(Controller(runtime)))
+        headers = {"authorization": f"Bearer {runtime.token}"}
+        async with httpx2.AsyncClient(
+            transport=transport, base_url="http://lab", headers=headers
+        ) as client:
+            yield Lab(client, runtime)
+
+
+def x_cache(reply: Reply) -> str:
+    return (reply.header(b"x-cache") or b"").decode()
+
+
+async def test_the_edge_caches_the_shop_and_chaos_invalidates_and_restarts_it(lab: Lab) -> None:
+    """Through the edge the catalogue is a Miss, then a Hit; `invalidate` empties the cache;
+    `kill` then `restart` brings the edge back on its port, cold. Status lists it; an
+    invalidation of servers is refused, naming what it acts on."""
+    assert x_cache(await lab.get("/api/catalogue/1")) == "Miss from edge-x-1"
+    assert x_cache(await lab.get("/api/catalogue/1")) == "Hit from edge-x-1"
+
+    done = await lab.chaos(action="invalidate", service="edge-x")
+    assert done.status_code == 200, done.text
+    assert "1 object(s) removed" in done.json()["event"]["detail"]
+    assert x_cache(await lab.get("/api/catalogue/1")) == "Miss from edge-x-1"
+
+    assert (await lab.chaos(action="kill", service="edge-x")).status_code == 200
+    assert (await lab.chaos(action="restart", service="edge-x")).status_code == 200
+    assert x_cache(await lab.get("/api/catalogue/1")) == "Miss from edge-x-1"  # a cold cache
+
+    status = (await lab.client.get("/status")).json()
+    (instance,) = status["edges"]["edge-x"]["instances"]
+    assert (instance["name"], instance["state"]) == ("edge-x-1", "running")
+
+    refused = await lab.chaos(action="invalidate", service="orders")
+    assert refused.status_code == 409
+    detail = "invalidate acts on CDN edges; orders is a service (servers behind a load balancer)"
+    assert refused.json()["detail"] == detail
+
+    (target,) = [t for t in lab.lab.scrape_targets() if t.labels.get("role") == "edge"]
+    assert (target.path, target.labels["instance"]) == ("/_edge/metrics", "edge-x-1")
