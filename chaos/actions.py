@@ -207,11 +207,13 @@ async def clear(lab: LabRuntime, group: Group, chosen: list[Instance], _: ChaosR
     return _names(chosen), "faults cleared"
 
 
-async def invalidate(
-    lab: LabRuntime, group: Group, chosen: list[Instance], _: ChaosRequest
+async def own(
+    lab: LabRuntime, group: Group, chosen: list[Instance], request: ChaosRequest
 ) -> Outcome:
-    done = [await group.require_invalidate()(instance) for instance in chosen]
-    return _names(chosen), "; ".join(done)
+    """An action only some kinds have (`invalidate`, `publish`): the group's own, per instance."""
+    act = group.require_own(request.action)
+    done = [await act(instance, request.params) for instance in chosen]
+    return _names(chosen), "; ".join(dict.fromkeys(done))
 
 
 IMPLEMENTATIONS: Mapping[str, ActionFn] = MappingProxyType(
@@ -227,7 +229,8 @@ IMPLEMENTATIONS: Mapping[str, ActionFn] = MappingProxyType(
         "latency": latency,
         "errors": errors,
         "clear": clear,
-        "invalidate": invalidate,
+        "invalidate": own,
+        "publish": own,
     }
 )
 assert set(IMPLEMENTATIONS) == set(NAMES), "every ActionSpec has exactly one function"

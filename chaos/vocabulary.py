@@ -19,10 +19,11 @@ in a blink.
     errors    an error rate on a server or a provider (error_rate, 0..1)
     clear     remove injected faults
     invalidate  a CDN edge drops every cached object (`/*`)
+    publish   a new version of the servers' content (version): new ETags and bodies
 
 `resize` acts on servers only (their capacity); `latency`, `errors` and `clear` on servers
-and providers (both have `/admin/faults`); `invalidate` on CDN edges; the others on every
-kind. An action refused for a
+and providers (both have `/admin/faults`); `invalidate` on CDN edges; `publish` on servers
+(`/admin/content`); the others on every kind. An action refused for a
 kind says so the same way everywhere (`ActionSpec.refusal`).
 """
 
@@ -125,6 +126,11 @@ ACTIONS: tuple[ActionSpec, ...] = (
                RUNNING, kinds=FAULTABLE),
     ActionSpec("invalidate", "a CDN edge drops every cached object (/*): the next requests miss",
                "instances", RUNNING, kinds=EDGES),
+    ActionSpec(
+        "publish", "a new version of the servers' content: new ETags and bodies (caches keep "
+        "the old one until it expires or is invalidated)", "instances", RUNNING, kinds=SERVERS,
+        params=(Param("version", int, 1, 1_000_000_000, "the content version", closed=True),),
+    ),
 )  # fmt: skip
 
 BY_NAME: Mapping[str, ActionSpec] = MappingProxyType({spec.name: spec for spec in ACTIONS})

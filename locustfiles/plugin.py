@@ -8,6 +8,8 @@ Exporter. A listener on `events.request` counts into this process's own `Collect
   30 s, the ones every service of the lab uses)
 - `locust_failures_total{name, method, error_class}`, error class `http_503`,
   `ConnectionRefusedError`, ... never the message (see `locustfiles/labels.py`)
+- `locust_content_version_total{name, version}`: answers whose `X-Content-Version` said
+  which version of the content they show (the shop's catalogue pages)
 - `locust_users` (running users: a master counts its workers'), `locust_cpu_percent` (this
   process's CPU as Locust measures it: near 100 the load generator, not the system under test,
   is the limit), `locust_workers` (master only), `locust_info{role}`
@@ -174,6 +176,13 @@ class Exporter:
             "Failed requests by name, method and error class (http_<status> or exception class).",
             ["name", "method", "error_class"],
         )
+        self.versions = _Counter(
+            self.registry,
+            "locust_content_version_total",
+            "Answers that said which version of the content they show (X-Content-Version), by"
+            " request name and version.",
+            ["name", "version"],
+        )
         role = _role(environment)
         info = Gauge(
             "locust_info",
@@ -244,6 +253,9 @@ class Exporter:
             self.failures.inc((label, method, error_class(exception, response)))
         if response_time is not None:
             self.duration.observe((label, method), response_time / 1000.0)
+        version = _content_version(response)
+        if version is not None:
+            self.versions.inc((label, version))
 
     def exposition(self) -> bytes:
         text = generate_latest(self.registry)
@@ -258,6 +270,15 @@ class Exporter:
                 logger.warning("gave up waiting for %s after %.0f s", what, HOLD_MAX_S)
                 return
             gevent.sleep(HOLD_POLL_S)
+
+
+def _content_version(response: Any) -> str | None:
+    """The X-Content-Version an answer carries (the shop's catalogue pages), else None."""
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    value = headers.get("x-content-version") or headers.get("X-Content-Version")
+    return value if isinstance(value, str) and value.isdigit() else None
 
 
 class ControlProxy:

@@ -29,7 +29,7 @@ class FaultsBody(BaseModel):
     error_rate: float = Field(default=0, ge=0, le=1)
 
 
-Body = TypeVar("Body", bound=FaultsBody)
+Body = TypeVar("Body", bound=BaseModel)
 
 
 async def faults_request(
@@ -38,9 +38,12 @@ async def faults_request(
     token: str | None,
     model: type[Body],
     enable: str,
+    *,
+    invalid: str = "invalid_faults",
 ) -> tuple[str, Body | None] | None:
     """What the request asks (`(method, body)`: the body for PUT), or None once it has been
-    answered with its refusal. `enable` names the flag that gives the token."""
+    answered with its refusal. `enable` names the flag that gives the token; `invalid` is the
+    error of a bad body. Any admin endpoint of the same shape uses it (`/admin/content`)."""
     if token is None:
         detail = f"start it with {enable}"
         writer.send_json(403, {"error": "admin_disabled", "detail": detail})
@@ -53,7 +56,7 @@ async def faults_request(
         try:
             body = model.model_validate_json(await request.body.read_all(MAX_FAULTS_BYTES))
         except (ValidationError, ValueError) as exc:
-            writer.send_json(400, {"error": "invalid_faults", "detail": describe_invalid(exc)})
+            writer.send_json(400, {"error": invalid, "detail": describe_invalid(exc)})
             return None
         return "PUT", body
     if request.method in ("GET", "DELETE"):

@@ -23,7 +23,7 @@ model, the report and the dashboards loop over that list and never name a kind.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
@@ -123,7 +123,11 @@ class Group:
     boot: Callable[[str, int | None], Awaitable[Instance]]
     instances: dict[str, Instance] = field(default_factory=dict)
     set_faults: Callable[[Instance, dict[str, Any]], Awaitable[None]] | None = None
-    invalidate: Callable[[Instance], Awaitable[str]] | None = None  # a cache's (an edge's)
+    # Actions only some kinds have (an edge's `invalidate`, servers' `publish`), by name: each
+    # acts on one instance with the request's parameters and says what it did.
+    own: Mapping[str, Callable[[Instance, Mapping[str, float]], Awaitable[str]]] = field(
+        default_factory=dict
+    )
 
     def live(self) -> list[Instance]:
         return [i for i in self.instances.values() if i.alive]
@@ -159,10 +163,11 @@ class Group:
             raise ChaosRefused(409, BY_NAME[action].refusal(self.name, self.what))
         return self.set_faults
 
-    def require_invalidate(self) -> Callable[[Instance], Awaitable[str]]:
-        if self.invalidate is None:
-            raise ChaosRefused(409, BY_NAME["invalidate"].refusal(self.name, self.what))
-        return self.invalidate
+    def require_own(self, action: str) -> Callable[[Instance, Mapping[str, float]], Awaitable[str]]:
+        found = self.own.get(action)
+        if found is None:
+            raise ChaosRefused(409, BY_NAME[action].refusal(self.name, self.what))
+        return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,15 +314,24 @@ class Service(Component):
 async def set_admin_faults(token: str, instance: Instance, faults: dict[str, Any]) -> None:
     """PUT `faults` (or, for none, DELETE) on the instance's `/admin/faults` with the lab's
     token (servers and providers): a refusal is the chaos action's."""
+    method = "PUT" if faults else "DELETE"
+    await admin_call(token, instance, method, "/admin/faults", faults or None, what="the faults")
+
+
+async def admin_call(
+    token: str, instance: Instance, method: str, path: str, body: object, *, what: str
+) -> Any:
+    """One call of the instance's admin API with the lab's token; its JSON answer. No answer,
+    or any status but 200 or 201, is a refusal of the chaos action (409) naming `what`."""
     host, port = instance.child.address()
     auth = [(b"authorization", f"Bearer {token}".encode())]
-    method = "PUT" if faults else "DELETE"
     try:
-        reply = await fetch_json(host, port, method, "/admin/faults", faults or None, headers=auth)
+        reply = await fetch_json(host, port, method, path, body, headers=auth)
     except UpstreamError as exc:
         raise ChaosRefused(409, f"{instance.name} did not answer: {exc}") from None
-    if reply.status != 200:
-        raise ChaosRefused(409, f"{instance.name} refused the faults: {reply.body[:200]!r}")
+    if reply.status not in (200, 201):
+        raise ChaosRefused(409, f"{instance.name} refused {what}: {reply.body[:200]!r}")
+    return reply.json()
 
 
 def unknown(what: str, value: object, choices: Iterable[str]) -> str:

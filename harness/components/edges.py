@@ -11,12 +11,13 @@ Prometheus scrapes `/_edge/metrics` as `service=<name>`, `role=edge`, `instance=
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 from pydantic import Field, model_validator
 
-from harness.components import gateway, services
+from harness.components import cdn_queries, gateway, services
 from harness.components.base import (
     Component,
     Group,
@@ -24,14 +25,12 @@ from harness.components.base import (
     Problem,
     Shape,
     Strict,
+    admin_call,
     pool_status,
     unknown,
 )
-from harness.errors import ChaosRefused
-from harness.promql import Line, PlotQuery, quantile, summed
+from harness.promql import Line, PlotQuery
 from harness.supervisor import free_port
-from targets.http.client import fetch_json
-from targets.http.upstream import UpstreamError
 
 if TYPE_CHECKING:
     from harness.topology import Topology
@@ -80,38 +79,24 @@ def specs(topology: Topology) -> dict[str, EdgeSpec]:
     return cast(dict[str, EdgeSpec], topology.spec(Edges))
 
 
-# -- PromQL (report, CDN dashboard) ------------------------------------------------------------
-def hit_ratio(by: str = "service") -> str:
-    """Hits (fresh, refreshed or stale) over every answered request, per edge: no request in
-    the window is no data, never 0 or 1."""
-    hits = summed("cdn_requests_total", 'result=~"Hit|RefreshHit"', by)
-    return f"{hits} / {summed('cdn_requests_total', '', by)}"
-
-
-def origin_fetches(by: str = "service") -> str:
-    return summed("cdn_origin_fetches_total", "", by)
-
-
+# -- report plots (PromQL: harness/components/cdn_queries.py, shared with the CDN dashboard) --
 def _plots() -> list[PlotQuery]:
     return [
         PlotQuery(
             "Edge requests per second by result",
             "req/s",
-            (Line("{service} {result}", summed("cdn_requests_total", "", "service, result")),),
+            (Line("{service} {result}", cdn_queries.requests_per_s()),),
         ),
-        PlotQuery("Edge hit ratio", "ratio", (Line("{service}", hit_ratio()),)),
+        PlotQuery("Edge hit ratio", "ratio", (Line("{service}", cdn_queries.hit_ratio()),)),
         PlotQuery(
-            "Origin fetches per second (edges)", "req/s", (Line("{service}", origin_fetches()),)
+            "Origin fetches per second (edges)",
+            "req/s",
+            (Line("{service}", cdn_queries.origin_fetches_per_s()),),
         ),
         PlotQuery(
             "Edge latency p95 by result",
             "s",
-            (
-                Line(
-                    "{service} {result}",
-                    quantile(0.95, "cdn_request_duration_seconds", "", "service, result"),
-                ),
-            ),
+            (Line("{service} {result}", cdn_queries.latency(0.95)),),
         ),
     ]
 
@@ -179,9 +164,8 @@ class Edges(Component):
             )
             return Instance(instance, name, child)
 
-        return Group(
-            name, self.kind, WHAT, 1, 1, boot, invalidate=partial(invalidate_all, self.lab.token)
-        )
+        invalidate = partial(invalidate_all, self.lab.token)
+        return Group(name, self.kind, WHAT, 1, 1, boot, own={"invalidate": invalidate})
 
     def url(self, name: str) -> str:
         """Where edge `name` serves viewers (fixed for the lab's life)."""
@@ -203,17 +187,11 @@ class Edges(Component):
         return {f"edge {name}": url + "/" for name, url in self.entry_urls().items()}
 
 
-async def invalidate_all(token: str, instance: Instance) -> str:
+async def invalidate_all(token: str, instance: Instance, _: Mapping[str, float]) -> str:
     """Invalidate `/*` on one edge (chaos `invalidate`): every object it holds goes at once;
     the answer says how many."""
-    host, port = instance.child.address()
-    auth = [(b"authorization", f"Bearer {token}".encode())]
-    try:
-        reply = await fetch_json(
-            host, port, "POST", "/_edge/invalidations", {"paths": ["/*"]}, headers=auth
-        )
-    except UpstreamError as exc:
-        raise ChaosRefused(409, f"{instance.name} did not answer: {exc}") from None
-    if reply.status != 201:
-        raise ChaosRefused(409, f"{instance.name} refused the invalidation: {reply.body[:200]!r}")
-    return f"/* invalidated: {reply.json().get('removed', '?')} object(s) removed"
+    body = {"paths": ["/*"]}
+    made = await admin_call(
+        token, instance, "POST", "/_edge/invalidations", body, what="the invalidation"
+    )
+    return f"/* invalidated: {made.get('removed', '?')} object(s) removed"

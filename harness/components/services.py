@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
@@ -27,6 +28,7 @@ from harness.components.base import (
     ServiceTimeSpec,
     Shape,
     Strict,
+    admin_call,
     set_admin_faults,
     unknown,
 )
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
     from harness.topology import Topology
 
 WHAT = "a service (servers behind a load balancer)"
+VERSION_FLAG = "--content-version="
 
 
 class CapacitySpec(Strict):
@@ -353,6 +356,20 @@ class Services(Component):
             child = await lab.add_server(size, name=instance)
             return Instance(instance, name, child, size.slots)
 
+        async def publish(instance: Instance, params: Mapping[str, float]) -> str:
+            """PUT the new content version on the instance's `/admin/content`; servers booted
+            from now on start with it too (a deploy, not one server's state)."""
+            version = int(params["version"])
+            body = {"version": version}
+            await admin_call(
+                self.lab.token, instance, "PUT", "/admin/content", body, what="the new content"
+            )
+            kept = tuple(f for f in lab.default.extra if not f.startswith(VERSION_FLAG))
+            lab.default = dataclasses.replace(
+                lab.default, extra=(*kept, f"{VERSION_FLAG}{version}")
+            )
+            return f"content version {version} published"
+
         group = Group(
             name,
             self.kind,
@@ -361,6 +378,7 @@ class Services(Component):
             spec.max_replicas,
             boot,
             set_faults=partial(set_admin_faults, self.lab.token),
+            own={"publish": publish},
         )
         for child in lab.servers.values():
             group.instances[child.name] = Instance(child.name, name, child, lab.default.slots)

@@ -1,8 +1,9 @@
 """The shop's application server: auth, orders and payments endpoints behind a capacity model.
 
 Every shop endpoint passes through `Admission` (slots, then backlog, then 503) and holds its slot
-for a sampled service time plus any injected latency. `/health`, `/metrics` and `/admin/faults`
-bypass the capacity model: they are the management plane, answered even when the shop is saturated.
+for a sampled service time plus any injected latency. `/health`, `/metrics`, `/admin/faults` and
+`/admin/content` bypass the capacity model: they are the management plane, answered even when
+the shop is saturated.
 The `/api` prefix is optional, so the server answers both behind a gateway that strips it and
 behind one that does not.
 """
@@ -15,10 +16,11 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from pydantic import BaseModel, ConfigDict, Field
 
 from targets.admin import FaultsBody, faults_request
 from targets.fastmetrics import BornAtZeroRegistry, FastCounter, FastHistogram
@@ -58,6 +60,13 @@ class ServerConfig:
     admin_token: str | None = None
     email: EmailConfig = field(default_factory=EmailConfig)  # the receipt after a payment
     content: ContentConfig = field(default_factory=ContentConfig)  # what a CDN may cache
+
+
+class ContentBody(BaseModel):
+    """Body of a server's `PUT /admin/content`: publish a new version of the catalogue."""
+
+    model_config = ConfigDict(extra="forbid")
+    version: int = Field(ge=1, le=1_000_000_000)
 
 
 class ServerFaults(FaultsBody):
@@ -178,6 +187,7 @@ class ShopServer:
         self.metrics = ServerMetrics(self.registry, config, self)
         self.email = EmailSender(config.email)
         self._identity = {"service": config.service, "instance": config.instance}
+        self.content = config.content  # what PUT /admin/content publishes replaces
 
     async def __call__(self, request: Request, writer: ResponseWriter) -> None:
         path = request.path.removeprefix("/api")
@@ -187,6 +197,8 @@ class ShopServer:
             send_metrics(writer, self.registry)
         elif path == "/admin/faults":
             await self._admin_faults(request, writer)
+        elif path == "/admin/content":
+            await self._admin_content(request, writer)
         else:
             await self._shop(request, path, writer)
 
@@ -266,7 +278,7 @@ class ShopServer:
             return 500, {"error": "injected_fault", "detail": "error rate injected by chaos"}
         made = CONTENT.get(endpoint)
         if made is not None:
-            return made(self.config.content, arg, payload)
+            return made(self.content, arg, payload)
         self._ids += 1
         reply = ENDPOINTS[endpoint](self._ids, arg, payload)
         if endpoint == "payments_create" and self.email.mode is not EmailMode.OFF:
@@ -316,6 +328,28 @@ class ShopServer:
         elif method == "DELETE":
             self.set_faults(NO_FAULTS)
         writer.send_json(200, self.describe_faults())
+
+    async def _admin_content(self, request: Request, writer: ResponseWriter) -> None:
+        """GET shows the content's version; PUT publishes another (a new deploy of the
+        catalogue: its ETags and bodies change, caches keep the old one until it expires or
+        is invalidated); DELETE is refused as any other method."""
+        asked = await faults_request(
+            request,
+            writer,
+            self.config.admin_token,
+            ContentBody,
+            "--token-file",
+            invalid="invalid_content",
+        )
+        if asked is None:
+            return
+        method, body = asked
+        if method == "DELETE":
+            writer.send_json(405, {"error": "method_not_allowed", "allowed": "GET, PUT"})
+            return
+        if body is not None:
+            self.content = replace(self.content, version=body.version)
+        writer.send_json(200, {"version": self.content.version, **self._identity})
 
     def set_faults(self, faults: Faults) -> None:
         self.faults = faults

@@ -12,7 +12,9 @@
 A request whose `If-None-Match` names the current ETag gets `304 Not Modified`, no body: an edge
 revalidating a stale copy pays a head, not the page. The content version (`ContentConfig.version`)
 is part of every ETag and body, so publishing a new version changes what a fresh fetch returns
-while copies of the old one live in caches until they expire or are invalidated.
+while copies of the old one live in caches until they expire or are invalidated; a page says
+its version in `X-Content-Version` too, so a client can count what it was shown
+(`locust_content_version_total`).
 """
 
 from __future__ import annotations
@@ -53,11 +55,14 @@ class Content:
     body: bytes
     cache_control: bytes
     etag: bytes | None = None
+    version: int | None = None  # the content version it shows (X-Content-Version)
 
     def headers(self) -> Headers:
         headers = [(b"content-type", self.content_type), (b"cache-control", self.cache_control)]
         if self.etag is not None:
             headers.append((b"etag", self.etag))
+        if self.version is not None:
+            headers.append((b"x-content-version", b"%d" % self.version))
         return headers
 
     def matches(self, if_none_match: bytes | None) -> bool:
@@ -109,7 +114,7 @@ def catalogue(config: ContentConfig, page: str = "1") -> Content:
             config.catalogue_max_age_s, config.stale_while_revalidate_s, config.stale_if_error_s
         )
     )
-    return Content(200, b"application/json", body, cache_control, etag)
+    return Content(200, b"application/json", body, cache_control, etag, config.version)
 
 
 def image(config: ContentConfig, product: str) -> Content:

@@ -43,7 +43,7 @@ METRICS_DOC = ROOT / "docs" / "metrics.md"
 PROMETHEUS_OWN = frozenset({"up"})  # Prometheus writes it for every target it scrapes
 HISTOGRAM_SERIES = ("_bucket", "_sum", "_count")
 DASHBOARDS = sorted(dashboards())
-"""Every dashboard's file name: elasticity.json, fanout.json, queues.json."""
+"""Every dashboard's file name: cdn.json, elasticity.json, fanout.json, queues.json."""
 GRAFANA_VARIABLES = frozenset({"__interval", "__rate_interval", "__range"})
 
 EXPECTED_PANELS = [
@@ -171,7 +171,7 @@ def test_generated_text_is_stable_and_ends_with_a_newline(tmp_path: Path) -> Non
 def test_command_line_builds_and_checks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`python -m dashboards build` writes the files; `check` exits 1 once one is edited."""
     assert main(["build", "--out", str(tmp_path)]) == 0
-    assert DASHBOARDS == ["elasticity.json", "fanout.json", "queues.json"]
+    assert DASHBOARDS == ["cdn.json", "elasticity.json", "fanout.json", "queues.json"]
     assert all((tmp_path / name).exists() for name in DASHBOARDS)
     assert main(["check", "--out", str(tmp_path)]) == 0
     path = tmp_path / "provisioning/datasources/prometheus.yaml"

@@ -12,6 +12,7 @@ import httpx2
 import pytest
 
 from harness.components.edges import Edges
+from harness.components.services import Services
 from harness.control import Controller, control_app
 from harness.runtime import LabRuntime
 from harness.supervisor import Supervisor
@@ -94,3 +95,22 @@ async def test_the_edge_caches_the_shop_and_chaos_invalidates_and_restarts_it(la
 
     (target,) = [t for t in lab.lab.scrape_targets() if t.labels.get("role") == "edge"]
     assert (target.path, target.labels["instance"]) == ("/_edge/metrics", "edge-x-1")
+
+
+async def test_publish_reaches_viewers_through_the_edge_once_invalidated(lab: Lab) -> None:
+    """`publish` puts a new version on the servers; the edge answers its cached copy until
+    `invalidate`, then the new one. A server booted after the publish serves it as well."""
+    assert (await lab.get("/api/catalogue/2")).header(b"x-content-version") == b"1"
+    done = await lab.chaos(action="publish", service="orders", all=True, version=3)
+    assert done.status_code == 200, done.text
+    assert done.json()["event"]["detail"] == "content version 3 published"
+    assert (await lab.get("/api/catalogue/2")).header(b"x-content-version") == b"1"  # cached
+    await lab.chaos(action="invalidate", service="edge-x")
+    assert (await lab.get("/api/catalogue/2")).header(b"x-content-version") == b"3"
+    assert (await lab.chaos(action="add", service="orders")).status_code == 200
+    group = lab.lab.part(Services).by_name["orders"]
+    host, port = group.instances["orders-2"].child.address()
+    fresh = await fetch(host, port, "GET", "/catalogue/2")
+    assert fresh.header(b"x-content-version") == b"3"
+    refused = await lab.chaos(action="publish", service="edge-x", version=4)
+    assert refused.status_code == 409

@@ -189,6 +189,17 @@ BROKEN: dict[str, tuple[str, list[dict[str, Any]], Patch, set[str], set[str]]] =
         {"hot-page-always-answered", "stale-served-on-error"},
         {"origin-side-fails", "uncached-fails-clearly"},
     ),
+    "one-edge-forgotten": (
+        "invalidation-mid-rush",
+        [
+            {"at_s": 12, "action": "publish", "service": "orders", "instance": "orders-1",
+             "version": 2},
+            {"at_s": 15, "action": "invalidate", "service": "edge-a"},
+        ],
+        {},
+        {"no-old-version-after-invalidation"},
+        {"origin-shows-the-new-version", "edges-keep-the-old-version"},
+    ),
 }  # fmt: skip
 
 

@@ -105,6 +105,7 @@ def test_the_documented_scenarios_ship() -> None:
         "topic-kill",
         "flash-crowd",
         "origin-down",
+        "invalidation-mid-rush",
     }
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from targets.http.client import Reply, fetch
+from targets.http.server import HttpServer
+from targets.server.app import ServerConfig, ShopServer
 from targets.server.content import (
     IMAGE_BYTES,
     PAGES,
@@ -21,6 +23,7 @@ from targets.server.content import (
     image,
     user_of,
 )
+from targets.server.core import Distribution, ServiceTime
 from tests.helpers import Target, start_target
 
 CONFIG = ContentConfig(version=3, catalogue_max_age_s=30, image_max_age_s=3600)
@@ -179,3 +182,39 @@ async def test_edge_keeps_the_catalogue_revalidates_it_and_never_keeps_an_accoun
     assert served(metrics, "catalogue", "304") == 1
     assert served(metrics, "account", "200") == 3
     assert served(metrics, "image", "200") == 1
+
+
+@pytest.mark.inprocess
+async def test_publishing_a_version_changes_etags_and_bodies() -> None:
+    """`PUT /admin/content` (with the token) publishes a version: the page's ETag, body and
+    X-Content-Version follow, and a conditional request for the old ETag is a 200 again. A
+    bad body is a 400 naming the field; without the token, 401."""
+
+    app = ShopServer(
+        ServerConfig(service_time=ServiceTime(Distribution.CONSTANT, 0), admin_token="t")
+    )
+    http = HttpServer(app)
+    await http.listen("127.0.0.1", 0)
+    host, port = http.address
+    auth = [(b"authorization", b"Bearer t")]
+    try:
+        old = await fetch(host, port, "GET", "/catalogue/1")
+        assert old.header(b"x-content-version") == b"1"
+        put = await fetch(host, port, "PUT", "/admin/content", body=b'{"version": 2}', headers=auth)
+        assert (put.status, put.json()["version"]) == (200, 2)
+        new = await fetch(
+            host,
+            port,
+            "GET",
+            "/catalogue/1",
+            headers=[(b"if-none-match", old.header(b"etag") or b"")],
+        )
+        assert (new.status, new.header(b"etag")) == (200, b'"v2-page1"')
+        assert json.loads(new.body)["version"] == 2
+        bad = await fetch(host, port, "PUT", "/admin/content", body=b'{"version": 0}', headers=auth)
+        assert bad.status == 400
+        assert bad.json()["error"] == "invalid_content"
+        assert bad.json()["detail"].startswith("version:")
+        assert (await fetch(host, port, "PUT", "/admin/content", body=b"{}")).status == 401
+    finally:
+        await http.shutdown(1.0)
