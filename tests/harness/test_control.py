@@ -233,5 +233,6 @@ async def test_a_malformed_request_is_one_readable_sentence(api: Api) -> None:
     assert reply.status_code == 422
     assert reply.json()["detail"] == (
         "unknown action 'foo'; actions: add, clear, errors, invalidate, kill, latency, pause,"
-        " remove, resize, restart, resume, stop; count: Input should be greater than or equal to 1"
+        " publish, remove, resize, restart, resume, stop; count: Input should be greater than or"
+        " equal to 1"
     )
