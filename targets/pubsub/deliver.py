@@ -62,10 +62,20 @@ USER_AGENT: Final = b"Amazon Simple Notification Service Agent"
 @dataclass(frozen=True, slots=True)
 class Attempt:
     """What one attempt ended with, for the metrics: ``delivered``, ``http_5xx``,
-    ``timeout``, ``connection`` or ``rejected`` (a failed SQS entry)."""
+    ``timeout``, ``reset``, ``connection`` (see `failure`) or ``rejected`` (a failed SQS
+    entry)."""
 
     result: str
     delivered: bool
+
+
+def failure(error: UpstreamError) -> str:
+    """An attempt without an answer: ``timeout``, ``reset`` (the request was sent and the
+    connection closed unanswered) or ``connection`` (it never reached the endpoint). Timeouts
+    and resets are in doubt: the endpoint may have acted on the message."""
+    if error.reason == "timeout":
+        return "timeout"
+    return "reset" if error.reached else "connection"
 
 
 class DeliveryObserver:
@@ -237,8 +247,7 @@ class Deliverer:
         try:
             reply = await self._sqs.request("POST", "/", body=body, headers=headers)
         except UpstreamError as error:
-            result = "timeout" if error.reason == "timeout" else "connection"
-            return [Attempt(result, False)] * len(entries)
+            return [Attempt(failure(error), False)] * len(entries)
         if reply.status != 200:
             result = "http_5xx" if reply.status >= 500 else "rejected"
             return [Attempt(result, False)] * len(entries)
@@ -325,7 +334,7 @@ class Deliverer:
         try:
             reply: Reply = await client.request("POST", path, body=body.encode(), headers=headers)
         except UpstreamError as error:
-            return Attempt("timeout" if error.reason == "timeout" else "connection", False)
+            return Attempt(failure(error), False)
         if classify(reply.status) is Outcome.DELIVERED:
             return Attempt("delivered", True)
         return Attempt("http_5xx", False)

@@ -23,7 +23,15 @@ from targets.pubsub.store import TopicStore
 
 DELIVERY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 ENDED: Final = ("delivered", "dead_lettered", "dropped")
-RESULTS: Final = ("delivered", "http_5xx", "timeout", "connection", "rejected", "confirmation")
+RESULTS: Final = (
+    "delivered",
+    "http_5xx",
+    "timeout",
+    "reset",
+    "connection",
+    "rejected",
+    "confirmation",
+)
 
 
 class StoreCollector(Collector):
@@ -86,7 +94,8 @@ class DeliveryMetrics(DeliveryObserver):
     def __init__(self, registry: CollectorRegistry) -> None:
         self.attempts = FastCounter(
             "pubsub_delivery_attempts_total",
-            "Delivery attempts by result: delivered, http_5xx, timeout, connection, rejected"
+            "Delivery attempts by result: delivered, http_5xx, timeout, reset (sent, closed"
+            " unanswered), connection (never reached the endpoint), rejected"
             " (a queue refused the entry), confirmation (a SubscriptionConfirmation sent).",
             ["subscription", "result"],
         )

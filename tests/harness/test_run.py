@@ -160,7 +160,7 @@ BROKEN: dict[str, tuple[str, list[dict[str, Any]], Patch, set[str], set[str]]] =
         ],
         {},
         {"push-loses-events"},
-        {"loss-counted-exactly", "queue-loses-none", "payments-unaffected"},
+        {"every-loss-dropped", "drops-accounted-for", "queue-loses-none", "payments-unaffected"},
     ),
     "whatsapp-never-slow": (
         "slow-consumer-isolation",
