@@ -12,6 +12,8 @@ One vocabulary: the same concept has the same flag in every target.
                             balancer's), ``--lab-control`` (the harness's)
 ``--<peer>-token-file F``   the token it *presents* to that peer: ``--lb-token-file``,
                             ``--lab-token-file``
+``--network-file FILE``     with ``--region NAME``: the lab's simulated round trips, and the
+                            region this process is in (targets/http/netem.py)
 ``--log-level LEVEL``       debug, info, warning, error, critical
 ==========================  ================================================================
 
@@ -29,6 +31,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
+from targets.http.netem import Network, NetworkError
 from targets.runtime import parse_hostport
 
 HostPort = tuple[str, int]
@@ -158,6 +161,28 @@ class TargetFlags:
         """`old` still sets `dest` (and `also`), warning that `new` replaces it."""
         self.parser.add_argument(old, dest=dest, action=_Deprecated, use=new, also=also, type=type)
         self._old.setdefault(new, []).append(old)
+
+    def network(self) -> None:
+        """`--network-file FILE` and `--region NAME` (`args.network`: a `Network`, or None
+        without them): this process's region, and the round trips that delay its clients
+        (targets/http/netem.py)."""
+        self.shared.add_argument(
+            "--network-file", metavar="FILE", help="the lab's regions and round trips (JSON)"
+        )
+        self.shared.add_argument("--region", metavar="NAME", help="the region this process is in")
+
+        def finish(args: argparse.Namespace) -> None:
+            path, region = vars(args).pop("network_file"), vars(args).pop("region")
+            args.network = None
+            if (path is None) != (region is None):
+                self.parser.error("--network-file and --region go together")
+            if path is not None:
+                try:
+                    args.network = Network.load(path, region)
+                except NetworkError as exc:
+                    self.parser.error(f"--network-file: {exc}")
+
+        self._finish.append(finish)
 
     def parse(self, argv: Sequence[str] | None = None) -> argparse.Namespace:
         """The arguments, every address as (host, port); exits 2 naming a bad flag."""

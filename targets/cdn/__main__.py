@@ -5,7 +5,10 @@
 
 GET and HEAD are cached (targets/cdn/edge.py says how); other methods pass through. The
 management endpoints are on the same port, under ``/_edge/`` (health, metrics,
-invalidations). A bad setting exits 2 naming the field; the ready line gives ``address``.
+invalidations). With ``--network-file`` and ``--region`` the edge is in a region: each
+viewer request waits the round trip from the viewer's region, and origin fetches come from
+the edge's region (targets/http/netem.py). A bad setting exits 2 naming the field; the
+ready line gives ``address``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import sys
 from targets.cdn.edge import Edge, EdgeConfig
 from targets.cdn.policy import KeyPolicy, QueryMode, TtlPolicy
 from targets.flags import TargetFlags, hostport
+from targets.http.netem import delayed
 from targets.http.server import HttpServer, ServerLimits
 from targets.runtime import announce_ready, read_token, run_target, stop_signal
 
@@ -65,6 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     flags.name("edge", "name in X-Cache, Via, logs and error bodies")
     flags.listen("viewer address (default 127.0.0.1:0: loopback, any free port)")
     flags.token_file("file with the token POST /_edge/invalidations requires")
+    flags.network()
     return flags.parse(argv)
 
 
@@ -84,6 +89,7 @@ def build(args: argparse.Namespace, token: str | None) -> Edge:
             keys=keys,
             ttls=ttls,
             token=token,
+            source=None if args.network is None else args.network.source_ip,
         )
     )
 
@@ -92,7 +98,7 @@ async def serve(args: argparse.Namespace) -> int:
     token = read_token(args.token_file, flag="--token-file")
     edge = build(args, token)
     limits = ServerLimits(name=args.name, keepalive_timeout_s=args.idle_timeout)
-    http = HttpServer(edge, limits)
+    http = HttpServer(delayed(edge, args.network), limits)
     await http.listen(*args.listen)
     host, port = http.address
     stopped = stop_signal()

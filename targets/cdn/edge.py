@@ -112,6 +112,7 @@ class EdgeConfig:
     ttls: TtlPolicy = field(default_factory=TtlPolicy)
     token: str | None = None
     max_origin_connections: int = 256
+    source: str | None = None  # the address origin fetches come from (its region's)
 
 
 class InvalidationBody(BaseModel):
@@ -156,6 +157,7 @@ class Edge:
             *config.origin,
             max_connections=config.max_origin_connections,
             connect_timeout_s=config.origin_timeout_s,
+            source=config.source,
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self._ids = itertools.count(1)

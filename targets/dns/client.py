@@ -27,6 +27,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import dns.exception
 import dns.flags
@@ -79,13 +80,15 @@ class Lookup:
 
 
 Server = tuple[str, int]
-Query = Callable[[str, Server, float], Lookup]
-"""Ask `server` for the A records of a name within a timeout (seconds); raises `ResolveError`
-subclasses for transport failures."""
+Query = Callable[..., Lookup]
+"""`query(name, server, timeout_s, source=None)`: ask `server` for the A records of a name
+within a timeout (seconds), from address `source`; raises `ResolveError` subclasses for
+transport failures."""
 
 
-def udp_query(name: str, server: Server, timeout_s: float) -> Lookup:
-    """One A query over UDP with dnspython."""
+def udp_query(name: str, server: Server, timeout_s: float, source: str | None = None) -> Lookup:
+    """One A query over UDP with dnspython, from the address `source` when given (the lab's
+    DNS answers latency records for the region that address is in)."""
     host, port = server
     try:
         qname = dns.name.from_text(name)
@@ -93,7 +96,7 @@ def udp_query(name: str, server: Server, timeout_s: float) -> Lookup:
         raise ResolveError(f"{name!r}: not a domain name: {exc}") from None
     query = dns.message.make_query(qname, dns.rdatatype.A)
     try:
-        reply = dns.query.udp(query, host, port=port, timeout=timeout_s)
+        reply = dns.query.udp(query, host, port=port, timeout=timeout_s, source=source)
     except dns.exception.Timeout:
         raise ResolveTimeout(f"{name}: no answer from {host}:{port} in {timeout_s} s") from None
     except (OSError, dns.exception.DNSException) as exc:
@@ -117,11 +120,12 @@ class CachingResolver:
         clock: Callable[[], float] = time.monotonic,
         timeout_s: float = 1.0,
         query: Query = udp_query,
+        source: str | None = None,
     ) -> None:
         self.server = server
         self.clock = clock
         self.timeout_s = timeout_s
-        self.query = query
+        self.query = partial(query, source=source) if source is not None else query
         self.hits = 0
         self.misses = 0
         self._cache: dict[str, tuple[tuple[str, ...], float]] = {}

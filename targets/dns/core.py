@@ -33,6 +33,11 @@ Semantics (reference/semantics.md sections 8 and 10.8):
   zero: uniform); when every record is unhealthy, all count as healthy (Route 53 "needs to
   return something");
 * failover: the primary while it is healthy, else the secondary if healthy, else the primary;
+* latency: the healthy record whose `region` has the lowest round trip from the client's
+  region (the zone's `regions`, targets/http/netem.py: the client's region is the region
+  whose loopback subnet holds the query's source address, as Route 53 places a resolver by
+  its IP; a source in no region is answered as the first region); all unhealthy: the
+  nearest of all;
 * a record without a health check is always healthy; a new check starts healthy (Route 53
   "considers a new health check to be healthy until there's enough data"), turns unhealthy after
   `failure_threshold` consecutive failures and healthy again after `success_threshold` successes;
@@ -45,10 +50,11 @@ Record values and health-checked hosts must be loopback addresses unless the zon
 
 Deliberate differences from Route 53: lab-scale check intervals (1 s, not 30 or 10 s) and one
 checker instead of a fleet voting (no 18 % rule); TTL limited to a day; only A records, no
-SOA/NS (so negative answers carry no SOA and are not cached by resolvers), no alias, latency,
-geolocation or multivalue policies; a PRIMARY failover record must have a health check (without
-one it can never fail over); `replace` swaps a name's whole record set at once, like a
-ChangeResourceRecordSets batch that deletes and creates.
+SOA/NS (so negative answers carry no SOA and are not cached by resolvers), no alias,
+geolocation or multivalue policies; latency is the lab's round-trip matrix, not measured; a
+PRIMARY failover record must have a health check (without one it can never fail over);
+`replace` swaps a name's whole record set at once, like a ChangeResourceRecordSets batch
+that deletes and creates.
 """
 
 from __future__ import annotations
@@ -74,6 +80,7 @@ from targets.dns.records import (
     record_from_json,
     zone_from_json,
 )
+from targets.http.netem import Regions
 
 __all__ = [
     "Answer",
@@ -132,6 +139,7 @@ class Answer:
     records: tuple[str, ...] = ()
     ttl: int = 0
     set_id: str | None = None
+    region: str | None = None  # the client's region, for a latency answer
 
     @property
     def authoritative(self) -> bool:
@@ -157,8 +165,10 @@ class Zone:
         *,
         rng: random.Random,
         allow_remote: bool = False,
+        regions: Regions | None = None,
     ) -> None:
         self.origin = fqdn(origin, "zone")
+        self.regions = regions
         self.allow_remote = allow_remote
         self.health: dict[str, HealthState] = {}
         for i, given in enumerate(health_checks):
@@ -170,6 +180,7 @@ class Zone:
             (i, check_record(rec, f"records[{i}]", self.origin, allow_remote))
             for i, rec in enumerate(records)
         ]
+        self._check_regions(checked)
         self.sets: dict[str, tuple[Record, ...]] = check_sets(checked, self.health)
         self.rng = rng
         self._nodes = self._existing_names()
@@ -177,19 +188,40 @@ class Zone:
     @classmethod
     def from_json(cls, data: object, *, rng: random.Random, allow_remote: bool = False) -> Zone:
         """The zone of a zone file's parsed JSON (schema in the module docstring)."""
-        origin, records, checks = zone_from_json(data)
-        return cls(origin, records, checks, rng=rng, allow_remote=allow_remote)
+        origin, records, checks, regions = zone_from_json(data)
+        return cls(origin, records, checks, rng=rng, allow_remote=allow_remote, regions=regions)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "zone": self.origin,
             "records": [rec.to_json() for recs in self.sets.values() for rec in recs],
             "health_checks": [state.config.to_json() for state in self.health.values()],
         }
+        if self.regions is not None:
+            out["regions"] = self.regions.to_json()
+        return out
+
+    def _check_regions(self, checked: Sequence[tuple[int, Record]]) -> None:
+        for i, rec in checked:
+            if rec.region is None:
+                continue
+            if self.regions is None:
+                raise ZoneError(f"records[{i}].region: latency records need the zone's regions")
+            known = self.regions.names
+            _require(rec.region in known, f"records[{i}].region", f"one of {known}", rec.region)
 
     # -- queries -----------------------------------------------------------------------------
-    def resolve(self, qname: str, qtype: str) -> Answer:
-        """The answer to one question; `qname` in any case, with or without the final dot."""
+    def client_region(self, source: str | None) -> str | None:
+        """The region a query from `source` is answered for: the one whose subnet holds the
+        address (targets/http/netem.py), else the zone's first region; None without regions."""
+        if self.regions is None:
+            return None
+        found = None if source is None else self.regions.region_of(source)
+        return found or self.regions.names[0]
+
+    def resolve(self, qname: str, qtype: str, source: str | None = None) -> Answer:
+        """The answer to one question from the client address `source`; `qname` in any
+        case, with or without the final dot."""
         name = qname.lower() if qname.endswith(".") else qname.lower() + "."
         if not in_zone(name, self.origin):
             return Answer(Rcode.REFUSED)
@@ -198,15 +230,20 @@ class Zone:
             return Answer(Rcode.NOERROR if name in self._nodes else Rcode.NXDOMAIN)
         if qtype.upper() not in ("A", "ANY"):
             return Answer(Rcode.NOERROR)  # NODATA
-        chosen = self._route(records)
-        return Answer(Rcode.NOERROR, chosen.values, chosen.ttl, chosen.set_id)
+        chosen = self._route(records, source)
+        region = self.client_region(source) if chosen.region is not None else None
+        return Answer(Rcode.NOERROR, chosen.values, chosen.ttl, chosen.set_id, region)
 
-    def _route(self, records: tuple[Record, ...]) -> Record:
+    def _route(self, records: tuple[Record, ...], source: str | None) -> Record:
         policy = records[0].policy
         if policy is Policy.SIMPLE:
             return records[0]
         if policy is Policy.FAILOVER:
             return _failover(records, self._healthy)
+        if policy is Policy.LATENCY:
+            assert self.regions is not None  # checked: latency records need regions
+            regions, here = self.regions, self.client_region(source) or ""
+            return _latency(records, self._healthy, lambda r: regions.rtt(here, r.region or ""))
         return _weighted(records, self._healthy, self.rng)
 
     def _healthy(self, rec: Record) -> bool:
@@ -230,6 +267,7 @@ class Zone:
             rec = check_record(given, f"records[{i}]", self.origin, self.allow_remote)
             _require(rec.name == key, f"records[{i}].name", f"{key} (the name replaced)", rec.name)
             checked.append((i, rec))
+        self._check_regions(checked)
         sets = dict(self.sets)
         if checked:
             sets[key] = check_sets(checked, self.health)[key]
@@ -257,6 +295,15 @@ def _failover(records: tuple[Record, ...], healthy: Callable[[Record], bool]) ->
     if healthy(primary) or not healthy(secondary):
         return primary
     return secondary
+
+
+def _latency(
+    records: tuple[Record, ...], healthy: Callable[[Record], bool], rtt: Callable[[Record], float]
+) -> Record:
+    """The healthy record nearest the client (the first listed on a tie); every record when
+    none is healthy."""
+    candidates = [rec for rec in records if healthy(rec)] or list(records)
+    return min(candidates, key=rtt)
 
 
 def _weighted(

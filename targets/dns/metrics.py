@@ -39,8 +39,14 @@ class DnsMetrics:
             "Weighted and failover answers, by name and the set_id of the record answered.",
             ["name", "set_id"],
         )
+        self.region_answers = FastCounter(
+            "dns_region_answers_total",
+            "Latency answers, by name, the client's region and the set_id answered.",
+            ["name", "region", "set_id"],
+        )
         registry.register(self.queries)
         registry.register(self.answers)
+        registry.register(self.region_answers)
         self.dropped = Counter(
             "dns_dropped_total",
             "Datagrams dropped without an answer: shorter than a DNS header, or a response.",
@@ -66,6 +72,9 @@ class DnsMetrics:
             for rec in records:
                 if rec.set_id is not None:
                     self.answers.inc((name, rec.set_id), 0)
+                if rec.region is not None and self.zone.regions is not None:
+                    for region in self.zone.regions.names:
+                        self.region_answers.inc((name, region, rec.set_id or ""), 0)
 
     def label(self, name: str) -> str:
         """`name` as a bounded label value."""

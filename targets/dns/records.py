@@ -2,8 +2,9 @@
 
 Pure, like the core. A record is Route 53's ResourceRecordSet, flattened: `name` (FQDN inside the
 zone, any case), `type` ("A", the default and only type), `ttl` (0..86400, default 60), `values`
-(1..16 distinct IPv4 addresses), and for routed records `set_id` plus either `weight` (0..255)
-or `failover` (PRIMARY / SECONDARY), and an optional `health_check` id. The policy follows from
+(1..16 distinct IPv4 addresses), and for routed records `set_id` plus one of `weight` (0..255),
+`failover` (PRIMARY / SECONDARY) or `region` (latency routing: one of the zone's `regions`),
+and an optional `health_check` id. The policy follows from
 the fields: no weight and no failover is simple. A health check has `id` and `port` (required),
 `host` (loopback, default 127.0.0.1), `path` (default /health), `interval_s` (default 1),
 `timeout_s` (default 0.5, at most the interval), `failure_threshold` (1..10, default 3) and
@@ -26,6 +27,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Final
 
 from targets.checks import finite, require
+from targets.http.netem import NetworkError, Regions
 
 MAX_TTL: Final = 86_400
 MAX_WEIGHT: Final = 255
@@ -47,6 +49,7 @@ class Policy(enum.StrEnum):
     SIMPLE = "simple"
     WEIGHTED = "weighted"
     FAILOVER = "failover"
+    LATENCY = "latency"
 
 
 class Failover(enum.StrEnum):
@@ -65,6 +68,7 @@ class Record:
     weight: int | None = None
     failover: Failover | None = None
     health_check: str | None = None
+    region: str | None = None
     type: str = "A"
 
     @property
@@ -73,12 +77,14 @@ class Record:
             return Policy.WEIGHTED
         if self.failover is not None:
             return Policy.FAILOVER
+        if self.region is not None:
+            return Policy.LATENCY
         return Policy.SIMPLE
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "type": self.type, "ttl": self.ttl}
         out["values"] = list(self.values)
-        for key in ("set_id", "weight", "failover", "health_check"):
+        for key in ("set_id", "weight", "failover", "health_check", "region"):
             value = getattr(self, key)
             if value is not None:
                 out[key] = str(value) if key == "failover" else value
@@ -200,19 +206,25 @@ def check_record(rec: Record, path: str, origin: str, allow_remote: bool = False
         failover = Failover(failover.upper())
     check = rec.health_check
     _require(check is None or isinstance(check, str), f"{path}.health_check", "an id", check)
+    region = rec.region
     _require(
-        weight is None or failover is None,
+        region is None or (isinstance(region, str) and bool(region)), f"{path}.region",
+        "a region's name", region,
+    )  # fmt: skip
+    routing = {"weight": weight, "failover": rec.failover, "region": region}
+    _require(
+        sum(v is not None for v in routing.values()) <= 1,
         path,
-        "either weighted or failover, not both",
-        {"weight": weight, "failover": rec.failover},
+        "one of weight, failover and region (one routing policy)",
+        {k: v for k, v in routing.items() if v is not None},
     )
-    simple = weight is None and failover is None
+    simple = weight is None and failover is None and region is None
     if simple:
         _require(set_id is None, f"{path}.set_id", "absent on a simple record", set_id)
         _require(check is None, f"{path}.health_check", "absent on a simple record", check)
     else:
-        _require(set_id is not None, f"{path}.set_id", "set on a weighted or failover record", None)
-    return Record(name, tuple(values), rec.ttl, set_id, weight, failover, check)
+        _require(set_id is not None, f"{path}.set_id", "set on a routed record", None)
+    return Record(name, tuple(values), rec.ttl, set_id, weight, failover, check, region)
 
 
 def check_sets(
@@ -330,7 +342,7 @@ def check_health(
 
 _RECORD_FIELDS: Final = tuple(f.name for f in fields(Record))
 _CHECK_FIELDS: Final = tuple(f.name for f in fields(HealthCheckConfig))
-_ZONE_FIELDS: Final = ("zone", "records", "health_checks")
+_ZONE_FIELDS: Final = ("zone", "records", "health_checks", "regions")
 
 
 def _object(
@@ -368,6 +380,7 @@ def record_from_json(data: object, path: str, name: str | None = None) -> Record
         weight=obj.get("weight"),
         failover=obj.get("failover"),
         health_check=obj.get("health_check"),
+        region=obj.get("region"),
         type=obj.get("type", "A"),
     )
 
@@ -377,8 +390,11 @@ def _health_from_json(data: object, path: str) -> HealthCheckConfig:
     return HealthCheckConfig(**obj)
 
 
-def zone_from_json(data: object) -> tuple[Any, list[Record], list[HealthCheckConfig]]:
-    """The origin, records and health checks of a zone file's JSON (fields not yet checked)."""
+def zone_from_json(
+    data: object,
+) -> tuple[Any, list[Record], list[HealthCheckConfig], Regions | None]:
+    """The origin, records, health checks and regions of a zone file's JSON (fields not yet
+    checked, except the regions')."""
     obj = _object(data, "", _ZONE_FIELDS, ("zone", "records"))
     records = [
         record_from_json(item, f"records[{i}]")
@@ -388,4 +404,10 @@ def zone_from_json(data: object) -> tuple[Any, list[Record], list[HealthCheckCon
         _health_from_json(item, f"health_checks[{i}]")
         for i, item in enumerate(_list(obj.get("health_checks", []), "health_checks"))
     ]
-    return obj["zone"], records, checks
+    regions = None
+    if "regions" in obj:
+        try:
+            regions = Regions.from_json(obj["regions"], "regions")
+        except NetworkError as exc:
+            raise ZoneError(str(exc)) from None
+    return obj["zone"], records, checks, regions

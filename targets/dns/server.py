@@ -61,7 +61,7 @@ class DnsProtocol(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         try:
-            reply = self.respond(data)
+            reply = self.respond(data, str(addr[0]))
         except Exception:
             log.exception("failed to answer a %d-byte datagram from %s", len(data), addr)
             reply = _header_only(data, Rcode.SERVFAIL)
@@ -75,8 +75,8 @@ class DnsProtocol(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         log.debug("UDP error (a client went away?): %s", exc)
 
-    def respond(self, data: bytes) -> bytes | None:
-        """The reply to one datagram, or None to drop it."""
+    def respond(self, data: bytes, source: str | None = None) -> bytes | None:
+        """The reply to one datagram from the address `source`, or None to drop it."""
         try:
             request = dnslib.DNSRecord.parse(data)
         except Exception:  # dnslib raises DNSError, and now and then others, on bad input
@@ -100,7 +100,7 @@ class DnsProtocol(asyncio.DatagramProtocol):
         if question.qclass != dnslib.CLASS.IN:
             self.metrics.query(OTHER, qtype, Rcode.REFUSED)
             return bytes(self._reply(request, Rcode.REFUSED, aa=False).pack())
-        answer = self.zone.resolve(name, qtype)
+        answer = self.zone.resolve(name, qtype, source)
         reply = self._reply(request, answer.rcode, aa=answer.authoritative)
         for value in answer.records:
             reply.add_answer(
@@ -112,6 +112,9 @@ class DnsProtocol(asyncio.DatagramProtocol):
         self.metrics.query(label, qtype, answer.rcode)
         if answer.set_id is not None:
             self.metrics.answers.inc((label, answer.set_id))
+            region = answer.region
+            if region is not None:
+                self.metrics.region_answers.inc((label, region, answer.set_id))
         return bytes(reply.pack())
 
     @staticmethod

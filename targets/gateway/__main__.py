@@ -20,6 +20,7 @@ from targets.flags import TargetFlags
 from targets.gateway.config import config_from_json
 from targets.gateway.control import control_app
 from targets.gateway.gateway import Gateway
+from targets.http.netem import delayed
 from targets.http.router import RouteError
 from targets.http.server import HttpServer, ServerLimits
 from targets.runtime import announce_ready, read_token, run_target, stop_signal
@@ -41,6 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     flags.listen("data-plane address (default 127.0.0.1:0: loopback, any free port)")
     flags.control_listen(old_port="--control-port")
     flags.token_file("file with the token the control API requires", old="--control-token-file")
+    flags.network()
     return flags.parse(argv)
 
 
@@ -63,7 +65,7 @@ async def serve(args: argparse.Namespace) -> int:
     limits = ServerLimits(
         name=args.name, max_body_bytes=args.max_body, keepalive_timeout_s=args.idle_timeout
     )
-    http = HttpServer(gateway, limits)
+    http = HttpServer(delayed(gateway, args.network), limits)
     await http.listen(*args.listen)
     control_host, control_port = args.control_listen
     control = await asgi.start(control_app(gateway, token), control_host, control_port)

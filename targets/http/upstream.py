@@ -310,8 +310,10 @@ class UpstreamPool:
         max_connections: int = 256,
         connect_timeout_s: float = 2.0,
         idle_timeout_s: float = 30.0,
+        source: str | None = None,
     ) -> None:
         self.host = host
+        self.source = None if source is None else (source, 0)  # the local address to bind
         self.port = port
         self.max_connections = max_connections
         self.connect_timeout_s = connect_timeout_s
@@ -383,7 +385,9 @@ class UpstreamPool:
         self._connecting += 1
         try:
             _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: UpstreamConnection(self), self.host, self.port),
+                loop.create_connection(
+                    lambda: UpstreamConnection(self), self.host, self.port, local_addr=self.source
+                ),
                 self.connect_timeout_s,
             )
         except TimeoutError:

@@ -129,3 +129,43 @@ async def test_record_change_is_seen_once_the_ttl_runs_out(tmp_path):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
         assert proc.read_stdout() == ""  # exactly one line on stdout
+
+
+async def test_latency_records_answer_by_the_querys_source_address(tmp_path):
+    """The real process: a client querying from an address in region eu's subnet gets the eu
+    edge, one in ap (no edge of its own) the nearest, and the answers are counted per region."""
+    regions = {
+        "regions": ["us", "eu", "ap"],
+        "rtt_ms": {
+            "us": {"us": 4, "eu": 80, "ap": 200},
+            "eu": {"eu": 4, "ap": 120},
+            "ap": {"ap": 4},
+        },
+    }
+    zone = {
+        "zone": "lab.",
+        "regions": regions,
+        "records": [
+            {"name": "cdn.lab.", "set_id": r, "region": r, "values": [f"127.200.0.{i}"]}
+            for i, r in ((1, "us"), (2, "eu"))
+        ],
+    }
+    with start_target(
+        "targets.dns", "--zone-file", write_zone(tmp_path, zone), log=tmp_path / "stderr.log"
+    ) as proc:
+        host, _, port = proc.ready["address"].rpartition(":")
+        server = (host, int(port))
+        answers = {
+            region: await asyncio.to_thread(
+                CachingResolver(server, timeout_s=5, source=source).resolve, "cdn.lab"
+            )
+            for region, source in (("us", None), ("eu", "127.101.0.1"), ("ap", "127.102.0.9"))
+        }
+        assert answers == {"us": "127.200.0.1", "eu": "127.200.0.2", "ap": "127.200.0.2"}
+        chost, _, cport = proc.ready["control"].rpartition(":")
+        await fetch(chost, int(cport), "GET", "/metrics", timeout_s=10)  # each series born at 0
+        metrics = (await fetch(chost, int(cport), "GET", "/metrics", timeout_s=10)).body.decode()
+        for region, set_id in (("us", "us"), ("eu", "eu"), ("ap", "eu")):
+            labels = f'name="cdn.lab.",region="{region}",set_id="{set_id}"'
+            assert f"dns_region_answers_total{{{labels}}} 1.0" in metrics
+        assert 'dns_region_answers_total{name="cdn.lab.",region="ap",set_id="us"} 0.0' in metrics
