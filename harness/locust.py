@@ -67,6 +67,7 @@ class LocustPlan:
     dns: tuple[str, int] | None = None
     """The lab's DNS server, for users that resolve service names (RUSHLAB_DNS)."""
     poison_rate: float = 0.0
+    regions: Mapping[str, tuple[str, float]] = field(default_factory=dict)
     """Share of payments whose receipt email always fails (RUSHLAB_POISON_RATE)."""
     release_file: Path | None = None
     """When set, each process holds its test for Prometheus's first scrapes and stays after it
@@ -218,6 +219,7 @@ def build_commands(plan: LocustPlan, run_dir: Path, ports: LocustPorts) -> list[
         ),
         dns=plan.dns,
         poison_rate=plan.poison_rate,
+        regions=plan.regions,
         release_file=str(plan.release_file.absolute()) if plan.release_file else None,
     )
     locust = [

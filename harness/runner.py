@@ -36,7 +36,7 @@ from chaos.actions import ChaosRequest
 from chaos.vocabulary import BY_NAME
 from dashboards.queries import metric_names
 from harness import slo
-from harness.components.entry import entry_points, resolver
+from harness.components.entry import client_regions, entry_points, resolver
 from harness.control import Controller, control_app
 from harness.errors import ChaosRefused
 from harness.locust import LocustHandles, LocustPlan, start_locust
@@ -77,8 +77,9 @@ async def _run(
     progress: Progress,
 ) -> RunResult:
     wait = scenario.load.wait_s or (0.5, 2.0)
+    load = scenario.load
     services, host = entry_points(
-        lab, side_by_side=scenario.load.side_by_side, via_dns=scenario.load.via_dns
+        lab, side_by_side=load.side_by_side, via_dns=load.via_dns, by_region=load.by_region
     )
     dns = resolver(lab)
     plan = LocustPlan(
@@ -96,6 +97,7 @@ async def _run(
         dns=parse_hostport(dns, flag="dns") if scenario.load.via_dns and dns else None,
         poison_rate=scenario.load.poison_rate,
         release_file=lab.run_dir / "locust.release",
+        regions=client_regions(lab) if load.by_region else {},
     )
     lab.scrape(f"127.0.0.1:{control_port}", role="harness", instance="harness")
     await lab.start_autoscalers(("127.0.0.1", control_port))

@@ -39,7 +39,7 @@ from pydantic import (
 )
 
 from chaos.vocabulary import ACTIONS, ALIVE, BY_NAME, NAMES, ActionSpec
-from harness.components.entry import resolvable
+from harness.components.entry import nearest_edge, resolvable
 from harness.errors import InputError
 from harness.promql import SCRAPE_INTERVAL_S
 from harness.topology import DEFAULT_TOPOLOGY, Topology, load_topology
@@ -83,16 +83,18 @@ class Load(_Strict):
     (the same reader against every service, users split evenly: designs side by side), `pay`
     (the same, paying: payment services side by side), `noisy` (the customers plus one
     client flooding the orders route), `cdn` (readers of the shop's hot catalogue page
-    through each CDN edge and, as `origin`, straight at the gateway) or `browse` (the same
-    sides, shoppers reading pages, images and their own account page). `poison_rate`: the
-    share of payments whose receipt email the provider always refuses (poison messages,
-    for the dead-letter queue).
+    through each CDN edge and, as `origin`, straight at the gateway), `browse` (the same
+    sides, shoppers reading pages, images and their own account page) or `regions`
+    (catalogue readers in each of the topology's client regions, sending from the region's
+    address to the nearest edge by the lab's DNS: needs `via_dns` and a record via edges).
+    `poison_rate`: the share of payments whose receipt email the provider always refuses
+    (poison messages, for the dead-letter queue).
     `via_dns`: users reach the services the topology's DNS records name by those names,
     resolved through the lab's DNS server and cached for their TTL.
     """
 
     stages: list[Stage] = Field(min_length=1)
-    locustfile: Literal["shop", "compare", "pay", "noisy", "cdn", "browse"] = "shop"
+    locustfile: Literal["shop", "compare", "pay", "noisy", "cdn", "browse", "regions"] = "shop"
     via_dns: bool = False
     poison_rate: float = Field(default=0.0, ge=0, le=1)
     workers: int = Field(default=0, ge=0, le=256)  # Locust worker processes; 0: one process
@@ -114,6 +116,11 @@ class Load(_Strict):
     def side_by_side(self) -> bool:
         """Users split between the services (one class each), not shop customers."""
         return self.locustfile in ("compare", "pay", "cdn", "browse")
+
+    @property
+    def by_region(self) -> bool:
+        """Users in the topology's client regions, reaching the nearest CDN edge."""
+        return self.locustfile == "regions"
 
     @property
     def locustfile_path(self) -> Path:
@@ -350,6 +357,13 @@ def check_scenario(scenario: Scenario, topology: Topology) -> list[tuple[Loc, st
     end = scenario.duration_s
     groups = topology.shapes()
     services = sorted(groups)
+    if scenario.load.by_region and not (scenario.load.via_dns and nearest_edge(topology)):
+        problems.append(
+            (
+                ("load", "locustfile"),
+                "regions users need via_dns and a dns record via edges (the nearest edge)",
+            )
+        )
     if scenario.load.via_dns and not resolvable(topology):
         problems.append(
             (("load", "via_dns"), f"topology {topology.name!r} has no dns records to resolve")

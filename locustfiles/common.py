@@ -122,17 +122,19 @@ class Endpoint:
 
     With `dns` (RUSHLAB_DNS) and a host name in the URL (`http://shop.lab:4001`), the user
     resolves it through that DNS server and keeps the answer for its TTL (one cache per user,
-    like a browser), then connects to that address with the name in `Host`. Otherwise the URL
-    as is.
+    like a browser), then connects to that address with the name in `Host`; queries come
+    from `source` when given (a region's address). Otherwise the URL as is.
     """
 
-    def __init__(self, base_url: str, dns: tuple[str, int] | None = None) -> None:
+    def __init__(
+        self, base_url: str, dns: tuple[str, int] | None = None, source: str | None = None
+    ) -> None:
         parts = urlsplit(base_url)
         self.base_url = base_url
         self.scheme, self.netloc = parts.scheme, parts.netloc
         self.hostname, self.port = parts.hostname or "", parts.port
         by_name = dns is not None and _is_name(self.hostname)
-        self.resolver = CachingResolver(dns) if dns is not None and by_name else None
+        self.resolver = CachingResolver(dns, source=source) if dns and by_name else None
 
     def url(self, path: str) -> tuple[str, dict[str, str]]:
         """The absolute URL for `path` and the headers it needs; ResolveError when the name

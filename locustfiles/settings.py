@@ -19,6 +19,10 @@ import: the harness and pytest use it too).
 - `RUSHLAB_DNS`: `HOST:PORT` of the lab's DNS server; when set, users that support it
   (`locustfiles/compare.py`) resolve service host names through it, caching each answer for
   its TTL as a real client does.
+- `RUSHLAB_REGIONS`: JSON object, client region -> `[source address, share of users]`, e.g.
+  `{"eu-west": ["127.101.0.1", 1], "ap-south": ["127.102.0.1", 0.5]}`: users of a region
+  send from its address (`locustfiles/regions.py`; the lab's network and DNS place them by
+  it, targets/http/netem.py).
 - `RUSHLAB_POISON_RATE`: share (0..1) of payments whose receipt email the mail provider always
   refuses (a "poison" message: it ends in the dead-letter queue). Default 0.
 - `RUSHLAB_RELEASE_FILE`: set by the scenario runner, whose verdicts need every count in
@@ -51,9 +55,10 @@ CONTROL_TOKEN_FILE = "RUSHLAB_CONTROL_TOKEN_FILE"  # noqa: S105  (a variable nam
 DNS = "RUSHLAB_DNS"
 POISON_RATE = "RUSHLAB_POISON_RATE"
 RELEASE_FILE = "RUSHLAB_RELEASE_FILE"
+REGIONS = "RUSHLAB_REGIONS"
 ALL = (
     SERVICES, STAGES, WAIT_S, TIMEOUT_S, METRICS_PORT, CONTROL_URL, CONTROL_TOKEN_FILE, DNS,
-    POISON_RATE, RELEASE_FILE,
+    POISON_RATE, RELEASE_FILE, REGIONS,
 )  # fmt: skip
 
 DEFAULT_WAIT_S = (0.5, 2.0)
@@ -76,6 +81,7 @@ class Settings:
     dns: tuple[str, int] | None = None
     poison_rate: float = 0.0
     release_file: str | None = None
+    regions: Mapping[str, tuple[str, float]] = field(default_factory=dict)
 
 
 def base_url(value: Any, *, where: str) -> str:
@@ -102,6 +108,22 @@ def _services(text: str) -> dict[str, str]:
     if not isinstance(raw, dict):
         raise SettingsError(f"{SERVICES}: expected a JSON object of service name -> base URL")
     return {str(name): base_url(url, where=f"{SERVICES}[{name!r}]") for name, url in raw.items()}
+
+
+def _regions(text: str) -> dict[str, tuple[str, float]]:
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"{REGIONS}: not JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{REGIONS}: expected a JSON object of region -> [address, share]")
+    out: dict[str, tuple[str, float]] = {}
+    for region, value in raw.items():
+        ok = isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
+        if not ok or not isinstance(value[1], int | float) or not value[1] > 0:
+            raise SettingsError(f"{REGIONS}[{region!r}]: expected [address, share > 0]")
+        out[str(region)] = (value[0], float(value[1]))
+    return out
 
 
 def _wait(text: str) -> tuple[float, float]:
@@ -177,6 +199,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         dns=_dns(dns) if (dns := get(DNS)) is not None else None,
         poison_rate=_share(poison, POISON_RATE) if (poison := get(POISON_RATE)) else 0.0,
         release_file=get(RELEASE_FILE),
+        regions=_regions(regions) if (regions := get(REGIONS)) is not None else {},
     )
 
 
@@ -201,4 +224,6 @@ def to_environ(settings: Settings) -> dict[str, str]:
         env[POISON_RATE] = repr(settings.poison_rate)
     if settings.release_file is not None:
         env[RELEASE_FILE] = settings.release_file
+    if settings.regions:
+        env[REGIONS] = json.dumps({r: list(v) for r, v in settings.regions.items()})
     return env

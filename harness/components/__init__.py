@@ -16,11 +16,13 @@ from harness.components.gateway import Gateway
 from harness.components.providers import Providers
 from harness.components.push import PushConsumers
 from harness.components.queue import Queues
+from harness.components.regions import RegionsPart
 from harness.components.services import Services
 from harness.components.topics import Topics
 from harness.components.workers import Workers
 
 COMPONENTS: tuple[type[Component], ...] = (
+    RegionsPart,
     Clients,
     Queues,
     Providers,
@@ -33,7 +35,8 @@ COMPONENTS: tuple[type[Component], ...] = (
     Workers,
     Autoscalers,
 )
-"""Start order: a kind may use what every kind before it started (the gateway aims at the
+"""Start order: a kind may use what every kind before it started (the regions' network file
+first, for the gateway and the edges; the gateway aims at the
 services' load balancers, the workers at the queue and the providers; the topics push to
 the push consumers and deliver to the queue, the payments publish to the topics; the CDN
 edges fetch from the gateway or a load balancer)."""

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 from pydantic import Field, model_validator
 
-from harness.components import gateway, services
+from harness.components import edges, gateway, regions, services
 from harness.components.base import Problem, Singleton, Strict, unknown
 
 if TYPE_CHECKING:
@@ -51,18 +51,23 @@ class DnsRecordSpec(Strict):
     """
 
     name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,30}$")  # relative to the zone
-    service: str | None = None  # required, except via gateway
-    via: Literal["load_balancer", "servers", "gateway"] = "load_balancer"
-    policy: Literal["simple", "weighted", "failover"] = "simple"
+    service: str | None = None  # required, except via gateway or edges
+    via: Literal["load_balancer", "servers", "gateway", "edges"] = "load_balancer"
+    policy: Literal["simple", "weighted", "failover", "latency"] = "simple"
     ttl_s: int = Field(default=60, ge=0, le=86_400)
     health: DnsHealthSpec = DnsHealthSpec()
+    health_checks: bool = True  # routed records: withdraw what fails its checks
 
     @model_validator(mode="after")
     def _one_address_behind_a_load_balancer(self) -> DnsRecordSpec:
-        if self.via != "servers" and self.policy != "simple":
+        if self.via in ("load_balancer", "gateway") and self.policy != "simple":
             raise ValueError(f"via {self.via} is one address: it takes policy simple")
-        if (self.service is None) != (self.via == "gateway"):
-            raise ValueError("give the service, except for a record via gateway (which has none)")
+        if (self.via == "edges") != (self.policy == "latency"):
+            raise ValueError("via edges takes policy latency (the nearest edge), and only it")
+        if (self.service is None) != (self.via in ("gateway", "edges")):
+            raise ValueError(
+                "give the service, except for a record via gateway or edges (which have none)"
+            )
         return self
 
 
@@ -87,12 +92,25 @@ def zone_file(
     load_balancers: Mapping[str, Address],
     servers: Mapping[str, Sequence[tuple[str, Address]]],
     gateway: Address | None = None,
+    *,
+    edges: Mapping[str, tuple[Address, str | None]] | None = None,
+    network: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The zone as JSON: `servers[service]` lists (instance name, address) in instance order."""
+    """The zone as JSON: `servers[service]` lists (instance name, address) in instance order,
+    `edges[name]` each edge's address and region, `network` the regions' JSON."""
     records: list[dict[str, Any]] = []
     checks: list[dict[str, Any]] = []
     for spec in dns.records:
         name = fqdn(dns, spec) + "."
+        if spec.via == "edges":
+            for edge, ((host, port), region) in (edges or {}).items():
+                nearest = {"name": name, "ttl": spec.ttl_s, "set_id": edge, "values": [host]}
+                nearest["region"] = region
+                if spec.health_checks:
+                    checks.append(_check(f"{spec.name}-{edge}", host, port, EDGE_HEALTH, spec))
+                    nearest["health_check"] = checks[-1]["id"]
+                records.append(nearest)
+            continue
         if spec.via != "servers":
             entry = gateway if spec.via == "gateway" else load_balancers[spec.service or ""]
             if entry is None:
@@ -107,32 +125,38 @@ def zone_file(
         if spec.policy == "failover":
             members = members[:2]
         for i, (instance, (host, port)) in enumerate(members):
-            check = f"{spec.name}-{instance}"
-            checks.append(
-                {
-                    "id": check,
-                    "host": host,
-                    "port": port,
-                    "path": "/health",
-                    "interval_s": spec.health.interval_s,
-                    "timeout_s": spec.health.timeout_s,
-                    "failure_threshold": spec.health.failure_threshold,
-                    "success_threshold": spec.health.success_threshold,
-                }
-            )
+            checks.append(_check(f"{spec.name}-{instance}", host, port, "/health", spec))
             record: dict[str, Any] = {
                 "name": name,
                 "ttl": spec.ttl_s,
                 "set_id": instance,
                 "values": [host],
-                "health_check": check,
+                "health_check": checks[-1]["id"],
             }
             if spec.policy == "weighted":
                 record["weight"] = 1
             else:
                 record["failover"] = "PRIMARY" if i == 0 else "SECONDARY"
             records.append(record)
-    return {"zone": f"{dns.zone}.", "records": records, "health_checks": checks}
+    zone = {"zone": f"{dns.zone}.", "records": records, "health_checks": checks}
+    return zone if network is None else zone | {"regions": network}
+
+
+EDGE_HEALTH = "/_edge/health"
+
+
+def _check(check: str, host: str, port: int, path: str, spec: DnsRecordSpec) -> dict[str, Any]:
+    """A Route 53-style health check of one record's address, by the record's settings."""
+    return {
+        "id": check,
+        "host": host,
+        "port": port,
+        "path": path,
+        "interval_s": spec.health.interval_s,
+        "timeout_s": spec.health.timeout_s,
+        "failure_threshold": spec.health.failure_threshold,
+        "success_threshold": spec.health.success_threshold,
+    }
 
 
 class Dns(Singleton):
@@ -162,6 +186,12 @@ class Dns(Singleton):
                     problems.append(
                         ((*where, "via"), "via gateway, but the topology has no gateway")
                     )
+                continue
+            if record.via == "edges":
+                if not topology.spec(edges.Edges):
+                    problems.append(((*where, "via"), "via edges, but the topology has no edges"))
+                elif regions.spec_of(topology) is None:
+                    problems.append(((*where, "policy"), "latency needs the topology's regions"))
                 continue
             service = known.get(record.service or "")
             if service is None:
@@ -197,7 +227,17 @@ class Dns(Singleton):
         lbs = {name: lab.address for name, lab in part.labs.items()}
         front = self.lab.part(gateway.Gateway).child
         path = self.lab.run_dir / "dns-zone.json"
-        zone = zone_file(spec, lbs, servers, front.address() if front else None)
+        cdn = self.lab.part(edges.Edges)
+        by_edge = {n: (a, cdn.region(n)) for n, a in cdn.addresses().items()}
+        network = regions.spec_of(self.lab.topology)
+        zone = zone_file(
+            spec,
+            lbs,
+            servers,
+            front.address() if front else None,
+            edges=by_edge,
+            network=None if network is None else network.regions().to_json(),
+        )
         path.write_text(json.dumps(zone, indent=2))
         self.child = await self.lab.supervisor.spawn(
             NAME,
@@ -215,7 +255,11 @@ class Dns(Singleton):
         labs = self.lab.part(services.Services).labs
         front = self.lab.part(gateway.Gateway).child
         urls: dict[str, str] = {}
+        cdn = self.lab.part(edges.Edges)
         for record in spec.records:
+            if record.via == "edges":  # the nearest edge, as `cdn` (one name for the edges)
+                urls["cdn"] = f"http://{fqdn(spec, record)}:{cdn.port}"
+                continue
             if record.service is None:  # via gateway
                 if front is not None:
                     urls["gateway"] = f"http://{fqdn(spec, record)}:{front.address()[1]}"

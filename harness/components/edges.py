@@ -11,13 +11,14 @@ Prometheus scrapes `/_edge/metrics` as `service=<name>`, `role=edge`, `instance=
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 from pydantic import Field, model_validator
 
-from harness.components import cdn_queries, gateway, services
+from harness.components import cdn_queries, gateway, regions, services
 from harness.components.base import (
     Component,
     Group,
@@ -51,6 +52,7 @@ class EdgeSpec(Strict):
     origin_timeout_s: float = Field(default=10, gt=0, le=180)
     cache_query: Literal["none", "all", "allow-list"] = "none"
     query_names: list[str] = Field(default_factory=list)
+    region: str | None = None  # where it is (the topology's regions: components/regions.py)
 
     @model_validator(mode="after")
     def _ttls_in_order(self) -> EdgeSpec:
@@ -112,13 +114,15 @@ class Edges(Component):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.by_name: dict[str, Group] = {}
-        self.ports: dict[str, int] = {}
+        self.hosts: dict[str, str] = {}
+        self.port = 0
 
     @classmethod
     def check(cls, topology: Topology) -> list[Problem]:
         known = services.specs(topology)
         problems: list[Problem] = []
         for name, spec in specs(topology).items():
+            problems += regions.check_region(topology, ("edges", name, "region"), spec.region)
             where = ("edges", name, "origin")
             if spec.origin == GATEWAY:
                 if gateway.spec_of(topology) is None:
@@ -137,6 +141,7 @@ class Edges(Component):
         return _plots() if specs(topology) else []
 
     async def start(self) -> None:
+        self.port = common_port(len(specs(self.lab.topology)))
         for name, spec in specs(self.lab.topology).items():
             group = self.by_name[name] = self._group(name, spec)
             await group.launch(f"{name}-1")
@@ -149,13 +154,15 @@ class Edges(Component):
         return self.lab.part(services.Services).labs[spec.origin].address
 
     def _group(self, name: str, spec: EdgeSpec) -> Group:
-        port = self.ports[name] = free_port()  # fixed: a restarted edge comes back there
+        # fixed: a restarted edge comes back where its clients (and DNS answers) point
+        host = self.hosts[name] = edge_host(len(self.hosts))
         supervisor = self.lab.supervisor
         fixed = [
-            f"--listen=127.0.0.1:{port}",
+            f"--listen={host}:{self.port}",
             "--origin={}:{}".format(*self._origin(spec)),
             f"--token-file={self.lab.token_file}",
             *spec.args(),
+            *self.lab.part(regions.RegionsPart).args(spec.region),
         ]
 
         async def boot(instance: str, slots: int | None) -> Instance:
@@ -169,7 +176,14 @@ class Edges(Component):
 
     def url(self, name: str) -> str:
         """Where edge `name` serves viewers (fixed for the lab's life)."""
-        return f"http://127.0.0.1:{self.ports[name]}"
+        return f"http://{self.hosts[name]}:{self.port}"
+
+    def addresses(self) -> dict[str, tuple[str, int]]:
+        """Each edge's viewer address, by edge name (what a DNS record of the edges answers)."""
+        return {name: (host, self.port) for name, host in self.hosts.items()}
+
+    def region(self, name: str) -> str | None:
+        return specs(self.lab.topology)[name].region
 
     def entry_urls(self) -> dict[str, str]:
         """Each edge's base URL, by edge name: where clients of the CDN go."""
@@ -185,6 +199,30 @@ class Edges(Component):
 
     def urls(self) -> dict[str, str]:
         return {f"edge {name}": url + "/" for name, url in self.entry_urls().items()}
+
+
+def edge_host(index: int) -> str:
+    """The loopback address of the `index`-th edge: each its own, one port for all, so a DNS
+    answer (an address) picks the edge."""
+    return f"127.200.0.{index + 1}"
+
+
+def common_port(edges: int) -> int:
+    """A port free on every edge's address."""
+    for _ in range(50):
+        port = free_port(edge_host(0))
+        if all(_free(edge_host(i), port) for i in range(1, edges)):
+            return port
+    raise RuntimeError("no port free on every edge address")
+
+
+def _free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 async def invalidate_all(token: str, instance: Instance, _: Mapping[str, float]) -> str:

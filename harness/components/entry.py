@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from harness.components.dns import Dns
+from harness.components import regions
+from harness.components.dns import Dns, DnsSpec
 from harness.components.edges import Edges
 from harness.components.gateway import Gateway
 from harness.components.services import Services
@@ -20,8 +21,20 @@ def resolvable(topology: Topology) -> bool:
     return topology.spec(Dns) is not None
 
 
+def nearest_edge(topology: Topology) -> bool:
+    """Whether a DNS record answers the nearest CDN edge (latency routing via edges)."""
+    spec = topology.spec(Dns)
+    return isinstance(spec, DnsSpec) and any(r.via == "edges" for r in spec.records)
+
+
+def client_regions(lab: LabRuntime) -> dict[str, tuple[str, float]]:
+    """Each client region's source address and share of the users (none without regions)."""
+    spec = regions.spec_of(lab.topology)
+    return {} if spec is None else spec.client_sources()
+
+
 def entry_points(
-    lab: LabRuntime, *, side_by_side: bool = False, via_dns: bool = False
+    lab: LabRuntime, *, side_by_side: bool = False, via_dns: bool = False, by_region: bool = False
 ) -> tuple[dict[str, str], str | None]:
     """Where load generators send requests: (name -> base URL, Locust's --host).
 
@@ -30,12 +43,15 @@ def entry_points(
     prefix (routes compared, e.g. one per rate-limit algorithm), else every service. The
     others go through the API gateway when one runs (relative paths on `--host`), else
     straight to each load balancer. With `via_dns`, by DNS name where a record gives one.
+    Users `by_region` get `cdn`, the name that answers each region its nearest edge.
     """
     urls = lab.part(Services).entry_urls()
     if via_dns:
         urls |= lab.part(Dns).names()
     front = lab.part(Gateway)
     gateway = urls.pop("gateway", None) or front.url
+    if by_region:
+        return {"cdn": urls["cdn"]}, gateway
     if gateway is None:
         return urls, None
     if not side_by_side:

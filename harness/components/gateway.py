@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from harness.components import services
 from harness.components.base import Problem, Singleton, unknown
+from harness.components.regions import RegionsPart
 from harness.promql import RATE, Line, PlotQuery, quantile, summed
 from targets.gateway.config import GatewaySpec, gateway_file
 
@@ -87,7 +88,11 @@ class Gateway(Singleton):
             NAME,
             "gateway",
             "targets.gateway",
-            [f"--config={path}", f"--token-file={self.lab.token_file}"],
+            [
+                f"--config={path}",
+                f"--token-file={self.lab.token_file}",
+                *self.lab.part(RegionsPart).origin_args(),
+            ],
         )
 
     @property

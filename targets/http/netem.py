@@ -27,14 +27,15 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-if TYPE_CHECKING:  # the data of this module needs no HTTP engine (the DNS server reads it)
+from targets.http.server import Handler, ResponseWriter, fail_handler
+
+if TYPE_CHECKING:
     from targets.http.messages import Request
-    from targets.http.server import Handler, ResponseWriter
 
 FIRST_OCTET: Final = 100  # region i's clients: 127.(100+i).0.0/16
 MAX_REGIONS: Final = 100
@@ -196,16 +197,31 @@ class Network:
 
 def delayed(handler: Handler, network: Network | None) -> Handler:
     """`handler`, after each request's round trip from its client's region (`handler`
-    itself without a network)."""
+    itself without a network). The wait is a timer, not a task: a handler that answers from
+    callbacks stays one, and one that returns a coroutine continues as a task."""
     if network is None:
         return handler
+    loop: asyncio.AbstractEventLoop | None = None
 
-    async def run(request: Request, writer: ResponseWriter) -> None:
+    def run(request: Request, writer: ResponseWriter) -> Awaitable[None] | None:
+        nonlocal loop
         delay = network.delay_s(request.client[0])
-        if delay > 0:
-            await asyncio.sleep(delay)
-        pending = handler(request, writer)
+        if delay <= 0:
+            return handler(request, writer)
+        if loop is None:
+            loop = asyncio.get_running_loop()
+        loop.call_later(delay, _go, request, writer)
+        return None
+
+    def _go(request: Request, writer: ResponseWriter) -> None:
+        if writer.finished:  # the client went away meanwhile
+            return
+        try:
+            pending = handler(request, writer)
+        except Exception as exc:  # as the engine does for a handler it calls itself
+            fail_handler(exc, writer)
+            return
         if pending is not None:
-            await pending
+            writer.continue_in(pending)
 
     return run

@@ -212,6 +212,22 @@ class ResponseWriter:
         self.send(status, [(b"content-type", b"application/json")], body)
 
 
+def fail_handler(exc: Exception, writer: ResponseWriter) -> None:
+    """A handler raised `exc`: its `HttpError`'s answer, else a 500 (logged), if nothing was
+    sent yet; a response already started is aborted."""
+    if isinstance(exc, HttpError):
+        if not writer.started:
+            writer.keep_alive = False
+            writer.send_error(exc.status, exc.error, exc.detail)
+    elif not isinstance(exc, ConnectionError):
+        request = writer.request
+        log.error("handler failed on %s", request and request.path, exc_info=exc)
+        if not writer.started:
+            writer.send_error(500, "handler_failed", "the request handler raised an error")
+    if not writer.finished:
+        writer.abort()
+
+
 class _Connection(asyncio.Protocol):
     """One client connection: parses requests, runs them in order, keeps alive or closes."""
 
@@ -432,17 +448,7 @@ class _Connection(asyncio.Protocol):
             writer.abort()  # the handler returned without completing its response
 
     def _handler_failed(self, exc: Exception, writer: ResponseWriter) -> None:
-        if isinstance(exc, HttpError):
-            if not writer.started:
-                writer.keep_alive = False
-                writer.send_error(exc.status, exc.error, exc.detail)
-        elif not isinstance(exc, ConnectionError):
-            request = writer.request
-            log.error("handler failed on %s", request and request.path, exc_info=exc)
-            if not writer.started:
-                writer.send_error(500, "handler_failed", "the request handler raised an error")
-        if not writer.finished:
-            writer.abort()
+        fail_handler(exc, writer)
 
     def response_done(self, writer: ResponseWriter) -> None:
         """The writer ended its response: keep alive for the next request, or close."""

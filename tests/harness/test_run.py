@@ -169,6 +169,20 @@ BROKEN: dict[str, tuple[str, list[dict[str, Any]], Patch, set[str], set[str]]] =
         {"whatsapp-queue-grows", "whatsapp-queue-ages"},
         {"emails-keep-their-latency", "whatsapp-catches-up"},
     ),
+    "regions-catalogue-sent-private": (
+        "cold-vs-warm-by-region",
+        [],
+        {("services", "orders", "content", "catalogue_private"): True},
+        {"warm-edges-hit", "near-regions-are-near"},
+        {"nearest-edge-by-region", "far-region-pays-the-distance", "nothing-fails"},
+    ),
+    "latency-dns-without-health-checks": (
+        "edge-failover",
+        [{"at_s": 15, "action": "kill", "service": "edge-eu"}],
+        {("dns", "records", 0, "health_checks"): False},
+        {"dns-withdraws-the-dead-edge", "nothing-fails-after-ttl-plus-checks"},
+        {"eu-fails-while-it-holds-the-answer", "us-east-never-fails"},
+    ),
     "catalogue-max-age-zero": (
         "flash-crowd",
         [],

@@ -106,6 +106,8 @@ def test_the_documented_scenarios_ship() -> None:
         "flash-crowd",
         "origin-down",
         "invalidation-mid-rush",
+        "cold-vs-warm-by-region",
+        "edge-failover",
     }
 
 
@@ -121,7 +123,8 @@ def test_shipped_scenario_loads(path: Path) -> None:
     limited = system.gateway is not None and any(r.limits for r in system.gateway.routes)
     autoscaled = any(s.autoscaling for s in system.services.values())
     queued = bool(system.queues)  # the queue scenarios compare designs or poison the flow
-    crowded = scenario.load.locustfile == "cdn"  # a flash crowd: the rush is what happens
+    # a flash crowd, or cold edges warming: the load itself is what happens
+    crowded = scenario.load.locustfile in ("cdn", "regions")
     assert scenario.chaos or autoscaled or limited or queued or crowded  # something happens
     assert scenario.slos
     assert scenario.system.name in {p.stem for p in SHIPPED_TOPOLOGIES}

@@ -28,9 +28,7 @@ def test_the_source_address_tells_the_region():
     names = ("us", "eu")
     assert (source(0), source(1), source(1, 300)) == ("127.100.0.1", "127.101.0.1", "127.101.1.44")
     assert [region_of(ip, names) for ip in ("127.100.0.9", "127.101.3.4")] == ["us", "eu"]
-    assert [region_of(ip, names) for ip in ("127.0.0.1", "127.102.0.1", "10.100.0.1")] == [
-        None
-    ] * 3
+    assert [region_of(ip, names) for ip in ("127.0.0.1", "127.102.0.1", "10.100.0.1")] == [None] * 3
 
 
 @pytest.mark.core
