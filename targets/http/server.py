@@ -138,23 +138,23 @@ class ResponseWriter:
         self.status = status
         no_body = head_only or status in (204, 304) or 100 <= status < 200
         self._has_body = not no_body
-        parts: list[bytes] = []
+        conn = self._conn
+        length = b""
         if content_length is not None:
             if status != 204 and status >= 200:
-                parts += (b"content-length: ", str(content_length).encode(), b"\r\n")
+                length = b"content-length: %d\r\n" % content_length
         elif not no_body:
-            if self._conn.http11:
+            if conn.http11:
                 self._chunked = True
-                parts.append(b"transfer-encoding: chunked\r\n")
+                length = b"transfer-encoding: chunked\r\n"
             else:
                 self.keep_alive = False
-        self.keep_alive = self.keep_alive and self._conn.may_keep_alive()
-        if not self.keep_alive:
-            parts.append(b"connection: close\r\n")
-        elif not self._conn.http11:
-            parts.append(b"connection: keep-alive\r\n")
-        parts.append(b"\r\n")
-        return b"".join(parts)
+        self.keep_alive = keep_alive = self.keep_alive and conn.may_keep_alive()
+        if not keep_alive:
+            return length + b"connection: close\r\n\r\n"
+        if not conn.http11:
+            return length + b"connection: keep-alive\r\n\r\n"
+        return length + b"\r\n"
 
     def write(self, data: bytes) -> None:
         if not data or not self._has_body:
