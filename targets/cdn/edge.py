@@ -4,8 +4,9 @@
 store.py) what to do and does the I/O:
 
 * **From the cache** (``Hit``, a cached error as ``Error``, stale-while-revalidate): answered
-  at once from the handler call, no task (the engine's fast path); a stale-while-revalidate
-  answer starts one background revalidation per key.
+  at once from the handler call, no task (the engine's fast path), in one write: the entry's
+  head is encoded at its first hit and kept with it (`_Stored`), ``Age`` filled in per hit; a
+  stale-while-revalidate answer starts one background revalidation per key.
 * **Miss / stale** (``FETCH`` / ``REVALIDATE``): collapsed per cache key (`Collapser`). The
   leader sends one GET to the origin (a HEAD viewer's miss too, so the entry gets its body;
   the viewer's own conditional and Range headers are not sent, the entry's validators are).
