@@ -4,8 +4,9 @@
 store.py) what to do and does the I/O:
 
 * **From the cache** (``Hit``, a cached error as ``Error``, stale-while-revalidate): answered
-  at once from the handler call, no task (the engine's fast path); a stale-while-revalidate
-  answer starts one background revalidation per key.
+  at once from the handler call, no task (the engine's fast path), in one write: the entry's
+  head is encoded at its first hit and kept with it (`_Stored`), ``Age`` filled in per hit; a
+  stale-while-revalidate answer starts one background revalidation per key.
 * **Miss / stale** (``FETCH`` / ``REVALIDATE``): collapsed per cache key (`Collapser`). The
   leader sends one GET to the origin (a HEAD viewer's miss too, so the entry gets its body;
   the viewer's own conditional and Range headers are not sent, the entry's validators are).
@@ -57,7 +58,7 @@ from targets.cdn.core import (
     Result,
     State,
     collapsing_enabled,
-    decide,
+    decide_cacheable,
     on_origin,
 )
 from targets.cdn.metrics import EdgeMetrics
@@ -71,7 +72,6 @@ from targets.cdn.policy import (
     joined_header,
 )
 from targets.cdn.policy import Headers as TextHeaders
-from targets.cdn.policy import Request as KeyRequest
 from targets.cdn.store import Collapser, Invalidations, LruStore, Passes
 from targets.http.messages import HOP_BY_HOP, Headers, Request, error_body
 from targets.http.proxy import response_headers, send_body, upstream_head
@@ -98,6 +98,7 @@ _NOT_SENT: Final = HOP_BY_HOP | {
 }
 _REPLACED: Final = frozenset({"x-cache", "via"})
 _JSON: Final = (("content-type", "application/json"),)
+_SERVE_AND_REVALIDATE: Final = Action.SERVE_STALE_AND_REVALIDATE  # bound once: see core._FRESH
 
 Waiter = asyncio.Future[Outcome | None]
 
@@ -133,6 +134,20 @@ class _Ask:
     started: float
 
 
+@dataclass(slots=True)
+class _Stored:
+    """What the store keeps for a key: the core's entry and, from its first hit on, the head
+    of its answers from the cache, encoded once (`Edge._head`). It goes with its entry
+    (replaced, evicted, invalidated), so the heads take no memory the store does not bound."""
+
+    entry: Entry
+    head: tuple[Result, bytes, bytes] | None = None
+
+    @property
+    def size(self) -> int:
+        return self.entry.size  # what the store counts: the entry (cdn_bytes_stored)
+
+
 def _text(headers: Headers) -> TextHeaders:
     return tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in headers)
 
@@ -146,7 +161,7 @@ class Edge:
         self.clock = clock  # wall-clock seconds: Expires and Date compare against it
         self.keys = config.keys
         self.ttls = config.ttls
-        self.store: LruStore[Entry] = LruStore(config.max_bytes)
+        self.store: LruStore[_Stored] = LruStore(config.max_bytes)
         self.collapser: Collapser[Waiter | None] = Collapser()
         self.passes = Passes()
         self.invalidations = Invalidations()
@@ -169,50 +184,66 @@ class Edge:
             return self._manage(request, writer)
         if request.method not in CACHEABLE_METHODS:
             return self._forward(request, writer, started)
-        key_request = self._key_request(request)
-        key = self.keys.request_key(key_request)
-        entry = self.store.get(key)
-        decision = decide(entry, key_request, self.clock())
-        ask = _Ask(request, writer, key, started)
-        if entry is not None and decision.result is not None:
-            self._from_cache(ask, entry, decision)
-            return None
-        return self._miss(ask, key_request)
+        key = self._key(request)
+        stored = self.store.get(key)
+        if stored is not None:  # the hit path: answered now, in one write, no task
+            now = self.clock()
+            decision = decide_cacheable(stored.entry, now)
+            if decision.result is not None:
+                self._from_cache(_Ask(request, writer, key, started), stored, decision, now)
+                return None
+        return self._miss(_Ask(request, writer, key, started))
 
-    def _key_request(self, request: Request) -> KeyRequest:
+    def _key(self, request: Request) -> str:
+        """The request's cache key (only what the key policy names is parsed)."""
+        keys = self.keys
+        if keys.path_only:
+            return keys.key(request.method, request.path)
         query: TextHeaders = ()
-        if self.keys.query is not QueryMode.NONE and request.query:
+        if keys.query is not QueryMode.NONE and request.query:
             query = tuple(parse_qsl(request.query, keep_blank_values=True))
-        headers = _text(request.headers) if self.keys.headers else ()
+        headers = _text(request.headers) if keys.headers else ()
         cookies: TextHeaders = ()
-        if self.keys.cookies:
+        if keys.cookies:
             raw = joined_header(_text(request.headers), "cookie") or ""
             pairs = (c.strip().partition("=") for c in raw.replace(",", ";").split(";"))
             cookies = tuple((n, v) for n, _, v in pairs if n)
-        return KeyRequest(request.method, request.path, query, headers, cookies)
+        return keys.key(request.method, request.path, query, headers, cookies)
 
-    def _from_cache(self, ask: _Ask, entry: Entry, decision: Decision) -> None:
-        assert decision.result is not None
+    def _from_cache(self, ask: _Ask, stored: _Stored, decision: Decision, now: float) -> None:
+        """Answer from the stored entry as `decision` (made at `now`: a result, an age) says."""
+        result, age = decision.result, decision.age
+        assert result is not None
+        assert age is not None
         assert ask.writer is not None
-        answer = Response(entry.status, entry.headers, entry.body)
-        self._send(
-            ask.request, ask.writer, answer, decision.result, age=decision.age, started=ask.started
+        entry = stored.entry
+        head = stored.head
+        if head is None or head[0] is not result:
+            head = stored.head = (result, *self._head(entry.headers, result))
+        ask.writer.send_encoded(
+            entry.status,
+            b"%b%d%b" % (head[1], int(age), head[2]),
+            entry.body,
+            head_only=ask.request.method == "HEAD",
         )
-        if decision.action is Action.SERVE_STALE_AND_REVALIDATE:
+        self.metrics.answered(result, time.perf_counter() - ask.started)
+        if decision.action is _SERVE_AND_REVALIDATE:
             self.metrics.stale.inc(("while_revalidate",))
             self._revalidate_later(ask, entry, decision)
-        elif entry.state(self.clock()) is State.STALE_IF_ERROR:
+        elif now < entry.hold_until and entry.state(now) is State.STALE_IF_ERROR:
             self.metrics.stale.inc(("if_error",))
 
-    async def _miss(self, ask: _Ask, key_request: KeyRequest) -> None:
+    async def _miss(self, ask: _Ask) -> None:
         """A request the cache cannot answer now: lead the origin fetch of its key, or wait."""
         key = ask.key
         for attempt in range(MAX_ATTEMPTS):
             # Decide and join in one step (no await between): one leader per key.
-            entry = self.store.get(key)
-            decision = decide(entry, key_request, self.clock())
-            if entry is not None and decision.result is not None:
-                self._from_cache(ask, entry, decision)
+            stored = self.store.get(key)
+            entry = None if stored is None else stored.entry
+            now = self.clock()
+            decision = decide_cacheable(entry, now)
+            if stored is not None and decision.result is not None:
+                self._from_cache(ask, stored, decision, now)
                 return
             alone = not self.collapse or self.passes.active(key, self.clock())
             if alone or attempt == MAX_ATTEMPTS - 1:
@@ -412,7 +443,7 @@ class Edge:
         )
         kept = outcome.entry
         if kept is not None and self.invalidations.admits(path, kept.requested_at):
-            self.store.put(key, kept)
+            self.store.put(key, _Stored(kept))
         else:
             self.store.delete(key)
         return outcome
@@ -450,6 +481,15 @@ class Edge:
         self.metrics.answered(result, time.perf_counter() - started)
 
     # -- answers ----------------------------------------------------------------------------
+    def _head(self, headers: TextHeaders, result: Result) -> tuple[bytes, bytes]:
+        """The header lines of every answer from the cache with these stored headers, encoded
+        once per entry: the lines up to ``age: ``, and those after its value (the engine adds
+        the framing). ``before + b"%d" % age + after`` is what `_answer_headers` gives."""
+        *kept, (age, _), via = self._answer_headers(headers, result, 0.0)
+        assert age == b"age"
+        before = b"".join(b"%b: %b\r\n" % line for line in kept)
+        return before + b"age: ", b"\r\n%b: %b\r\n" % via
+
     def _answer_headers(self, headers: TextHeaders, result: Result, age: float | None) -> Headers:
         """The stored or origin headers, with our X-Cache, Via and (for cached answers) Age."""
         replaced = _REPLACED if age is None else _REPLACED | {"age"}
@@ -554,7 +594,7 @@ class Edge:
             detail = "paths: " + str(exc).removeprefix("Paths: ")
             writer.send_json(400, {"error": error, "detail": detail})
             return
-        removed = self.store.delete_where(lambda e: made.matches(e.path))
+        removed = self.store.delete_where(lambda s: made.matches(s.entry.path))
         self.metrics.invalidations.inc(())
         self.metrics.invalidated.inc((), removed)
         writer.send_json(

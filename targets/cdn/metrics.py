@@ -13,12 +13,12 @@ sum(rate(cdn_requests_total[1m]))``; origin offload: ``cdn_origin_fetches_total`
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from targets.cdn.core import Entry, Result
+from targets.cdn.core import Result
 from targets.cdn.store import LruStore
 from targets.fastmetrics import BornAtZeroRegistry, FastCounter, FastHistogram
 from targets.http.upstream import UPSTREAM_REASONS
@@ -30,12 +30,13 @@ ORIGIN_OUTCOMES: Final = ("response", "not_modified", *UPSTREAM_REASONS)
 """How an origin request ended: a response (any status but 304), a 304, or no (complete)
 response, by the engine's reason (`targets.http.upstream`)."""
 STALE_REASONS: Final = ("while_revalidate", "if_error")
+_RESULT_LABELS: Final = {result: (result.value,) for result in Result}
 
 
 class StoreCollector(Collector):
     """The store's gauges and its eviction counter, read at scrape time."""
 
-    def __init__(self, store: LruStore[Entry]) -> None:
+    def __init__(self, store: LruStore[Any]) -> None:
         self.store = store
 
     def collect(self) -> Iterator[Metric]:
@@ -61,7 +62,7 @@ class StoreCollector(Collector):
 class EdgeMetrics:
     """Every family of one edge; `registry` is what ``/_edge/metrics`` exposes."""
 
-    def __init__(self, store: LruStore[Entry]) -> None:
+    def __init__(self, store: LruStore[Any]) -> None:
         self.requests = FastCounter(
             "cdn_requests_total",
             "Viewer requests answered, by X-Cache result (Hit, RefreshHit, Miss, Error).",
@@ -117,5 +118,6 @@ class EdgeMetrics:
             self.registry.register(collector)
 
     def answered(self, result: Result, seconds: float) -> None:
-        self.requests.inc((result.value,))
-        self.duration.observe((result.value,), seconds)
+        labels = _RESULT_LABELS[result]
+        self.requests.inc(labels)
+        self.duration.observe(labels, seconds)

@@ -71,6 +71,8 @@ _DIRECTIVE: Final = re.compile(
     r"""([!#$%&'*+\-.^_`|~0-9A-Za-z]+)(?:\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*)))?"""
 )
 _DELTA: Final = re.compile(r"\d+")
+_PLAIN_PATH: Final = re.compile(r"[A-Za-z0-9_.~/-]*")
+"""A path ``quote(path, safe="/")`` leaves as it is: only unreserved characters and '/'."""
 
 
 class CdnError(ValueError):
@@ -147,6 +149,8 @@ class KeyPolicy:
     query_names: frozenset[str] = frozenset()
     headers: frozenset[str] = frozenset()
     cookies: frozenset[str] = frozenset()
+    path_only: bool = field(init=False, repr=False, compare=False)
+    """Whether the key is the method and path alone (no query, header or cookie in it)."""
 
     def __post_init__(self) -> None:
         mode = as_enum(QueryMode, self.query, "query", InvalidPolicy)
@@ -162,6 +166,8 @@ class KeyPolicy:
         object.__setattr__(self, "query_names", frozenset(self.query_names))
         object.__setattr__(self, "headers", frozenset(h.lower() for h in self.headers))
         object.__setattr__(self, "cookies", frozenset(self.cookies))
+        only = not (mode is QueryMode.ALL or self.query_names or self.headers or self.cookies)
+        object.__setattr__(self, "path_only", only)
 
     def key(
         self,
@@ -175,7 +181,11 @@ class KeyPolicy:
         policy leaves out. Every part is percent-encoded, so distinct inputs never collide:
         ``GET /a/b?x=1&y=2 h:accept=text%2Fhtml c:session=abc``."""
         verb = method.upper()
-        parts = ["GET" if verb in CACHEABLE_METHODS else verb, quote(path, safe="/")]
+        verb = "GET" if verb in CACHEABLE_METHODS else verb
+        quoted = path if _PLAIN_PATH.fullmatch(path) else quote(path, safe="/")
+        if self.path_only:  # the hit path of the default policy: nothing else to look at
+            return f"{verb} {quoted}"
+        parts = [verb, quoted]
         if self.query is QueryMode.ALL:
             chosen = list(query_pairs)
         else:

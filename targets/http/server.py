@@ -124,31 +124,37 @@ class ResponseWriter:
         until the connection closes (HTTP/1.0). `head_only` is for responses without a body
         (HEAD, 204, 304) that still report the length the body would have.
         """
+        parts = [status_line(status)]
+        for name, value in headers:
+            parts += (name, b": ", value, b"\r\n")
+        parts.append(self._framing(status, content_length, head_only))
+        self._head = b"".join(parts)
+
+    def _framing(self, status: int, content_length: int | None, head_only: bool) -> bytes:
+        """Mark the response started; the framing and Connection lines that end its head."""
         if self.started:
             raise RuntimeError("response already started")
         self.started = True
         self.status = status
         no_body = head_only or status in (204, 304) or 100 <= status < 200
         self._has_body = not no_body
-        parts = [status_line(status)]
-        for name, value in headers:
-            parts += (name, b": ", value, b"\r\n")
+        conn = self._conn
+        length = b""
         if content_length is not None:
             if status != 204 and status >= 200:
-                parts += (b"content-length: ", str(content_length).encode(), b"\r\n")
+                length = b"content-length: %d\r\n" % content_length
         elif not no_body:
-            if self._conn.http11:
+            if conn.http11:
                 self._chunked = True
-                parts.append(b"transfer-encoding: chunked\r\n")
+                length = b"transfer-encoding: chunked\r\n"
             else:
                 self.keep_alive = False
-        self.keep_alive = self.keep_alive and self._conn.may_keep_alive()
-        if not self.keep_alive:
-            parts.append(b"connection: close\r\n")
-        elif not self._conn.http11:
-            parts.append(b"connection: keep-alive\r\n")
-        parts.append(b"\r\n")
-        self._head = b"".join(parts)
+        self.keep_alive = keep_alive = self.keep_alive and conn.may_keep_alive()
+        if not keep_alive:
+            return length + b"connection: close\r\n\r\n"
+        if not conn.http11:
+            return length + b"connection: keep-alive\r\n\r\n"
+        return length + b"\r\n"
 
     def write(self, data: bytes) -> None:
         if not data or not self._has_body:
@@ -199,6 +205,17 @@ class ResponseWriter:
 
     def send(self, status: int, headers: Headers, body: bytes = b"") -> None:
         self.start(status, headers, len(body))
+        self.write(body)
+        self.end()
+
+    def send_encoded(
+        self, status: int, fields: bytes, body: bytes = b"", *, head_only: bool = False
+    ) -> None:
+        """`send` with the header lines already encoded: `fields` is ``name: value\\r\\n``
+        lines, as `start` writes `headers`, without the framing and Connection ones (added
+        here as there). For a head made once and sent many times (a cache's hits); the
+        whole response goes out in one write."""
+        self._head = status_line(status) + fields + self._framing(status, len(body), head_only)
         self.write(body)
         self.end()
 
