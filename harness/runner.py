@@ -249,34 +249,40 @@ async def _judge(  # noqa: PLR0917 - the run's facts, gathered by _run
     async def series(expr: str, worst: str = "max") -> slo.Series:
         return _worst(await on_grid(expr), started, worst)
 
-    data = {s.expr: await series(s.expr, "max" if s.op == "<=" else "min") for s in scenario.slos}
-    down = {
-        s.expr: await _down_times(s.expr, prometheus, on_grid, run, started) for s in scenario.slos
-    }
-    verdicts = slo.evaluate(scenario.slos, data, events, run, down)
-    scrape_up = {}
-    for target in lab.scrape_targets():
-        if target.labels.get("role") in ("lb", "locust"):
-            name = target.labels.get("instance", target.address)
-            scrape_up[name] = await series(f'max(up{{instance="{name}"}})')
-    # Workers leave when the last stage ends: judge the connection count before that.
-    workers = [
-        p for p in await series("max(locust_workers)", "min") if p[0] < scenario.duration_s - 2
+    # Every query at once (Prometheus runs them side by side); results kept in their order.
+    slos = scenario.slos
+    watched = [
+        target.labels.get("instance", target.address)
+        for target in lab.scrape_targets()
+        if target.labels.get("role") in ("lb", "locust")
     ]
+    queries = standard_plots(lab.topology)
+    measured, down, up, (locust_workers, cpu), found = await asyncio.gather(
+        asyncio.gather(*(series(s.expr, "max" if s.op == "<=" else "min") for s in slos)),
+        asyncio.gather(*(_down_times(s.expr, prometheus, on_grid, run, started) for s in slos)),
+        asyncio.gather(*(series(f'max(up{{instance="{name}"}})') for name in watched)),
+        asyncio.gather(series("max(locust_workers)", "min"), series("max(locust_cpu_percent)")),
+        asyncio.gather(*(on_grid(line.expr) for query in queries for line in query.lines)),
+    )
+    data = {s.expr: points for s, points in zip(slos, measured, strict=True)}
+    down_at = {s.expr: times for s, times in zip(slos, down, strict=True)}
+    verdicts = slo.evaluate(slos, data, events, run, down_at)
+    scrape_up = dict(zip(watched, up, strict=True))
+    # Workers leave when the last stage ends: judge the connection count before that.
+    workers = [p for p in locust_workers if p[0] < scenario.duration_s - 2]
     problems = [
         *problems,
-        *slo.check_run(
-            await series("max(locust_cpu_percent)"), scenario.load.workers, workers, scrape_up
-        ),
+        *slo.check_run(cpu, scenario.load.workers, workers, scrape_up),
         *slo.no_data_problems(verdicts),
     ]
     plots = []
-    for query in standard_plots(lab.topology):
+    answers = iter(found)
+    for query in queries:
         lines: dict[str, slo.Series] = {}
         for line in query.lines:
-            for found in await on_grid(line.expr):
-                label = line.label.format_map(_Missing(found.labels))
-                lines[label] = [(t - started, v) for t, v in found.points]
+            for each in next(answers):
+                label = line.label.format_map(_Missing(each.labels))
+                lines[label] = [(t - started, v) for t, v in each.points]
         plots.append(Plot(query.title, query.unit, lines))
     return RunResult(
         scenario=scenario.name,
