@@ -1,7 +1,8 @@
 """Running a scenario: the lab, Prometheus and Locust up, the chaos timeline played on the load's
 clock, then the SLOs judged from Prometheus and the reports written.
 
-    load_scenario -> LabRuntime.start -> Prometheus (targets up) -> Locust (headless, stages)
+    load_scenario -> LabRuntime.start beside Prometheus -> every scrape target written
+        -> Locust (headless, stages) -> every target up
         -> t = 0 once Prometheus holds Locust's series at 0 -> chaos steps at their at_s
         -> Locust's test ends by itself -> the final scrape -> Locust released
         -> range queries on the run's grid -> slo.evaluate + slo.check_run -> RunResult
@@ -58,20 +59,38 @@ async def run_scenario(scenario: Scenario, run_dir: Path, progress: Progress = p
     """Run `scenario` for real; the result holds verdicts, problems, events and plots."""
     async with Supervisor(run_dir) as supervisor:
         lab = LabRuntime(scenario.system, supervisor, seed=scenario.seed)
-        progress(f"starting topology {scenario.system.name!r}")
-        await lab.start()
-        await lab.wait_healthy()
+        progress(f"starting topology {scenario.system.name!r} and Prometheus")
+        # Prometheus hands new targets to its scrapers only every 5 s, counted from its own
+        # start (harness/prometheus.py): started first, that clock runs while the topology
+        # boots. `_run` writes every target at once when the lab serves.
+        starting = asyncio.create_task(lab.start_prometheus())
+        try:
+            await lab.start()
+            await lab.wait_healthy()
+            prometheus = await starting
+        finally:
+            await _cancel(starting)
         controller = Controller(lab)
         control = await asgi.start(control_app(controller))
         try:
-            return await _run(scenario, lab, controller, control.port, progress)
+            return await _run(scenario, lab, prometheus, controller, control.port, progress)
         finally:
             await control.stop()
 
 
-async def _run(
+async def _cancel(task: asyncio.Task[Prometheus]) -> None:
+    """Cancel `task` unless done, and wait for it; its error, if any, is not the one raised
+    (whatever stopped the lab from starting is)."""
+    task.cancel()
+    await asyncio.wait([task])
+    if not task.cancelled():
+        task.exception()
+
+
+async def _run(  # noqa: PLR0917 - what run_scenario started
     scenario: Scenario,
     lab: LabRuntime,
+    prometheus: Prometheus,
     controller: Controller,
     control_port: int,
     progress: Progress,
@@ -104,11 +123,9 @@ async def _run(
     for i, port in enumerate((plan.metrics_port, *plan.worker_metrics_ports)):
         name = "locust" if i == 0 else f"locust-worker-{i}"
         lab.scrape(f"127.0.0.1:{port}", service="load", role="locust", instance=name)
-    prometheus = await lab.start_prometheus()
-    lab_targets = len(lab.scrape_targets()) - 1 - scenario.load.workers
-    progress(f"prometheus at {prometheus.url}; waiting for {lab_targets} scrape targets")
-    await prometheus.wait_for_targets(lab_targets, timeout_s=60)
-
+    # Every target in one file: Prometheus discovers them together, so every lab process has
+    # been scraped by the time Locust's second scrape releases its test.
+    lab.notify()
     steps = resolve_timeline(
         scenario,
         {group.name: sorted(group.instances) for group in lab.groups()},
@@ -116,7 +133,11 @@ async def _run(
     )
     progress(f"load for {scenario.duration_s:g} s, {len(steps)} chaos step(s)")
     processes = 1 + scenario.load.workers
+    # Locust boots while Prometheus discovers the targets; it holds its test until scraped.
     locust = await start_locust(lab.supervisor, plan, lab.run_dir)
+    targets = len(lab.scrape_targets())
+    progress(f"prometheus at {prometheus.url}; waiting for {targets} scrape targets")
+    await prometheus.wait_for_targets(targets, timeout_s=60)
     problems: list[str] = []
     try:
         held = f"count(count_over_time(locust_info[1m]) >= 2) >= {processes}"
@@ -230,34 +251,40 @@ async def _judge(  # noqa: PLR0917 - the run's facts, gathered by _run
     async def series(expr: str, worst: str = "max") -> slo.Series:
         return _worst(await on_grid(expr), started, worst)
 
-    data = {s.expr: await series(s.expr, "max" if s.op == "<=" else "min") for s in scenario.slos}
-    down = {
-        s.expr: await _down_times(s.expr, prometheus, on_grid, run, started) for s in scenario.slos
-    }
-    verdicts = slo.evaluate(scenario.slos, data, events, run, down)
-    scrape_up = {}
-    for target in lab.scrape_targets():
-        if target.labels.get("role") in ("lb", "locust"):
-            name = target.labels.get("instance", target.address)
-            scrape_up[name] = await series(f'max(up{{instance="{name}"}})')
-    # Workers leave when the last stage ends: judge the connection count before that.
-    workers = [
-        p for p in await series("max(locust_workers)", "min") if p[0] < scenario.duration_s - 2
+    # Every query at once (Prometheus runs them side by side); results kept in their order.
+    slos = scenario.slos
+    watched = [
+        target.labels.get("instance", target.address)
+        for target in lab.scrape_targets()
+        if target.labels.get("role") in ("lb", "locust")
     ]
+    queries = standard_plots(lab.topology)
+    measured, down, up, (locust_workers, cpu), found = await asyncio.gather(
+        asyncio.gather(*(series(s.expr, "max" if s.op == "<=" else "min") for s in slos)),
+        asyncio.gather(*(_down_times(s.expr, prometheus, on_grid, run, started) for s in slos)),
+        asyncio.gather(*(series(f'max(up{{instance="{name}"}})') for name in watched)),
+        asyncio.gather(series("max(locust_workers)", "min"), series("max(locust_cpu_percent)")),
+        asyncio.gather(*(on_grid(line.expr) for query in queries for line in query.lines)),
+    )
+    data = {s.expr: points for s, points in zip(slos, measured, strict=True)}
+    down_at = {s.expr: times for s, times in zip(slos, down, strict=True)}
+    verdicts = slo.evaluate(slos, data, events, run, down_at)
+    scrape_up = dict(zip(watched, up, strict=True))
+    # Workers leave when the last stage ends: judge the connection count before that.
+    workers = [p for p in locust_workers if p[0] < scenario.duration_s - 2]
     problems = [
         *problems,
-        *slo.check_run(
-            await series("max(locust_cpu_percent)"), scenario.load.workers, workers, scrape_up
-        ),
+        *slo.check_run(cpu, scenario.load.workers, workers, scrape_up),
         *slo.no_data_problems(verdicts),
     ]
     plots = []
-    for query in standard_plots(lab.topology):
+    answers = iter(found)
+    for query in queries:
         lines: dict[str, slo.Series] = {}
         for line in query.lines:
-            for found in await on_grid(line.expr):
-                label = line.label.format_map(_Missing(found.labels))
-                lines[label] = [(t - started, v) for t, v in found.points]
+            for each in next(answers):
+                label = line.label.format_map(_Missing(each.labels))
+                lines[label] = [(t - started, v) for t, v in each.points]
         plots.append(Plot(query.title, query.unit, lines))
     return RunResult(
         scenario=scenario.name,

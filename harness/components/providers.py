@@ -11,6 +11,7 @@ provider slows to seconds per send". Prometheus scrapes it as `service=<name>`,
 
 from __future__ import annotations
 
+import asyncio
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
@@ -93,8 +94,9 @@ class Providers(Component):
     async def start(self) -> None:
         served = consumers(self.lab.topology)
         for name, spec in specs(self.lab.topology).items():
-            group = self.by_name[name] = self._group(name, spec, served.get(name, []))
-            await group.launch(f"{name}-1")
+            self.by_name[name] = self._group(name, spec, served.get(name, []))
+        # side by side: no provider needs another
+        await asyncio.gather(*(group.launch(f"{name}-1") for name, group in self.by_name.items()))
 
     def _group(self, name: str, spec: ProviderSpec, served: list[str]) -> Group:
         port = self.ports[name] = free_port()  # fixed: a restarted provider comes back there

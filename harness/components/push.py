@@ -9,6 +9,7 @@ out). Chaos acts on it like on any instance.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from pydantic import Field
@@ -97,8 +98,9 @@ class PushConsumers(Component):
 
     async def start(self) -> None:
         for name, spec in specs(self.lab.topology).items():
-            group = self.pools[name] = self._group(name, spec)
-            await group.launch(f"{name}-1")
+            self.pools[name] = self._group(name, spec)
+        # side by side: no push consumer needs another
+        await asyncio.gather(*(group.launch(f"{name}-1") for name, group in self.pools.items()))
 
     def _group(self, name: str, spec: PushSpec) -> Group:
         port = self.ports[name] = free_port()

@@ -133,12 +133,17 @@ class Workers(Component):
         ]
 
     async def start(self) -> None:
+        replicas: dict[str, int] = {}
         for name, spec in specs(self.lab.topology).items():
-            group = self._group(name, spec)
-            self.pools[name] = group
-            await asyncio.gather(
-                *(group.launch(f"{name}-{n}") for n in range(1, spec.replicas + 1))
+            self.pools[name], replicas[name] = self._group(name, spec), spec.replicas
+        # every pool's workers side by side: a worker needs only the queue and its provider
+        await asyncio.gather(
+            *(
+                group.launch(f"{name}-{n}")
+                for name, group in self.pools.items()
+                for n in range(1, replicas[name] + 1)
             )
+        )
 
     def _group(self, name: str, spec: WorkerSpec) -> Group:
         queue_host, queue_port = self.lab.part(queue.Queues).address or ("", 0)
