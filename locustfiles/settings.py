@@ -100,23 +100,24 @@ def base_url(value: Any, *, where: str) -> str:
     return value.rstrip("/")
 
 
-def _services(text: str) -> dict[str, str]:
+def _json_object(text: str, variable: str, of: str) -> dict[str, Any]:
+    """`variable`'s JSON object (`of` says what it maps, for the error)."""
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise SettingsError(f"{SERVICES}: not JSON ({exc.msg} at column {exc.colno})") from None
+        raise SettingsError(f"{variable}: not JSON ({exc.msg} at column {exc.colno})") from None
     if not isinstance(raw, dict):
-        raise SettingsError(f"{SERVICES}: expected a JSON object of service name -> base URL")
+        raise SettingsError(f"{variable}: expected a JSON object of {of}")
+    return raw
+
+
+def _services(text: str) -> dict[str, str]:
+    raw = _json_object(text, SERVICES, "service name -> base URL")
     return {str(name): base_url(url, where=f"{SERVICES}[{name!r}]") for name, url in raw.items()}
 
 
 def _regions(text: str) -> dict[str, tuple[str, float]]:
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise SettingsError(f"{REGIONS}: not JSON ({exc.msg} at column {exc.colno})") from None
-    if not isinstance(raw, dict):
-        raise SettingsError(f"{REGIONS}: expected a JSON object of region -> [address, share]")
+    raw = _json_object(text, REGIONS, "region -> [address, share]")
     out: dict[str, tuple[str, float]] = {}
     for region, value in raw.items():
         ok = isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)

@@ -154,3 +154,16 @@ def test_a_bad_variable_stops_locust_with_an_exception_naming_it(
     done = listed(argv, environ)
     assert done.returncode != 0
     assert f"locustfiles.settings.SettingsError: {message}" in done.stderr, done.stderr[-2000:]
+
+
+@pytest.mark.core
+def test_regions_go_through_the_environment_and_a_bad_one_is_named() -> None:
+    """RUSHLAB_REGIONS: each client region's source address and share, written by the
+    harness and read back by the `regions` locustfile; a malformed entry names itself."""
+    regions = {"eu-west": ("127.101.0.1", 1.0), "ap-south": ("127.102.0.1", 0.5)}
+    written = env.to_environ(env.Settings(regions=regions))
+    assert env.load_settings(written).regions == regions
+    with pytest.raises(env.SettingsError, match=r"RUSHLAB_REGIONS\['eu'\]: expected \[address"):
+        env.load_settings({env.REGIONS: '{"eu": ["127.101.0.1", 0]}'})
+    with pytest.raises(env.SettingsError, match="RUSHLAB_REGIONS: expected a JSON object of"):
+        env.load_settings({env.REGIONS: "[1]"})
