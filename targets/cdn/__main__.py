@@ -20,8 +20,7 @@ import sys
 from targets.cdn.edge import Edge, EdgeConfig
 from targets.cdn.policy import KeyPolicy, QueryMode, TtlPolicy
 from targets.flags import TargetFlags, hostport
-from targets.http.netem import delayed
-from targets.http.server import HttpServer, ServerLimits
+from targets.http.server import HttpServer, ServerLimits, delayed
 from targets.runtime import announce_ready, read_token, run_target, stop_signal
 
 log = logging.getLogger("targets.cdn")

@@ -20,9 +20,8 @@ from targets.flags import TargetFlags
 from targets.gateway.config import config_from_json
 from targets.gateway.control import control_app
 from targets.gateway.gateway import Gateway
-from targets.http.netem import delayed
 from targets.http.router import RouteError
-from targets.http.server import HttpServer, ServerLimits
+from targets.http.server import HttpServer, ServerLimits, delayed
 from targets.runtime import announce_ready, read_token, run_target, stop_signal
 
 log = logging.getLogger("targets.gateway")

@@ -19,32 +19,22 @@ harness from the topology's ``regions`` section)::
 ``rtt_ms`` is symmetric: a pair given once counts both ways; a region's own entry is its
 in-region round trip. Every pair must be given. `Network.from_json` checks it and names the
 field; `Network.delay_s(peer_ip)` is the whole per-request cost (a dict lookup without a
-region). `delayed(handler, network)` wraps an `HttpServer` handler.
+region); `targets.http.server.delayed(handler, network)` applies it to a handler. This
+module imports no HTTP engine: the DNS server reads its `Regions` too.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
-
-from targets.http.server import Handler, ResponseWriter, fail_handler
-
-if TYPE_CHECKING:
-    from targets.http.messages import Request
+from typing import Any, Final
 
 FIRST_OCTET: Final = 100  # region i's clients: 127.(100+i).0.0/16
 MAX_REGIONS: Final = 100
 MAX_RTT_MS: Final = 60_000.0
-
-
-def subnet(index: int) -> str:
-    """The loopback subnet of the `index`-th region (its clients' source addresses)."""
-    return f"127.{FIRST_OCTET + index}.0.0/16"
 
 
 def source(index: int, host: int = 1) -> str:
@@ -193,35 +183,3 @@ class Network:
             return cls(Regions.from_json(data), here)
         except NetworkError as exc:
             raise NetworkError(f"{path}: {exc}") from None
-
-
-def delayed(handler: Handler, network: Network | None) -> Handler:
-    """`handler`, after each request's round trip from its client's region (`handler`
-    itself without a network). The wait is a timer, not a task: a handler that answers from
-    callbacks stays one, and one that returns a coroutine continues as a task."""
-    if network is None:
-        return handler
-    loop: asyncio.AbstractEventLoop | None = None
-
-    def run(request: Request, writer: ResponseWriter) -> Awaitable[None] | None:
-        nonlocal loop
-        delay = network.delay_s(request.client[0])
-        if delay <= 0:
-            return handler(request, writer)
-        if loop is None:
-            loop = asyncio.get_running_loop()
-        loop.call_later(delay, _go, request, writer)
-        return None
-
-    def _go(request: Request, writer: ResponseWriter) -> None:
-        if writer.finished:  # the client went away meanwhile
-            return
-        try:
-            pending = handler(request, writer)
-        except Exception as exc:  # as the engine does for a handler it calls itself
-            fail_handler(exc, writer)
-            return
-        if pending is not None:
-            writer.continue_in(pending)
-
-    return run

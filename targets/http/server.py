@@ -33,6 +33,7 @@ import httptools
 from targets.http.body import EMPTY_BODY, BodyReader
 from targets.http.deadline import Deadline
 from targets.http.messages import Headers, Request, error_body, status_line
+from targets.http.netem import Network
 
 log = logging.getLogger(__name__)
 
@@ -611,3 +612,35 @@ class HttpServer:
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
+
+
+def delayed(handler: Handler, network: Network | None) -> Handler:
+    """`handler`, after each request's round trip from its client's region (`handler`
+    itself without a network). The wait is a timer, not a task: a handler that answers from
+    callbacks stays one, and one that returns a coroutine continues as a task."""
+    if network is None:
+        return handler
+    loop: asyncio.AbstractEventLoop | None = None
+
+    def run(request: Request, writer: ResponseWriter) -> Awaitable[None] | None:
+        nonlocal loop
+        delay = network.delay_s(request.client[0])
+        if delay <= 0:
+            return handler(request, writer)
+        if loop is None:
+            loop = asyncio.get_running_loop()
+        loop.call_later(delay, _go, request, writer)
+        return None
+
+    def _go(request: Request, writer: ResponseWriter) -> None:
+        if writer.finished:  # the client went away meanwhile
+            return
+        try:
+            pending = handler(request, writer)
+        except Exception as exc:  # as the engine does for a handler it calls itself
+            fail_handler(exc, writer)
+            return
+        if pending is not None:
+            writer.continue_in(pending)
+
+    return run

@@ -11,8 +11,8 @@ import pytest
 
 from targets.http.client import _read_reply
 from targets.http.messages import Request
-from targets.http.netem import Network, NetworkError, Regions, delayed, region_of, source
-from targets.http.server import HttpServer, ResponseWriter
+from targets.http.netem import Network, NetworkError, Regions, region_of, source
+from targets.http.server import HttpServer, ResponseWriter, delayed
 from targets.http.upstream import UpstreamPool
 
 MATRIX: dict[str, Any] = {
