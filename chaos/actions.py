@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from chaos.vocabulary import BY_NAME, NAMES, ActionSpec
+from chaos.vocabulary import BY_NAME, NAMES, ActionSpec, kind_words
 from harness.components.base import Group, Instance
 from harness.errors import ChaosRefused
 from harness.runtime import Event, LabRuntime
@@ -30,7 +30,7 @@ class ChaosRequest:
     instance: str | None = None
     count: int = 1
     all: bool = False  # every instance the action can act on, instead of `count` random ones
-    params: Mapping[str, float] = field(default_factory=dict)  # the spec's parameters
+    params: Mapping[str, float | str] = field(default_factory=dict)  # the spec's parameters
     cause: str | None = None  # who asked and why (the autoscaler's decision); in the event
 
 
@@ -47,6 +47,7 @@ async def apply(lab: LabRuntime, request: ChaosRequest) -> Event:
     group = lab.group(request.service)
     if spec.kinds is not None and group.kind not in spec.kinds:
         raise ChaosRefused(409, spec.refusal(group.name, group.what))
+    _taken_by(spec, group, request)
     _within_bounds(spec, group, request)
     at = time.time()  # when the action began: a drain or a boot takes a while
     chosen = _chosen(lab, spec, group, request)
@@ -69,10 +70,21 @@ def _check(spec: ActionSpec, request: ChaosRequest) -> None:
         raise ChaosRefused(409, f"{spec.name} takes no {', '.join(extra)}")
     for param in spec.params:
         value = request.params.get(param.name)
-        low_ok = value is not None and (value >= param.low if param.closed else value > param.low)
-        if value is None or not low_ok or value > param.high:
-            bound = f"{'>=' if param.closed else '>'} {param.low:g} and <= {param.high:g}"
-            raise ChaosRefused(409, f"{spec.name} needs {param.name} {bound} (got {value})")
+        if value is None and param.optional:
+            continue
+        wanted_value = param.problem(value)
+        if wanted_value is not None:
+            raise ChaosRefused(409, f"{spec.name} needs {wanted_value} (got {value!r})")
+
+
+def _taken_by(spec: ActionSpec, group: Group, request: ChaosRequest) -> None:
+    """A parameter only some kinds take (an edge's `region`) is refused for the others."""
+    for param in spec.params:
+        if param.name in request.params and param.kinds and group.kind not in param.kinds:
+            raise ChaosRefused(
+                409,
+                f"{param.name} is for {kind_words(param.kinds)} only; {group.name} is {group.what}",
+            )
 
 
 def _within_bounds(spec: ActionSpec, group: Group, request: ChaosRequest) -> None:
@@ -186,10 +198,11 @@ async def remove(
 async def latency(
     lab: LabRuntime, group: Group, chosen: list[Instance], request: ChaosRequest
 ) -> Outcome:
-    ms = request.params["latency_ms"]
+    faults = dict(request.params)  # latency_ms, and an edge's region if given
     for instance in chosen:
-        await group.require_faults("latency")(instance, {"latency_ms": ms})
-    return _names(chosen), f"+{ms:g} ms per request"
+        await group.require_faults("latency")(instance, faults)
+    region = f" from {faults['region']}" if "region" in faults else ""
+    return _names(chosen), f"+{faults['latency_ms']:g} ms per request{region}"
 
 
 async def errors(

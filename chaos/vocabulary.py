@@ -15,14 +15,16 @@ in a blink.
     resize    vertical scaling: stop, then boot again with `slots` (real downtime)
     add       boot N new replicas (at most max_replicas)
     remove    stop N replicas gracefully (at least min_replicas stay)
-    latency   extra latency on a server or a provider (latency_ms)
+    latency   extra latency on a server, a provider or a CDN edge (latency_ms; an edge's from
+              one `region`'s clients, the link between them, or from every client)
     errors    an error rate on a server or a provider (error_rate, 0..1)
     clear     remove injected faults
     invalidate  a CDN edge drops every cached object (`/*`)
     publish   a new version of the servers' content (version): new ETags and bodies
 
-`resize` acts on servers only (their capacity); `latency`, `errors` and `clear` on servers
-and providers (both have `/admin/faults`); `invalidate` on CDN edges; `publish` on servers
+`resize` acts on servers only (their capacity); `latency` and `clear` on servers, providers
+(both have `/admin/faults`) and CDN edges (`/_edge/faults`), `errors` on the first two;
+`invalidate` on CDN edges; `publish` on servers
 (`/admin/content`); the others on every kind. An action refused for a
 kind says so the same way everywhere (`ActionSpec.refusal`).
 """
@@ -46,18 +48,36 @@ Selects = Literal["instances", "new", "faulted"]
 
 @dataclass(frozen=True, slots=True)
 class Param:
-    """A number an action needs: within (`low`, `high`], or [`low`, `high`] when `closed`."""
+    """What an action needs: a number within (`low`, `high`], or [`low`, `high`] when
+    `closed`; or a name (`type` str) of `low`..`high` characters. An `optional` one may be left
+    out; one with `kinds` is taken only by instances of those kinds."""
 
     name: str
-    type: type[int] | type[float]
+    type: type[int] | type[float] | type[str]
     low: float
     high: float
     help: str
     closed: bool = False
+    optional: bool = False
+    kinds: frozenset[str] | None = None
 
     def bounds(self) -> dict[str, Any]:
         """As pydantic's Field constraints."""
+        if self.type is str:
+            return {"min_length": int(self.low), "max_length": int(self.high)}
         return {"ge" if self.closed else "gt": self.low, "le": self.high}
+
+    def problem(self, value: object) -> str | None:
+        """What a value of this parameter is, when `value` is not one (None: it is)."""
+        if self.type is str:
+            fits = isinstance(value, str) and self.low <= len(value) <= self.high
+            length = f"{self.low:g}..{self.high:g}"
+            return None if fits else f"{self.name}, a name of {length} characters"
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            above = value >= self.low if self.closed else value > self.low
+            if above and value <= self.high:
+                return None
+        return f"{self.name} {'>=' if self.closed else '>'} {self.low:g} and <= {self.high:g}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +94,7 @@ class ActionSpec:
     @property
     def acts_on(self) -> str:
         """The kinds it applies to, as refusals say them: `servers and providers`."""
-        if self.kinds is None:
-            return "every kind"
-        return " and ".join(word for kind, word in KIND_WORDS.items() if kind in self.kinds)
+        return kind_words(self.kinds)
 
     def refusal(self, group: str, what: str) -> str:
         """Why it does not act on `group` (`what` it is): `latency acts on servers and
@@ -86,7 +104,7 @@ class ActionSpec:
 
 SERVERS = frozenset({"service"})  # sizes exist only on servers (targets/server)
 FAULTABLE = frozenset({"service", "provider"})  # /admin/faults: targets/server, the providers
-EDGES = frozenset({"edge"})  # /_edge/invalidations: targets/cdn
+EDGES = frozenset({"edge"})  # /_edge/invalidations, /_edge/faults: targets/cdn
 KIND_WORDS: Mapping[str, str] = MappingProxyType(
     {"service": "servers", "provider": "providers", "edge": "CDN edges"}
 )
@@ -113,9 +131,14 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("remove", "scale in: stop replicas gracefully (min_replicas stay)", "instances",
                RUNNING, "stopped", scales=-1),
     ActionSpec(
-        "latency", "extra latency on each request of an instance (a provider: each send)",
-        "instances", RUNNING, kinds=FAULTABLE,
-        params=(Param("latency_ms", float, 0, 600_000, "milliseconds added"),),
+        "latency", "extra latency on each request of an instance (a provider: each send; a "
+        "CDN edge: each request from `region`'s clients, or from every client)",
+        "instances", RUNNING, kinds=FAULTABLE | EDGES,
+        params=(
+            Param("latency_ms", float, 0, 600_000, "milliseconds added"),
+            Param("region", str, 1, 64, "a CDN edge's: only requests from this region's "
+                  "clients (default: every request)", closed=True, optional=True, kinds=EDGES),
+        ),
     ),
     ActionSpec(
         "errors", "a share of an instance's requests fail (a server 500, a provider 503)",
@@ -123,7 +146,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         params=(Param("error_rate", float, 0, 1, "the share, 0..1"),),
     ),
     ActionSpec("clear", "remove injected faults (every running instance by default)", "faulted",
-               RUNNING, kinds=FAULTABLE),
+               RUNNING, kinds=FAULTABLE | EDGES),
     ActionSpec("invalidate", "a CDN edge drops every cached object (/*): the next requests miss",
                "instances", RUNNING, kinds=EDGES),
     ActionSpec(
@@ -140,6 +163,14 @@ PARAMS: Mapping[str, Param] = MappingProxyType(
 )
 """Every parameter by name: a name means the same in every action that takes it."""
 assert all(s.kinds is None or s.kinds <= KIND_WORDS.keys() for s in ACTIONS), "KIND_WORDS"
+assert all(p.kinds is None or p.kinds <= KIND_WORDS.keys() for p in PARAMS.values()), "KIND_WORDS"
+
+
+def kind_words(kinds: frozenset[str] | None) -> str:
+    """Kinds as refusals say them: `servers and providers` (None: `every kind`)."""
+    if kinds is None:
+        return "every kind"
+    return " and ".join(word for kind, word in KIND_WORDS.items() if kind in kinds)
 
 
 def as_json() -> list[dict[str, Any]]:
@@ -154,7 +185,8 @@ def as_json() -> list[dict[str, Any]]:
             "kinds": None if spec.kinds is None else sorted(spec.kinds),
             "params": [
                 {"name": p.name, "type": p.type.__name__, "low": p.low, "high": p.high,
-                 "closed": p.closed, "help": p.help}
+                 "closed": p.closed, "optional": p.optional,
+                 "kinds": None if p.kinds is None else sorted(p.kinds), "help": p.help}
                 for p in spec.params
             ],
         }

@@ -240,11 +240,18 @@ def chaos(
     error_rate: Annotated[float | None, typer.Option(help=PARAMS["error_rate"].help)] = None,
     slots: Annotated[int | None, typer.Option(help=PARAMS["slots"].help)] = None,
     version: Annotated[int | None, typer.Option(help=PARAMS["version"].help)] = None,
+    region: Annotated[str | None, typer.Option(help=PARAMS["region"].help)] = None,
 ) -> None:
     """Apply one chaos action to the running lab (its parameters: chaos/vocabulary.py)."""
     if action not in NAMES:
         _fail(f"unknown action {action!r}; actions: {', '.join(NAMES)}")
-    given = {"latency_ms": latency_ms, "error_rate": error_rate, "slots": slots, "version": version}
+    given = {
+        "latency_ms": latency_ms,
+        "error_rate": error_rate,
+        "slots": slots,
+        "version": version,
+        "region": region,
+    }
     payload: dict[str, object] = {"action": action, "service": service, "count": count}
     if every:
         payload["all"] = True

@@ -140,8 +140,9 @@ class _Step(_Strict):
         return BY_NAME[self.action]
 
     @property
-    def params(self) -> dict[str, float]:
-        return {p.name: getattr(self, p.name) for p in self.spec.params}
+    def params(self) -> dict[str, float | str]:
+        given = {p.name: getattr(self, p.name) for p in self.spec.params}
+        return {name: value for name, value in given.items() if value is not None}
 
 
 class _Targeted(_Step):
@@ -179,7 +180,10 @@ _BASES: dict[str, type[_Step]] = {"instances": _Targeted, "new": _New, "faulted"
 def _step_model(spec: ActionSpec) -> type[_Step]:
     """The scenario model of one action: its selection's fields, then its parameters."""
     fields: dict[str, Any] = {
-        p.name: (p.type, Field(description=p.help, **p.bounds())) for p in spec.params
+        p.name: (p.type | None, Field(default=None, description=p.help, **p.bounds()))
+        if p.optional
+        else (p.type, Field(description=p.help, **p.bounds()))
+        for p in spec.params
     }
     tag: Any = Literal[spec.name]
     model: type[_Step] = create_model(
@@ -471,7 +475,7 @@ class ChaosStep:
     action: Action
     service: str
     instances: tuple[str, ...]  # acted on; for `add`, the names the new replicas get
-    params: Mapping[str, float] = field(default_factory=dict)  # the action's parameters
+    params: Mapping[str, float | str] = field(default_factory=dict)  # the action's parameters
 
 
 class TimelineError(ValueError):

@@ -49,8 +49,13 @@ def validate_action(body: Any) -> dict[str, Any]:
             raise ActionError(f"count must be an integer 1..{MAX_COUNT}, got {count!r}")
         out["count"] = count
     for param in PARAMS.values():
-        if body.get(param.name) is not None:
-            out[param.name] = _number(body[param.name], param.name, param.low, param.high)
+        value = body.get(param.name)
+        if value is None or value == "":
+            continue
+        if param.type is str:
+            out[param.name] = _name(value, param.name)
+        else:
+            out[param.name] = _number(value, param.name, param.low, param.high)
     return out
 
 

@@ -125,7 +125,7 @@ class Group:
     set_faults: Callable[[Instance, dict[str, Any]], Awaitable[None]] | None = None
     # Actions only some kinds have (an edge's `invalidate`, servers' `publish`), by name: each
     # acts on one instance with the request's parameters and says what it did.
-    own: Mapping[str, Callable[[Instance, Mapping[str, float]], Awaitable[str]]] = field(
+    own: Mapping[str, Callable[[Instance, Mapping[str, float | str]], Awaitable[str]]] = field(
         default_factory=dict
     )
 
@@ -163,7 +163,9 @@ class Group:
             raise ChaosRefused(409, BY_NAME[action].refusal(self.name, self.what))
         return self.set_faults
 
-    def require_own(self, action: str) -> Callable[[Instance, Mapping[str, float]], Awaitable[str]]:
+    def require_own(
+        self, action: str
+    ) -> Callable[[Instance, Mapping[str, float | str]], Awaitable[str]]:
         found = self.own.get(action)
         if found is None:
             raise ChaosRefused(409, BY_NAME[action].refusal(self.name, self.what))
@@ -311,11 +313,14 @@ class Service(Component):
         return "http://{}:{}/".format(*self.address)
 
 
-async def set_admin_faults(token: str, instance: Instance, faults: dict[str, Any]) -> None:
-    """PUT `faults` (or, for none, DELETE) on the instance's `/admin/faults` with the lab's
-    token (servers and providers): a refusal is the chaos action's."""
+async def set_admin_faults(
+    token: str, instance: Instance, faults: dict[str, Any], *, path: str = "/admin/faults"
+) -> None:
+    """PUT `faults` (or, for none, DELETE) on the instance's faults endpoint (`path`: servers'
+    and providers' `/admin/faults`, an edge's `/_edge/faults`) with the lab's token: a refusal
+    is the chaos action's."""
     method = "PUT" if faults else "DELETE"
-    await admin_call(token, instance, method, "/admin/faults", faults or None, what="the faults")
+    await admin_call(token, instance, method, path, faults or None, what="the faults")
 
 
 async def admin_call(

@@ -4,8 +4,10 @@
 data and saves it in the cache": each edge is a group chaos names by the edge's name, one
 instance `<name>-1` on a port fixed for the lab's life (a restarted edge comes back where its
 clients look, with an empty cache: an edge's cache is memory). Its origin is the API gateway
-or one service's load balancer. Chaos: kill, stop, pause, resume, restart as any process, and
-`invalidate` (every cached object, `/*`, as CloudFront's invalidation of that path).
+or one service's load balancer. Chaos: kill, stop, pause, resume, restart as any process,
+`invalidate` (every cached object, `/*`, as CloudFront's invalidation of that path), and
+`latency` (with `region`: on the link between that region's clients and the edge; `clear`
+removes it).
 Prometheus scrapes `/_edge/metrics` as `service=<name>`, `role=edge`, `instance=<name>-1`.
 """
 
@@ -28,6 +30,7 @@ from harness.components.base import (
     Strict,
     admin_call,
     pool_status,
+    set_admin_faults,
     unknown,
 )
 from harness.promql import Line, PlotQuery
@@ -39,6 +42,7 @@ if TYPE_CHECKING:
 WHAT = "a CDN edge"
 GATEWAY = "gateway"
 METRICS_PATH = "/_edge/metrics"
+FAULTS_PATH = "/_edge/faults"
 
 
 class EdgeSpec(Strict):
@@ -172,7 +176,10 @@ class Edges(Component):
             return Instance(instance, name, child)
 
         invalidate = partial(invalidate_all, self.lab.token)
-        return Group(name, self.kind, WHAT, 1, 1, boot, own={"invalidate": invalidate})
+        faults = partial(set_admin_faults, self.lab.token, path=FAULTS_PATH)
+        return Group(
+            name, self.kind, WHAT, 1, 1, boot, set_faults=faults, own={"invalidate": invalidate}
+        )
 
     def url(self, name: str) -> str:
         """Where edge `name` serves viewers (fixed for the lab's life)."""
@@ -225,7 +232,7 @@ def _free(host: str, port: int) -> bool:
     return True
 
 
-async def invalidate_all(token: str, instance: Instance, _: Mapping[str, float]) -> str:
+async def invalidate_all(token: str, instance: Instance, _: Mapping[str, float | str]) -> str:
     """Invalidate `/*` on one edge (chaos `invalidate`): every object it holds goes at once;
     the answer says how many."""
     body = {"paths": ["/*"]}

@@ -356,7 +356,7 @@ class Services(Component):
             child = await lab.add_server(size, name=instance)
             return Instance(instance, name, child, size.slots)
 
-        async def publish(instance: Instance, params: Mapping[str, float]) -> str:
+        async def publish(instance: Instance, params: Mapping[str, float | str]) -> str:
             """PUT the new content version on the instance's `/admin/content`; servers booted
             from now on start with it too (a deploy, not one server's state)."""
             version = int(params["version"])

@@ -88,7 +88,7 @@ def build(args: argparse.Namespace, token: str | None) -> Edge:
             keys=keys,
             ttls=ttls,
             token=token,
-            source=None if args.network is None else args.network.source_ip,
+            network=args.network,
         )
     )
 
@@ -97,7 +97,7 @@ async def serve(args: argparse.Namespace) -> int:
     token = read_token(args.token_file, flag="--token-file")
     edge = build(args, token)
     limits = ServerLimits(name=args.name, keepalive_timeout_s=args.idle_timeout)
-    http = HttpServer(delayed(edge, args.network), limits)
+    http = HttpServer(delayed(edge, edge.delays), limits)
     await http.listen(*args.listen)
     host, port = http.address
     stopped = stop_signal()

@@ -32,6 +32,10 @@ Management, under ``/_edge/`` (never forwarded): ``GET /_edge/health``, ``GET /_
 (Prometheus), ``POST /_edge/invalidations`` with ``{"paths": ["/a", "/b*"]}`` and
 ``Authorization: Bearer <token>``: 403 without a configured token, 401 without the right one,
 400 naming the field for a bad body or a path the core refuses, 201 with the invalidation.
+``/_edge/faults`` (same token; chaos ``latency``): ``PUT {"latency_ms": 200, "region":
+"ap-south"}`` adds that much to each request from the region's clients (without ``region``:
+from every client), ``DELETE`` clears it, ``GET`` shows it; the engine applies it with the
+region's round trip (`targets.http.server.delayed`).
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from targets.admin import describe_invalid
+from targets.admin import describe_invalid, faults_request
 from targets.cdn.core import (
     Action,
     Decision,
@@ -74,6 +78,7 @@ from targets.cdn.policy import (
 from targets.cdn.policy import Headers as TextHeaders
 from targets.cdn.store import Collapser, Invalidations, LruStore, Passes
 from targets.http.messages import HOP_BY_HOP, Headers, Request, error_body
+from targets.http.netem import Delays, Network, NetworkError
 from targets.http.proxy import response_headers, send_body, upstream_head
 from targets.http.server import ResponseWriter
 from targets.http.upstream import UpstreamError, UpstreamPool, UpstreamResponse
@@ -113,7 +118,16 @@ class EdgeConfig:
     ttls: TtlPolicy = field(default_factory=TtlPolicy)
     token: str | None = None
     max_origin_connections: int = 256
-    source: str | None = None  # the address origin fetches come from (its region's)
+    network: Network | None = None  # its region: round trips, and its origin fetches' source
+
+
+class EdgeFaults(BaseModel):
+    """Body of ``PUT /_edge/faults``: latency on each request from `region`'s clients (the
+    link between that region and this edge), or from every client."""
+
+    model_config = ConfigDict(extra="forbid")
+    latency_ms: float = Field(ge=0, le=600_000)
+    region: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 class InvalidationBody(BaseModel):
@@ -172,8 +186,9 @@ class Edge:
             *config.origin,
             max_connections=config.max_origin_connections,
             connect_timeout_s=config.origin_timeout_s,
-            source=config.source,
+            source=None if config.network is None else config.network.source_ip,
         )
+        self.delays = Delays(config.network)  # what `delayed` holds each request for
         self._tasks: set[asyncio.Task[None]] = set()
         self._ids = itertools.count(1)
 
@@ -558,8 +573,13 @@ class Edge:
             send_metrics(writer, self.metrics.registry)
         elif path == "/_edge/invalidations":
             await self._invalidate(request, writer)
+        elif path == "/_edge/faults":
+            await self._faults(request, writer)
         else:
-            detail = "GET /_edge/health, GET /_edge/metrics, POST /_edge/invalidations"
+            detail = (
+                "GET /_edge/health, GET /_edge/metrics, POST /_edge/invalidations,"
+                " GET|PUT|DELETE /_edge/faults"
+            )
             writer.send_json(404, {"error": "not_found", "detail": detail})
 
     async def _invalidate(self, request: Request, writer: ResponseWriter) -> None:
@@ -606,6 +626,21 @@ class Edge:
                 "removed": removed,
             },
         )
+
+    async def _faults(self, request: Request, writer: ResponseWriter) -> None:
+        asked = await faults_request(request, writer, self.config.token, EdgeFaults, "--token-file")
+        if asked is None:
+            return
+        method, body = asked
+        if body is not None:
+            try:
+                self.delays.add(body.latency_ms, body.region)
+            except NetworkError as exc:
+                writer.send_json(400, {"error": "invalid_faults", "detail": str(exc)})
+                return
+        elif method == "DELETE":
+            self.delays.clear()
+        writer.send_json(200, self.delays.describe())
 
     async def close(self) -> None:
         """Stop background refreshes and close every origin connection."""

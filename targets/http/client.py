@@ -90,9 +90,11 @@ async def fetch(
     headers: Headers | None = None,
     timeout_s: float = 2.0,
     max_body_bytes: int = 4 * 1024 * 1024,
+    source: str | None = None,
 ) -> Reply:
-    """Send one request and return the whole reply; `UpstreamError` if there is none in time."""
-    pool = UpstreamPool(host, port, max_connections=1, connect_timeout_s=timeout_s)
+    """Send one request and return the whole reply; `UpstreamError` if there is none in time.
+    `source`: the local address to send from (a region's, targets/http/netem.py)."""
+    pool = UpstreamPool(host, port, max_connections=1, connect_timeout_s=timeout_s, source=source)
     conn = await pool.acquire()
     try:
         head = _request_head(method, path, f"{host}:{port}", headers, body, close=True)

@@ -19,7 +19,8 @@ harness from the topology's ``regions`` section)::
 ``rtt_ms`` is symmetric: a pair given once counts both ways; a region's own entry is its
 in-region round trip. Every pair must be given. `Network.from_json` checks it and names the
 field; `Network.delay_s(peer_ip)` is the whole per-request cost (a dict lookup without a
-region); `targets.http.server.delayed(handler, network)` applies it to a handler. This
+region); `targets.http.server.delayed(handler, network)` applies it to a handler. `Delays`
+adds what chaos injects: latency on the link from one region, or on every request. This
 module imports no HTTP engine: the DNS server reads its `Regions` too.
 """
 
@@ -157,7 +158,15 @@ class Network:
         if region not in self.regions.names:
             known = ", ".join(self.regions.names)
             raise NetworkError(f"region: unknown {region!r} (known: {known})")
-        self.extra_ms[region] = extra_ms
+        if extra_ms:
+            self.extra_ms[region] = extra_ms
+        else:
+            self.extra_ms.pop(region, None)
+        self._refresh()
+
+    def clear(self) -> None:
+        """Every round trip back to the matrix's."""
+        self.extra_ms.clear()
         self._refresh()
 
     def delay_s(self, peer_ip: str) -> float:
@@ -183,3 +192,38 @@ class Network:
             return cls(Regions.from_json(data), here)
         except NetworkError as exc:
             raise NetworkError(f"{path}: {exc}") from None
+
+
+@dataclass(slots=True)
+class Delays:
+    """What a process holds each request for: the round trip from its client's region (with
+    a `network`) plus the latency chaos added, from one region (`Network.slow`: the link
+    between that region and here) or from every client (`extra_s`)."""
+
+    network: Network | None = None
+    extra_s: float = 0.0
+
+    def delay_s(self, peer_ip: str) -> float:
+        if self.network is None:
+            return self.extra_s
+        return self.network.delay_s(peer_ip) + self.extra_s
+
+    def add(self, latency_ms: float, region: str | None = None) -> None:
+        """Chaos: `latency_ms` more on each request from `region` (None: from anyone);
+        NetworkError naming `region` when it is not one of the network's."""
+        if region is None:
+            self.extra_s = latency_ms / 1000
+        elif self.network is None:
+            raise NetworkError("region: this process is in no region (the lab has no regions)")
+        else:
+            self.network.slow(region, latency_ms)
+
+    def clear(self) -> None:
+        self.extra_s = 0.0
+        if self.network is not None:
+            self.network.clear()
+
+    def describe(self) -> dict[str, Any]:
+        """The latency chaos added, as `GET /_edge/faults` answers it."""
+        regions = {} if self.network is None else dict(self.network.extra_ms)
+        return {"latency_ms": self.extra_s * 1000, "regions": regions}

@@ -33,7 +33,7 @@ import httptools
 from targets.http.body import EMPTY_BODY, BodyReader
 from targets.http.deadline import Deadline
 from targets.http.messages import Headers, Request, error_body, status_line
-from targets.http.netem import Network
+from targets.http.netem import Delays, Network
 
 log = logging.getLogger(__name__)
 
@@ -614,10 +614,11 @@ class HttpServer:
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
 
 
-def delayed(handler: Handler, network: Network | None) -> Handler:
-    """`handler`, after each request's round trip from its client's region (`handler`
-    itself without a network). The wait is a timer, not a task: a handler that answers from
-    callbacks stays one, and one that returns a coroutine continues as a task."""
+def delayed(handler: Handler, network: Network | Delays | None) -> Handler:
+    """`handler`, after each request's round trip from its client's region and any latency
+    chaos added (`handler` itself without a network or delays). The wait is a timer, not a
+    task: a handler that answers from callbacks stays one, and one that returns a coroutine
+    continues as a task."""
     if network is None:
         return handler
     loop: asyncio.AbstractEventLoop | None = None

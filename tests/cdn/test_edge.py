@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -374,6 +375,57 @@ async def post_invalidation(edge: Target, payload: object, token: str | None) ->
         headers.append((b"authorization", f"Bearer {token}".encode()))
     body = json.dumps(payload).encode()
     return await get(edge, "/_edge/invalidations", method="POST", body=body, headers=headers)
+
+
+async def put_faults(edge: Target, payload: object, method: str = "PUT") -> Reply:
+    headers = [(b"content-type", b"application/json"), (b"authorization", b"Bearer s3cret")]
+    body = b"" if payload is None else json.dumps(payload).encode()
+    return await get(edge, "/_edge/faults", method=method, body=body, headers=headers)
+
+
+async def test_latency_chaos_slows_one_regions_link_to_the_edge(
+    origin: Origin, edges: Callable[..., Target], tmp_path: Path
+) -> None:
+    """PUT /_edge/faults with a region: that region's clients wait the extra latency on each
+    request (a floor: never less); a region the network does not know, a bad body and a
+    region on an edge in no region are 400s naming the field; DELETE clears it."""
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    network = tmp_path / "network.json"
+    rtt = {"us": {"us": 0, "eu": 0}, "eu": {"eu": 0}}
+    network.write_text(json.dumps({"regions": ["us", "eu"], "rtt_ms": rtt}))
+    flags = ("--token-file", str(token), "--network-file", str(network), "--region", "eu")
+    edge = edges(origin.address, *flags)
+    set_ = await put_faults(edge, {"latency_ms": 400, "region": "us"})
+    assert set_.status == 200, set_.body
+    assert set_.json() == {"latency_ms": 0, "regions": {"us": 400}}
+    began = time.perf_counter()
+    reply = await fetch(*edge.hostport(), "GET", "/a", timeout_s=10, source="127.100.0.7")
+    assert reply.status == 200
+    assert time.perf_counter() - began >= 0.4  # held for the link's added latency
+    assert origin.count("/a") == 1  # the edge's own fetch is not from the slowed region
+
+    unknown = await put_faults(edge, {"latency_ms": 5, "region": "mars"})
+    assert (unknown.status, unknown.json()["detail"]) == (
+        400,
+        "region: unknown 'mars' (known: us, eu)",
+    )
+    negative = await put_faults(edge, {"latency_ms": -1})
+    assert negative.status == 400
+    assert negative.json()["detail"].startswith("latency_ms:")
+    cleared = await put_faults(edge, None, method="DELETE")
+    assert cleared.json() == {"latency_ms": 0, "regions": {}}
+
+    nowhere = edges(origin.address, "--token-file", str(token))
+    refused = await put_faults(nowhere, {"latency_ms": 5, "region": "us"})
+    assert refused.json()["detail"] == (
+        "region: this process is in no region (the lab has no regions)"
+    )
+    everyone = await put_faults(nowhere, {"latency_ms": 300})
+    assert everyone.json() == {"latency_ms": 300, "regions": {}}
+    began = time.perf_counter()
+    assert (await get(nowhere, "/b")).status == 200
+    assert time.perf_counter() - began >= 0.3
 
 
 async def test_post_is_forwarded_and_never_cached(

@@ -4,6 +4,7 @@ restart: a restarted edge is cold)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -114,3 +115,24 @@ async def test_publish_reaches_viewers_through_the_edge_once_invalidated(lab: La
     assert fresh.header(b"x-content-version") == b"3"
     refused = await lab.chaos(action="publish", service="edge-x", version=4)
     assert refused.status_code == 409
+
+
+async def test_latency_chaos_on_an_edge_and_its_refusals(lab: Lab) -> None:
+    """`latency` on an edge slows every request through it (a floor); `clear` removes it;
+    `region` is refused for servers (only edges are in regions) and, in a lab without
+    regions, by the edge itself."""
+    done = await lab.chaos(action="latency", service="edge-x", latency_ms=300)
+    assert done.status_code == 200, done.text
+    assert done.json()["event"]["detail"] == "+300 ms per request"
+    began = time.perf_counter()
+    assert (await lab.get("/api/catalogue/3")).status == 200
+    assert time.perf_counter() - began >= 0.3
+    assert (await lab.chaos(action="clear", service="edge-x")).status_code == 200
+
+    servers = await lab.chaos(action="latency", service="orders", latency_ms=5, region="eu")
+    assert servers.status_code == 409
+    detail = "region is for CDN edges only; orders is a service (servers behind a load balancer)"
+    assert servers.json()["detail"] == detail
+    nowhere = await lab.chaos(action="latency", service="edge-x", latency_ms=5, region="eu")
+    assert nowhere.status_code == 409
+    assert "this process is in no region" in nowhere.json()["detail"]
