@@ -4,10 +4,13 @@
 data and saves it in the cache": each edge is a group chaos names by the edge's name, one
 instance `<name>-1` on a port fixed for the lab's life (a restarted edge comes back where its
 clients look, with an empty cache: an edge's cache is memory). Its origin is the API gateway
-or one service's load balancer. Chaos: kill, stop, pause, resume, restart as any process,
-`invalidate` (every cached object, `/*`, as CloudFront's invalidation of that path), and
-`latency` (with `region`: on the link between that region's clients and the edge; `clear`
-removes it).
+or one service's load balancer, or another edge: its origin shield (CloudFront's Origin Shield,
+off unless named: a regional cache in front of the origin, so the origin sees one fetch per
+object for all the edges behind it, not one per edge; one tier, a shield's own origin is the
+gateway or a service; it serves edges only, so DNS answers and users leave it out).
+Chaos: kill, stop, pause, resume, restart as any process, `invalidate` (every cached object,
+`/*`, as CloudFront's invalidation of that path), and `latency` (with `region`: on the link
+between that region's clients and the edge; `clear` removes it).
 Prometheus scrapes `/_edge/metrics` as `service=<name>`, `role=edge`, `instance=<name>-1`.
 """
 
@@ -48,7 +51,7 @@ FAULTS_PATH = "/_edge/faults"
 class EdgeSpec(Strict):
     """One edge: its origin and its cache settings (CloudFront's names, lab-sized)."""
 
-    origin: str = GATEWAY  # "gateway", or a service (its load balancer)
+    origin: str = GATEWAY  # "gateway", a service (its load balancer), or an edge: its shield
     max_mb: float = Field(default=64, gt=0, le=4096)
     min_ttl_s: float = Field(default=0, ge=0)
     default_ttl_s: float = Field(default=86_400, ge=0)
@@ -85,6 +88,13 @@ def specs(topology: Topology) -> dict[str, EdgeSpec]:
     return cast(dict[str, EdgeSpec], topology.spec(Edges))
 
 
+def shields(topology: Topology) -> set[str]:
+    """The edges that are other edges' origin (origin shields): they serve edges, not viewers,
+    so DNS answers and users leave them out."""
+    edges = specs(topology)
+    return {spec.origin for spec in edges.values() if spec.origin in edges}
+
+
 # -- report plots (PromQL: harness/components/cdn_queries.py, shared with the CDN dashboard) --
 def _plots() -> list[PlotQuery]:
     return [
@@ -119,20 +129,33 @@ class Edges(Component):
         super().__init__(*args)
         self.by_name: dict[str, Group] = {}
         self.hosts: dict[str, str] = {}
+        self.shields: set[str] = set()
         self.port = 0
 
     @classmethod
     def check(cls, topology: Topology) -> list[Problem]:
         known = services.specs(topology)
+        edges = specs(topology)
         problems: list[Problem] = []
-        for name, spec in specs(topology).items():
+        for name, spec in edges.items():
             problems += regions.check_region(topology, ("edges", name, "region"), spec.region)
             where = ("edges", name, "origin")
-            if spec.origin == GATEWAY:
+            if spec.origin in edges:  # its origin shield
+                if spec.origin == name:
+                    problems.append((where, "an edge cannot be its own origin"))
+                elif edges[spec.origin].origin in edges:
+                    problems.append(
+                        (
+                            where,
+                            f"{spec.origin} is an edge whose origin is an edge: one shield tier"
+                            " only (a shield's origin is the gateway or a service)",
+                        )
+                    )
+            elif spec.origin == GATEWAY:
                 if gateway.spec_of(topology) is None:
                     problems.append((where, "origin gateway, but the topology has no gateway"))
             elif spec.origin not in known:
-                choices = [GATEWAY, *known]
+                choices = [GATEWAY, *known, *edges]
                 problems.append((where, unknown("origin", spec.origin, choices)))
         return problems
 
@@ -145,12 +168,18 @@ class Edges(Component):
         return _plots() if specs(topology) else []
 
     async def start(self) -> None:
-        self.port = common_port(len(specs(self.lab.topology)))
-        for name, spec in specs(self.lab.topology).items():
+        edges = specs(self.lab.topology)
+        self.port = common_port(len(edges))
+        # fixed: a restarted edge comes back where its clients (and DNS answers) point
+        self.hosts = {name: edge_host(i) for i, name in enumerate(edges)}
+        self.shields = shields(self.lab.topology)
+        for name, spec in sorted(edges.items(), key=lambda item: item[0] not in self.shields):
             group = self.by_name[name] = self._group(name, spec)
             await group.launch(f"{name}-1")
 
     def _origin(self, spec: EdgeSpec) -> tuple[str, int]:
+        if spec.origin in self.hosts:  # its origin shield
+            return self.hosts[spec.origin], self.port
         if spec.origin == GATEWAY:
             child = self.lab.part(gateway.Gateway).child
             assert child is not None  # checked: the topology has a gateway
@@ -158,8 +187,7 @@ class Edges(Component):
         return self.lab.part(services.Services).labs[spec.origin].address
 
     def _group(self, name: str, spec: EdgeSpec) -> Group:
-        # fixed: a restarted edge comes back where its clients (and DNS answers) point
-        host = self.hosts[name] = edge_host(len(self.hosts))
+        host = self.hosts[name]
         supervisor = self.lab.supervisor
         fixed = [
             f"--listen={host}:{self.port}",
@@ -186,15 +214,16 @@ class Edges(Component):
         return f"http://{self.hosts[name]}:{self.port}"
 
     def addresses(self) -> dict[str, tuple[str, int]]:
-        """Each edge's viewer address, by edge name (what a DNS record of the edges answers)."""
-        return {name: (host, self.port) for name, host in self.hosts.items()}
+        """Each viewer edge's address, by edge name (what a DNS record of the edges answers;
+        no shield)."""
+        return {n: (host, self.port) for n, host in self.hosts.items() if n not in self.shields}
 
     def region(self, name: str) -> str | None:
         return specs(self.lab.topology)[name].region
 
     def entry_urls(self) -> dict[str, str]:
-        """Each edge's base URL, by edge name: where clients of the CDN go."""
-        return {name: self.url(name) for name in self.by_name}
+        """Each viewer edge's base URL, by edge name: where clients of the CDN go."""
+        return {name: self.url(name) for name in self.by_name if name not in self.shields}
 
     def groups(self) -> list[Group]:
         return list(self.by_name.values())
@@ -205,7 +234,8 @@ class Edges(Component):
         return {"edges": {name: pool_status(g) for name, g in self.by_name.items()}}
 
     def urls(self) -> dict[str, str]:
-        return {f"edge {name}": url + "/" for name, url in self.entry_urls().items()}
+        urls = {f"edge {name}": url + "/" for name, url in self.entry_urls().items()}
+        return urls | {f"origin shield {name}": self.url(name) + "/" for name in self.shields}
 
 
 def edge_host(index: int) -> str:

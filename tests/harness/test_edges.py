@@ -136,3 +136,67 @@ async def test_latency_chaos_on_an_edge_and_its_refusals(lab: Lab) -> None:
     nowhere = await lab.chaos(action="latency", service="edge-x", latency_ms=5, region="eu")
     assert nowhere.status_code == 409
     assert "this process is in no region" in nowhere.json()["detail"]
+
+
+SHIELDED = topology_from(
+    {
+        "name": "shielded-cdn",
+        "services": {"orders": {"replicas": 1}},
+        "gateway": {
+            "routes": [{"name": "catalogue", "path": "/api/catalogue", "service": "orders"}]
+        },
+        "edges": {
+            "shield": {"origin": "gateway"},
+            "edge-a": {"origin": "shield"},
+            "edge-b": {"origin": "shield"},
+        },
+    }
+)
+
+
+async def test_an_origin_shield_fetches_once_for_every_edge_behind_it(tmp_path: Path) -> None:
+    """Two edges behind a shield: the second edge's miss is the shield's hit, so the origin is
+    asked once; Via names both tiers; the shield is no viewer's entry point."""
+    async with Supervisor(tmp_path / "run") as supervisor:
+        runtime = LabRuntime(SHIELDED, supervisor, seed=1)
+        await runtime.start()
+        await runtime.wait_healthy()
+        cdn = runtime.part(Edges)
+        assert set(cdn.entry_urls()) == {"edge-a", "edge-b"}
+        assert set(cdn.addresses()) == {"edge-a", "edge-b"}
+        replies = {}
+        for edge in ("edge-a", "edge-b"):
+            host, port = cdn.addresses()[edge]
+            replies[edge] = await fetch(host, port, "GET", "/api/catalogue/9", timeout_s=10.0)
+        assert x_cache(replies["edge-a"]) == "Miss from edge-a-1"
+        assert x_cache(replies["edge-b"]) == "Miss from edge-b-1"
+        via = (replies["edge-b"].header(b"via") or b"").decode()
+        assert via.endswith("1.1 shield-1 (rushlab), 1.1 edge-b-1 (rushlab)")
+        host, port = cdn.url("shield").removeprefix("http://").split(":")
+        await fetch(host, int(port), "GET", "/_edge/metrics")  # series are born at 0
+        metrics = (await fetch(host, int(port), "GET", "/_edge/metrics")).body.decode()
+        samples = dict(line.rsplit(" ", 1) for line in metrics.splitlines() if line[:1] != "#")
+        fetched = samples['cdn_origin_fetches_total{kind="fetch",outcome="response"}']
+        assert float(fetched) == 1  # one fetch from the origin for two edges
+        assert float(samples['cdn_requests_total{result="Hit"}']) == 1  # edge-b's
+
+
+@pytest.mark.core
+def test_a_shield_behind_a_shield_is_refused_naming_the_edge() -> None:
+    data = {
+        "name": "two-tiers",
+        "services": {"orders": {"replicas": 1}},
+        "edges": {
+            "deep": {"origin": "orders"},
+            "shield": {"origin": "deep"},
+            "edge": {"origin": "shield"},
+            "self": {"origin": "self"},
+        },
+    }
+    with pytest.raises(ValueError) as refused:
+        topology_from(data)
+    message = str(refused.value)
+    assert (
+        "edges.edge.origin: shield is an edge whose origin is an edge: one shield tier" in message
+    )
+    assert "edges.self.origin: an edge cannot be its own origin" in message
