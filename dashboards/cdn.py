@@ -17,6 +17,9 @@ born with the edge's first failure of that kind (no data: no failure yet); the h
 error share of an edge that answered nothing in the window, and the mean object size of an
 empty cache, are no data (their denominators are kept only above 0: never NaN, never 0).
 
+One panel is the clients' side: Locust's latency by request name, which the `regions`
+locustfile begins with the users' region (latency by region, distance included).
+
 Chaos events of every service are annotations: what happens to the origin (the gateway, a
 load balancer or its servers) shows at the edges as origin failures and stale answers.
 """
@@ -27,7 +30,7 @@ from grafana_foundation_sdk.models import dashboard as models
 
 from dashboards.panels import Layout, chaos_events, dashboard, label_variable, series, single
 from harness.components import cdn_queries as cdn
-from harness.promql import QUANTILES
+from harness.promql import QUANTILES, quantile
 
 UID = "rushlab-cdn"
 TITLE = "CDN"
@@ -37,6 +40,7 @@ EDGE = 'service=~"$edge"'
 CHAOS_EVENTS = chaos_events()
 OBJECTS_PER_S = "suffix: obj/s"  # Grafana's custom unit: the value, then " obj/s"
 PER_S = "suffix: /s"
+CLIENT_HISTOGRAM = "locust_request_duration_seconds"  # the clients' side: locustfiles/plugin.py
 
 
 def build() -> models.Dashboard:
@@ -272,6 +276,21 @@ def _latency(layout: Layout) -> None:
                 ],
             )
         )
+    layout.add(
+        series(
+            "Client latency by region",
+            "p50 and p95 of what Locust's users measured, by request name. With the `regions` "
+            "locustfile every name begins with its users' region ('eu-west catalogue'), so "
+            "this is latency by region as the clients in it see it: the round trip to their "
+            "edge is in it (the edge latency panels start when the request reaches the "
+            "edge). A far region without an edge of its own pays its distance on every hit.",
+            "s",
+            [
+                (quantile(q, CLIENT_HISTOGRAM, by="name"), f"{{{{name}}}} p{round(q * 100)}")
+                for q in (0.5, 0.95)
+            ],
+        )
+    )
 
 
 def _store(layout: Layout) -> None:
