@@ -72,6 +72,9 @@ class LocustPlan:
     release_file: Path | None = None
     """When set, each process holds its test for Prometheus's first scrapes and stays after it
     until this file exists (RUSHLAB_RELEASE_FILE): the scenario runner's final scrape."""
+    start_file: Path | None = None
+    """With `release_file`: the test also waits for this file (RUSHLAB_START_FILE), which the
+    runner writes once every scrape target has been scraped twice."""
     locustfile: Path = LOCUSTFILE
     report_name: str | None = "locust"
     """Prefix of the csv/html/json reports in the run folder; None writes none."""
@@ -221,6 +224,7 @@ def build_commands(plan: LocustPlan, run_dir: Path, ports: LocustPorts) -> list[
         poison_rate=plan.poison_rate,
         regions=plan.regions,
         release_file=str(plan.release_file.absolute()) if plan.release_file else None,
+        start_file=str(plan.start_file.absolute()) if plan.start_file else None,
     )
     locust = [
         sys.executable,

@@ -3,17 +3,20 @@ clock, then the SLOs judged from Prometheus and the reports written.
 
     load_scenario -> LabRuntime.start beside Prometheus -> every scrape target written
         -> Locust (headless, stages) -> every target up
-        -> t = 0 once Prometheus holds Locust's series at 0 -> chaos steps at their at_s
+        -> t = 0 once Prometheus holds two samples of every target (the start file)
+        -> chaos steps at their at_s
         -> Locust's test ends by itself -> the final scrape -> Locust released
         -> range queries on the run's grid -> slo.evaluate + slo.check_run -> RunResult
 
 The run's clock and its end are Prometheus's, so no count is lost at either edge. Locust holds
-its test until Prometheus has scraped it twice (every series at 0, `locustfiles/plugin.py`), and
-t = 0 is when the runner sees those samples. After the test stops, Locust stays until the
-runner releases it: the run ends at the first instant at which Prometheus holds every Locust
-process's final counts (`locust_counts_final` is 1 for all), and every SLO is judged on a 1 s
-grid counted back from that instant, so the last point is each counter's final value and
-judging never starts before the final scrape has landed.
+its test until Prometheus has scraped it twice (every series at 0, `locustfiles/plugin.py`) and
+the runner writes the start file, which it does, at t = 0, once Prometheus holds two samples of
+every scrape target: a target scraped only once would leave its rate() undefined at the first
+grid point (Prometheus scrapes each target at its own offset in the interval). After the test
+stops, Locust stays until the runner releases it: the run ends at the first instant at which
+Prometheus holds every Locust process's final counts (`locust_counts_final` is 1 for all), and
+every SLO is judged on a 1 s grid counted back from that instant, so the last point is each
+counter's final value and judging never starts before the final scrape has landed.
 
 One typed `Scenario` flows from the file to the result; the verdict is data, the exit code is the
 CLI's business. When an SLO expression returns several series, the worst point (the highest for
@@ -116,6 +119,7 @@ async def _run(  # noqa: PLR0917 - what run_scenario started
         dns=parse_hostport(dns, flag="dns") if scenario.load.via_dns and dns else None,
         poison_rate=scenario.load.poison_rate,
         release_file=lab.run_dir / "locust.release",
+        start_file=lab.run_dir / "locust.start",
         regions=client_regions(lab) if load.by_region else {},
     )
     lab.scrape(f"127.0.0.1:{control_port}", role="harness", instance="harness")
@@ -123,8 +127,7 @@ async def _run(  # noqa: PLR0917 - what run_scenario started
     for i, port in enumerate((plan.metrics_port, *plan.worker_metrics_ports)):
         name = "locust" if i == 0 else f"locust-worker-{i}"
         lab.scrape(f"127.0.0.1:{port}", service="load", role="locust", instance=name)
-    # Every target in one file: Prometheus discovers them together, so every lab process has
-    # been scraped by the time Locust's second scrape releases its test.
+    # Every target in one file: Prometheus discovers them together.
     lab.notify()
     steps = resolve_timeline(
         scenario,
@@ -140,9 +143,13 @@ async def _run(  # noqa: PLR0917 - what run_scenario started
     await prometheus.wait_for_targets(targets, timeout_s=60)
     problems: list[str] = []
     try:
-        held = f"count(count_over_time(locust_info[1m]) >= 2) >= {processes}"
-        if await _until(prometheus, held, locust, timeout_s=60) is None:
-            problems.append("Prometheus never scraped the load generator before its test began")
+        # Two samples of every target (Locust's included, held before its test), so every
+        # rate() has a value at t = 0: a target scraped once then would read "no data".
+        twice = f"count(count_over_time(up[1m]) >= 2) >= {targets}"
+        if await _until(prometheus, twice, locust, timeout_s=60) is None:
+            problems.append("Prometheus never scraped every target twice before the test began")
+        assert plan.start_file is not None
+        plan.start_file.touch()
         started = round(time.time(), 3)  # milliseconds, as Prometheus keeps time
         refused = await _play(steps, controller, started, progress)
         final = await _until(

@@ -465,14 +465,19 @@ def setup(environment: Environment, settings: Settings) -> Exporter:
     elif environment.web_ui is None:
         logger.warning("RUSHLAB_METRICS_PORT is not set: this process exports no metrics")
     if settings.release_file is not None and settings.metrics_port is not None:
-        hold_for_prometheus(environment, exporter, settings.release_file)
+        hold_for_prometheus(environment, exporter, settings.release_file, settings.start_file)
     return exporter
 
 
-def hold_for_prometheus(environment: Environment, exporter: Exporter, release_file: str) -> None:
-    """Wait for Prometheus's first scrapes now (before the test starts); on quitting, stay until
-    `release_file` exists, so the scrapes after the stop can land."""
+def hold_for_prometheus(
+    environment: Environment, exporter: Exporter, release_file: str, start_file: str | None
+) -> None:
+    """Wait for Prometheus's first scrapes now (before the test starts), and for `start_file`
+    (the runner's word that every lab process has been scraped twice too); on quitting, stay
+    until `release_file` exists, so the scrapes after the stop can land."""
     exporter.hold(lambda: exporter.expositions >= SCRAPES_BEFORE_START, "Prometheus's scrapes")
+    if start_file is not None:
+        exporter.hold(lambda: Path(start_file).exists(), f"the start file {start_file}")
 
     def on_quitting(**_: Any) -> None:
         exporter.stopped()

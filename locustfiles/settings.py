@@ -29,6 +29,9 @@ import: the harness and pytest use it too).
   Prometheus. The process then holds its test until Prometheus has scraped it twice (its series
   exist at 0 before the first request), and after its test stops it stays, still serving
   `/metrics`, until this file exists (at most `HOLD_MAX_S`), so the final counts are scraped.
+- `RUSHLAB_START_FILE`: set by the scenario runner with the release file: the test also waits
+  for this file (at most `HOLD_MAX_S`), which the runner writes once Prometheus has scraped
+  every lab process twice, so every `rate()` has a value from the run's first instant.
 
 `load_settings` reads them (raising `SettingsError` that names the variable) and `to_environ`
 writes them, so both sides share one definition.
@@ -55,10 +58,11 @@ CONTROL_TOKEN_FILE = "RUSHLAB_CONTROL_TOKEN_FILE"  # noqa: S105  (a variable nam
 DNS = "RUSHLAB_DNS"
 POISON_RATE = "RUSHLAB_POISON_RATE"
 RELEASE_FILE = "RUSHLAB_RELEASE_FILE"
+START_FILE = "RUSHLAB_START_FILE"
 REGIONS = "RUSHLAB_REGIONS"
 ALL = (
     SERVICES, STAGES, WAIT_S, TIMEOUT_S, METRICS_PORT, CONTROL_URL, CONTROL_TOKEN_FILE, DNS,
-    POISON_RATE, RELEASE_FILE, REGIONS,
+    POISON_RATE, RELEASE_FILE, START_FILE, REGIONS,
 )  # fmt: skip
 
 DEFAULT_WAIT_S = (0.5, 2.0)
@@ -81,6 +85,7 @@ class Settings:
     dns: tuple[str, int] | None = None
     poison_rate: float = 0.0
     release_file: str | None = None
+    start_file: str | None = None
     regions: Mapping[str, tuple[str, float]] = field(default_factory=dict)
 
 
@@ -200,6 +205,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         dns=_dns(dns) if (dns := get(DNS)) is not None else None,
         poison_rate=_share(poison, POISON_RATE) if (poison := get(POISON_RATE)) else 0.0,
         release_file=get(RELEASE_FILE),
+        start_file=get(START_FILE),
         regions=_regions(regions) if (regions := get(REGIONS)) is not None else {},
     )
 
@@ -225,6 +231,8 @@ def to_environ(settings: Settings) -> dict[str, str]:
         env[POISON_RATE] = repr(settings.poison_rate)
     if settings.release_file is not None:
         env[RELEASE_FILE] = settings.release_file
+    if settings.start_file is not None:
+        env[START_FILE] = settings.start_file
     if settings.regions:
         env[REGIONS] = json.dumps({r: list(v) for r, v in settings.regions.items()})
     return env
