@@ -5,6 +5,8 @@
                    "all"?, "latency_ms"?, "error_rate"?, "slots"?}; 404 names the valid
                    choices, 409 says why not, 422 names the field that is wrong
     GET  /events   the event log
+    GET  /map      the live map page (its data needs the token: /map#token=...)
+    GET  /map/state  the map's data: boxes, states, arrows and their rates (harness/livemap.py)
     GET  /metrics  harness_chaos_events_total{action,service} and instance counts (no token)
 
 The CLI, the scenario runner and the Locust chaos tab all act through it. Every action is an
@@ -23,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import FastAPI, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -34,11 +36,13 @@ from chaos.vocabulary import ANY, NAMES, PARAMS, as_json
 from dashboards.elasticity import CHAOS_TAG
 from dashboards.grafana import post_annotation
 from harness.errors import ChaosRefused, GrafanaError
+from harness.livemap import LiveMap
 from harness.runtime import Event, LabRuntime
 from targets.asgi import bearer_guard, control_api
 from targets.fastmetrics import BornAtZeroRegistry, FastCounter
 
 log = logging.getLogger(__name__)
+MAP_PAGE = Path(__file__).parent / "static" / "map.html"
 
 
 class EventLog:
@@ -193,6 +197,16 @@ def control_app(controller: Controller) -> FastAPI:
     @app.get("/events", dependencies=guarded, responses={401: refusals[401]})
     async def events() -> dict[str, Any]:
         return {"events": [e.as_dict() for e in controller.events.events]}
+
+    live = LiveMap(lab, lambda: controller.events.events)
+
+    @app.get("/map", response_class=HTMLResponse, include_in_schema=False)
+    async def map_page() -> HTMLResponse:
+        return HTMLResponse(MAP_PAGE.read_text())
+
+    @app.get("/map/state", dependencies=guarded, responses={401: refusals[401]})
+    async def map_state() -> dict[str, Any]:
+        return await live.state()
 
     @app.get("/actions")
     async def actions() -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from harness.components import COMPONENTS
 from harness.components.base import Component, Group, Instance, described
+from harness.diagram import Diagram
 from harness.errors import ChaosRefused
 from harness.lab import write_token
 from harness.prometheus import LAB_RULES, Prometheus, ScrapeTarget
@@ -58,6 +59,7 @@ class LabRuntime:
         self.token, self.token_file = write_token(supervisor.run_dir)
         self.started_at = 0.0
         self.parts: dict[type[Component], Component] = {c: c(self) for c in COMPONENTS}
+        self.prometheus: Prometheus | None = None  # once start_prometheus has run
         # Scrape targets beyond the parts' own (the harness, Locust), and who to tell when
         # the set changes (Prometheus's file_sd).
         self.extra_targets: list[ScrapeTarget] = []
@@ -109,6 +111,13 @@ class LabRuntime:
         """One more /metrics endpoint beyond the parts' own (the harness, Locust)."""
         self.extra_targets.append(ScrapeTarget(address, labels))
 
+    def diagram(self) -> Diagram:
+        """The lab as the live map draws it: every kind's boxes and arrows."""
+        made = Diagram()
+        for part in self.parts.values():
+            made.extend(part.diagram())
+        return made
+
     async def start_prometheus(self) -> Prometheus:
         """Prometheus scraping every process of the lab, its targets kept in step with chaos."""
         prometheus = Prometheus(self.run_dir, free_port())
@@ -116,6 +125,7 @@ class LabRuntime:
         prometheus.set_targets(self.scrape_targets())
         self.listeners.append(lambda: prometheus.set_targets(self.scrape_targets()))
         await prometheus.start(self.supervisor)
+        self.prometheus = prometheus
         return prometheus
 
     def notify(self) -> None:

@@ -53,6 +53,11 @@ def with_locust(workers: int, swarm_limit_s: float) -> Extra:
     return start
 
 
+def map_url(control: str, token: str) -> str:
+    """The live map's address (the token in the fragment: the browser never sends it on)."""
+    return f"http://{control}/map#token={token}"
+
+
 async def with_prometheus(lab: LabRuntime, urls: dict[str, str]) -> None:
     """Prometheus scraping every process of the lab, its targets kept in step with chaos."""
     urls["prometheus"] = (await lab.start_prometheus()).url
@@ -77,7 +82,10 @@ async def run_session(
         control = await asgi.start(control_app(controller), "127.0.0.1", control_port)
         lab.scrape(f"127.0.0.1:{control.port}", role="harness", instance="harness")
         await lab.start_autoscalers(("127.0.0.1", control.port))
-        urls = {"control": f"http://127.0.0.1:{control.port}/docs"}
+        urls = {
+            "control": f"http://127.0.0.1:{control.port}/docs",
+            "map": map_url(f"127.0.0.1:{control.port}", lab.token),
+        }
         urls |= lab.urls()
         for extra in extras or []:
             await extra(lab, urls)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.components import services
 from harness.components.base import Component, Process, described
+from harness.diagram import SERVICES, Arrow, Box, Diagram, Gauge
 from harness.promql import Line, PlotQuery, summed
 from harness.supervisor import Child
 
@@ -93,6 +94,31 @@ class Autoscalers(Component):
             )
         if self.children:
             self.lab.notify()
+
+    def diagram(self) -> Diagram:
+        """A box per autoscaler (desired against current replicas), an arrow to its service."""
+        made = Diagram()
+        for name in autoscaled(self.lab.topology):
+            service = f'service="{name}"'
+            made.boxes.append(
+                Box(
+                    f"autoscaler:{name}",
+                    f"autoscaler {name}",
+                    self.kind,
+                    SERVICES,
+                    "scales the service",
+                    instances=False,
+                    process=f"autoscaler-{name}",
+                    gauges=(
+                        Gauge("desired", f"max(autoscaler_desired_replicas{{{service}}})"),
+                        Gauge("current", f"max(autoscaler_current_replicas{{{service}}})"),
+                    ),
+                )
+            )
+            made.arrows.append(
+                Arrow(f"autoscaler:{name}", services.service_box(name), label="scales")
+            )
+        return made
 
     def processes(self) -> list[Process]:
         return [Process(name, child) for name, child in self.children.items()]

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from chaos.vocabulary import BY_NAME, State
+from harness.diagram import Diagram
 from harness.errors import ChaosRefused
 from harness.lab import number
 from harness.prometheus import ScrapeTarget
@@ -261,6 +262,10 @@ class Component:
     def urls(self) -> dict[str, str]:
         """Where a user reaches it (shown by `harness up`), by description."""
         return {}
+
+    def diagram(self) -> Diagram:
+        """Its boxes and arrows on the live map (harness/diagram.py)."""
+        return Diagram()
 
 
 class Singleton(Component):

@@ -15,6 +15,7 @@ from pydantic import Field, model_validator
 
 from harness.components import edges, gateway, regions, services
 from harness.components.base import Problem, Singleton, Strict, unknown
+from harness.diagram import NAMES, Box, Diagram, Gauge, rate_of
 
 if TYPE_CHECKING:
     from harness.topology import Topology
@@ -145,6 +146,13 @@ def zone_file(
 EDGE_HEALTH = "/_edge/health"
 
 
+def _checked(record: DnsRecordSpec) -> bool:
+    """Whether `record`'s answers are health-checked (as `zone_json` writes them)."""
+    if record.via == "edges":
+        return record.health_checks
+    return record.via == "servers" and record.policy != "simple"
+
+
 def _check(check: str, host: str, port: int, path: str, spec: DnsRecordSpec) -> dict[str, Any]:
     """A Route 53-style health check of one record's address, by the record's settings."""
     return {
@@ -273,6 +281,29 @@ class Dns(Singleton):
     def address(self) -> str | None:
         """HOST:PORT (UDP) of the lab's DNS server, when it runs."""
         return None if self.child is None else str(self.child.ready["address"])
+
+    def diagram(self) -> Diagram:
+        """The DNS server's box: queries per second, and how many failed health checks."""
+        spec = spec_of(self.lab.topology)
+        if spec is None:
+            return Diagram()
+        gauges = [Gauge("queries/s", rate_of("dns_queries_total"))]
+        if any(_checked(record) for record in spec.records):  # else the series never exist
+            gauges.append(Gauge("checks failing", "sum(1 - dns_health_check_healthy)"))
+        return Diagram(
+            [
+                Box(
+                    NAME,
+                    NAME,
+                    self.kind,
+                    NAMES,
+                    "DNS server",
+                    process=NAME,
+                    instances=False,
+                    gauges=tuple(gauges),
+                )
+            ]
+        )
 
     def urls(self) -> dict[str, str]:
         if self.address is None:

@@ -36,6 +36,7 @@ from harness.components.base import (
     set_admin_faults,
     unknown,
 )
+from harness.diagram import EDGES, Arrow, Box, Diagram, Gauge, both, rate_of
 from harness.promql import Line, PlotQuery
 from harness.supervisor import free_port
 
@@ -82,6 +83,11 @@ class EdgeSpec(Strict):
             f"--cache-query={self.cache_query}",
             *([f"--query-names={','.join(self.query_names)}"] if self.query_names else []),
         ]
+
+
+def box(name: str) -> str:
+    """The map's id of edge `name`'s box."""
+    return f"edge:{name}"
 
 
 def specs(topology: Topology) -> dict[str, EdgeSpec]:
@@ -227,6 +233,40 @@ class Edges(Component):
 
     def groups(self) -> list[Group]:
         return list(self.by_name.values())
+
+    def diagram(self) -> Diagram:
+        """A box per edge (its hit ratio), an arrow to its origin: the gateway, a service's
+        load balancer, or its shield (origin fetches, failed ones as errors)."""
+        made = Diagram()
+        for name, spec in specs(self.lab.topology).items():
+            edge = f'service="{name}"'
+            made.boxes.append(
+                Box(
+                    box(name),
+                    name,
+                    self.kind,
+                    EDGES,
+                    "origin shield" if name in self.shields else "CDN edge",
+                    name,
+                    gauges=(Gauge("hit ratio", cdn_queries.hit_ratio(edge, by=""), "%"),),
+                )
+            )
+            if spec.origin in self.hosts:
+                origin = box(spec.origin)
+            elif spec.origin == GATEWAY:
+                origin = gateway.BOX
+            else:
+                origin = services.service_box(spec.origin)
+            made.arrows.append(
+                Arrow(
+                    box(name),
+                    origin,
+                    rate_of("cdn_origin_fetches_total", edge),
+                    rate_of("cdn_origin_fetches_total", both(edge, cdn_queries.ORIGIN_FAILED)),
+                    label="misses",
+                )
+            )
+        return made
 
     async def status(self) -> dict[str, Any]:
         if not self.by_name:

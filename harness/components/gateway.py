@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 from harness.components import services
 from harness.components.base import Problem, Singleton, unknown
 from harness.components.regions import RegionsPart
+from harness.diagram import FRONT, Arrow, Box, Diagram, Gauge, both, one_of, rate_of
 from harness.promql import RATE, Line, PlotQuery, quantile, summed
 from targets.gateway.config import GatewaySpec, gateway_file
 
@@ -38,6 +39,9 @@ def limiter_decisions(by: str = "route, outcome", window: str = RATE) -> str:
 
 def p95_by_route(window: str = RATE) -> str:
     return quantile(0.95, "gateway_request_duration_seconds", by="route", window=window)
+
+
+BOX = "gateway"  # its box on the live map
 
 
 class Gateway(Singleton):
@@ -109,3 +113,33 @@ class Gateway(Singleton):
 
     def urls(self) -> dict[str, str]:
         return {} if self.url is None else {"gateway": self.url + "/"}
+
+    def diagram(self) -> Diagram:
+        """The gateway's box (its rate-limited share), an arrow per service it routes to."""
+        spec = spec_of(self.lab.topology)
+        if spec is None:
+            return Diagram()
+        limited = rate_of("gateway_requests_total", 'code="429"')
+        box = Box(
+            BOX,
+            NAME,
+            self.kind,
+            FRONT,
+            "API gateway: routes, rate limits",
+            process=NAME,
+            instances=False,
+            gauges=(Gauge("429/s", limited),),
+        )
+        routes: dict[str, list[str]] = {}
+        for route in spec.routes:
+            routes.setdefault(route.service, []).append(route.name)
+        arrows = [
+            Arrow(
+                BOX,
+                services.service_box(service),
+                rate_of("gateway_requests_total", one_of("route", names)),
+                rate_of("gateway_requests_total", both(one_of("route", names), 'code=~"5.."')),
+            )
+            for service, names in routes.items()
+        ]
+        return Diagram([box], arrows)

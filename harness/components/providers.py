@@ -27,6 +27,7 @@ from harness.components.base import (
     pool_status,
     set_admin_faults,
 )
+from harness.diagram import PROVIDERS, Box, Diagram, Gauge
 from harness.supervisor import Child, free_port
 
 if TYPE_CHECKING:
@@ -130,6 +131,22 @@ class Providers(Component):
 
     def groups(self) -> list[Group]:
         return list(self.by_name.values())
+
+    def diagram(self) -> Diagram:
+        return Diagram(
+            [
+                Box(
+                    f"provider:{name}",
+                    name,
+                    self.kind,
+                    PROVIDERS,
+                    f"{spec.kind} provider",
+                    name,
+                    gauges=(Gauge("in flight", f'sum(provider_in_flight{{service="{name}"}})'),),
+                )
+                for name, spec in specs(self.lab.topology).items()
+            ]
+        )
 
     async def status(self) -> dict[str, Any]:
         if not self.by_name:

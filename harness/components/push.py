@@ -17,6 +17,7 @@ from pydantic import Field
 from harness.components import providers, topics
 from harness.components.base import Component, Group, Instance, Problem, Shape, Strict, unknown
 from harness.components.base import pool_status as _pool_status
+from harness.diagram import WORKERS, Arrow, Box, Diagram, both, rate_of
 from harness.promql import Line, PlotQuery, summed
 from harness.supervisor import free_port
 
@@ -127,6 +128,23 @@ class PushConsumers(Component):
 
     def groups(self) -> list[Group]:
         return list(self.pools.values())
+
+    def diagram(self) -> Diagram:
+        """A box per push consumer, an arrow to its provider (the notifications it passed)."""
+        made = Diagram()
+        for name, spec in specs(self.lab.topology).items():
+            made.boxes.append(Box(f"push:{name}", name, self.kind, WORKERS, "push consumer", name))
+            consumer = f'service="{name}"'
+            made.arrows.append(
+                Arrow(
+                    f"push:{name}",
+                    f"provider:{spec.provider}",
+                    rate_of("push_notifications_total", consumer),
+                    rate_of("push_notifications_total", both(consumer, 'outcome="failed"')),
+                    "msg/s",
+                )
+            )
+        return made
 
     async def status(self) -> dict[str, Any]:
         if not self.pools:

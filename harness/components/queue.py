@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 from pydantic import Field
 
 from harness.components.base import Problem, Service, Shape, Strict
+from harness.diagram import QUEUES, Arrow, Box, Diagram, Gauge, rate_of
 from harness.promql import Line, PlotQuery, summed
 
 if TYPE_CHECKING:
@@ -47,6 +48,11 @@ class QueueSpec(Strict):
             "DelaySeconds": str(self.delay_s),
             "MessageRetentionPeriod": str(self.retention_s),
         }
+
+
+def box(name: str) -> str:
+    """The map's id of queue `name`'s box."""
+    return f"queue:{name}"
 
 
 def specs(topology: Topology) -> dict[str, QueueSpec]:
@@ -158,3 +164,39 @@ class Queues(Service):
         if self.address is None:
             return {}
         return {"queue (SQS endpoint_url; JSON API at /queues)": self.url()}
+
+    def diagram(self) -> Diagram:
+        """A box per queue (dead-letter queues too) with its depth and oldest age, an arrow
+        from each queue to its dead-letter queue; chaos on any of them acts on the queue
+        service that holds them all (its process is each box's instance)."""
+        boxes = [
+            Box(
+                box(name),
+                name,
+                self.kind,
+                QUEUES,
+                "queue (in the queue service)",
+                GROUP,
+                gauges=(
+                    Gauge("visible", f'sum(queue_messages_visible{{queue="{name}"}})'),
+                    Gauge("in flight", f'sum(queue_messages_in_flight{{queue="{name}"}})'),
+                    Gauge(
+                        "oldest", f'max(queue_oldest_message_age_seconds{{queue="{name}"}})', "s"
+                    ),
+                ),
+            )
+            for name in sorted(names(self.lab.topology))
+        ]
+        dead = [
+            Arrow(
+                box(name),
+                box(f"{name}-dlq"),
+                rate_of("queue_messages_moved_to_dlq_total", f'queue="{name}"'),
+                None,
+                "msg/s",
+                "dead letters",
+            )
+            for name, spec in sorted(specs(self.lab.topology).items())
+            if spec.dead_letter is not None
+        ]
+        return Diagram(boxes, dead)

@@ -32,6 +32,7 @@ from harness.components.base import (
     set_admin_faults,
     unknown,
 )
+from harness.diagram import SERVICES, Arrow, Box, Diagram, Gauge, both, rate_of
 from harness.lab import Lab, ServerSpec, start_lab
 from harness.promql import Line, PlotQuery, quantile_lines, summed
 from targets.autoscaler.core import ConfigError, Policy
@@ -224,6 +225,11 @@ def within_bounds(replicas: int, min_replicas: int, max_replicas: int) -> None:
             f"replicas ({replicas}) must be between min_replicas ({min_replicas})"
             f" and max_replicas ({max_replicas})"
         )
+
+
+def service_box(name: str) -> str:
+    """The map's id of service `name`'s box."""
+    return f"service:{name}"
 
 
 def specs(topology: Topology) -> dict[str, ServiceSpec]:
@@ -436,6 +442,41 @@ class Services(Component):
 
     def urls(self) -> dict[str, str]:
         return {f"{name} (load balancer)": url + "/" for name, url in self.entry_urls().items()}
+
+    def diagram(self) -> Diagram:
+        """A box per service (its load balancer and servers, each server's request rate),
+        and the arrow of its receipt emails: to a provider, a queue or a topic."""
+        made = Diagram()
+        for name, spec in specs(self.lab.topology).items():
+            service = f'service="{name}"'
+            made.boxes.append(
+                Box(
+                    service_box(name),
+                    name,
+                    self.kind,
+                    SERVICES,
+                    "load balancer + servers",
+                    name,
+                    gauges=(Gauge("routable", f"max(lb_routable_targets{{{service}}})"),),
+                    per_instance=rate_of("server_requests_total", 'instance="$instance"'),
+                    process=f"{name}-lb",
+                )
+            )
+            if spec.email is not None:
+                target, to = spec.email.target
+                emails = rate_of("server_emails_total", service)
+                failed = rate_of("server_emails_total", both(service, 'outcome="failed"'))
+                made.arrows.append(
+                    Arrow(
+                        service_box(name),
+                        f"{target}:{to}",
+                        emails,
+                        failed,
+                        "msg/s",
+                        spec.email.mode,
+                    )
+                )
+        return made
 
     async def status(self) -> dict[str, Any]:
         services: dict[str, Any] = {}

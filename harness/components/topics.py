@@ -20,6 +20,7 @@ from pydantic import Field, model_validator
 
 from harness.components import queue
 from harness.components.base import Problem, Service, Shape, Strict, unknown
+from harness.diagram import TOPICS, Arrow, Box, Diagram, Gauge, both, rate_of
 from harness.promql import Line, PlotQuery, summed
 
 if TYPE_CHECKING:
@@ -279,3 +280,40 @@ class Topics(Service):
         if self.address is None:
             return {}
         return {"topics (SNS endpoint_url)": self.url()}
+
+    def diagram(self) -> Diagram:
+        """A box per topic (its pending deliveries; chaos acts on the topic service), an arrow
+        per subscription: to its queue or its push consumer, failures dropped or
+        dead-lettered."""
+        made = Diagram()
+        for topic, spec in specs(self.lab.topology).items():
+            made.boxes.append(
+                Box(
+                    f"topic:{topic}",
+                    topic,
+                    self.kind,
+                    TOPICS,
+                    "topic (in the topic service)",
+                    GROUP,
+                    gauges=(
+                        Gauge("pending", f'sum(pubsub_deliveries_pending{{topic="{topic}"}})'),
+                    ),
+                )
+            )
+            for name, sub in spec.subscriptions.items():
+                target = queue.box(sub.queue) if sub.queue else f"push:{sub.push}"
+                selector = f'subscription="{name}"'
+                made.arrows.append(
+                    Arrow(
+                        f"topic:{topic}",
+                        target,
+                        rate_of("pubsub_deliveries_total", selector),
+                        rate_of(
+                            "pubsub_deliveries_total",
+                            both(selector, 'outcome=~"dropped|dead_lettered"'),
+                        ),
+                        "msg/s",
+                        "filtered" if sub.filter else "",
+                    )
+                )
+        return made

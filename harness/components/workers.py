@@ -21,6 +21,7 @@ from harness.components.base import (
     unknown,
 )
 from harness.components.services import within_bounds
+from harness.diagram import WORKERS, Arrow, Box, Diagram, both, rate_of
 from harness.promql import Line, PlotQuery, summed
 
 if TYPE_CHECKING:
@@ -167,6 +168,31 @@ class Workers(Component):
 
     def groups(self) -> list[Group]:
         return list(self.pools.values())
+
+    def diagram(self) -> Diagram:
+        """A box per pool (each worker's messages per second), an arrow from its queue (what
+        it takes) and one to its provider (what failed there)."""
+        made = Diagram()
+        for name, spec in specs(self.lab.topology).items():
+            pool = f'service="{name}"'
+            made.boxes.append(
+                Box(
+                    f"workers:{name}",
+                    name,
+                    self.kind,
+                    WORKERS,
+                    "worker pool",
+                    name,
+                    per_instance=rate_of("worker_messages_total", 'instance="$instance"'),
+                )
+            )
+            taken = rate_of("worker_messages_total", pool)
+            failed = rate_of("worker_messages_total", both(pool, 'outcome="failed"'))
+            made.arrows += [
+                Arrow(queue.box(spec.queue), f"workers:{name}", taken, None, "msg/s"),
+                Arrow(f"workers:{name}", f"provider:{spec.provider}", taken, failed, "msg/s"),
+            ]
+        return made
 
     async def status(self) -> dict[str, Any]:
         if not self.pools:

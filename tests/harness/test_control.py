@@ -236,3 +236,26 @@ async def test_a_malformed_request_is_one_readable_sentence(api: Api) -> None:
         " publish, remove, resize, restart, resume, stop; count: Input should be greater than or"
         " equal to 1"
     )
+
+
+async def test_the_map_page_is_served_and_its_state_needs_the_token(api: Api) -> None:
+    """GET /map is the page (no token: it reads it from its fragment); GET /map/state needs
+    the token and holds every instance with its state, the load balancer's view, and no
+    number without Prometheus (null, shown as "no data")."""
+    page = await api.client.get("/map", headers={"authorization": ""})
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "/map/state" in page.text
+    assert "http" not in page.text.replace("http://www.w3.org/2000/svg", "")  # nothing fetched
+    refused = await api.client.get("/map/state", headers={"authorization": "Bearer wrong"})
+    assert refused.status_code == 401
+    await api.chaos(action="kill", service="orders", instance="orders-2")
+    state = (await api.client.get("/map/state")).json()
+    orders = next(b for b in state["boxes"] if b["id"] == "service:orders")
+    assert orders["state"] == "running"  # its load balancer
+    shown = {i["name"]: (i["state"], i["target"]) for i in orders["instances"]}
+    assert shown["orders-1"] == ("running", "healthy")
+    assert shown["orders-2"][0] == "killed"
+    assert state["prometheus"] is False
+    assert all(g["value"] is None for b in state["boxes"] for g in b["gauges"])
+    assert [e["action"] for e in state["events"]] == ["kill"]

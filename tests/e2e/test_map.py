@@ -1,0 +1,165 @@
+"""The live map in a real browser (headless chromium over the DevTools protocol) against a
+running default shop under a Locust rush: every instance of the topology is on the map,
+killing a server from the map turns its box to killed and the load balancer's view follows,
+a refused action shows its reason, and the page's update delay is measured. A screenshot of
+the map under the rush is kept in the run folder (`map.png`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import statistics
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from harness.components.edges import Edges
+from harness.components.entry import entry_points
+from harness.control import Controller, control_app
+from harness.locust import LocustPlan, start_locust
+from harness.runtime import LabRuntime
+from harness.session import map_url
+from harness.supervisor import Supervisor, free_port
+from harness.topology import load_topology
+from targets import asgi
+from targets.http.client import fetch
+from targets.http.upstream import UpstreamError
+from tests.browser import Browser, BrowserError, find_chromium
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.timeout(240),
+    pytest.mark.skipif(find_chromium() is None, reason="needs Debian's chromium"),
+]
+SHOP = Path(__file__).parents[2] / "harness" / "topologies" / "shop.yaml"
+ARTIFACT = Path(__file__).parents[2] / "out" / "map.png"
+
+
+@dataclass
+class Lab:
+    runtime: LabRuntime
+    browser: Browser
+
+    async def js(self, expression: str) -> object:
+        return await asyncio.to_thread(self.browser.evaluate, expression)
+
+    async def wait_for(self, expression: str, timeout_s: float = 60.0) -> object:
+        return await asyncio.to_thread(self.browser.wait_for, expression, timeout_s)
+
+    async def click(self, selector: str) -> None:
+        await asyncio.to_thread(self.browser.click, selector)
+
+
+@pytest.fixture
+async def lab(tmp_path: Path) -> AsyncIterator[Lab]:
+    async with Supervisor(tmp_path / "run") as supervisor:
+        runtime = LabRuntime(load_topology(SHOP), supervisor, seed=3)
+        await runtime.start()
+        await runtime.wait_healthy()
+        await runtime.start_prometheus()
+        control = await asgi.start(control_app(Controller(runtime)), "127.0.0.1", 0)
+        try:
+            services, host = entry_points(runtime)
+            plan = LocustPlan(
+                services=services,
+                host=host,
+                users=8,
+                spawn_rate=8,
+                run_time_s=90,
+                metrics_port=free_port(),
+            )
+            await start_locust(supervisor, plan, runtime.run_dir)
+            runtime.scrape(f"127.0.0.1:{plan.metrics_port}", service="load", role="locust")
+            runtime.notify()
+            readers = [asyncio.create_task(_read(url)) for url in edge_urls(runtime)]
+            url = map_url(f"127.0.0.1:{control.port}", runtime.token)
+            browser = await asyncio.to_thread(Browser, url, width=1900, height=1100)
+            try:
+                yield Lab(runtime, browser)
+            finally:
+                browser.close()
+                for reader in readers:
+                    reader.cancel()
+                await asyncio.gather(*readers, return_exceptions=True)
+        finally:
+            await control.stop()
+
+
+def edge_urls(runtime: LabRuntime) -> list[str]:
+    return list(runtime.part(Edges).entry_urls().values())
+
+
+async def _read(url: str, seconds: float = 120.0) -> None:
+    """A reader of the catalogue through a CDN edge (the shop's users go to the gateway), a
+    few times a second, for at most `seconds`."""
+    address = urlsplit(url)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with contextlib.suppress(UpstreamError):
+            await fetch(address.hostname or "", address.port or 80, "GET", "/api/catalogue/1")
+        await asyncio.sleep(0.2)
+
+
+async def test_the_map_shows_the_lab_and_breaks_it_from_a_click(lab: Lab) -> None:
+    expected = {i.name for group in lab.runtime.groups() for i in group.instances.values()}
+    await lab.wait_for(f"document.querySelectorAll('[data-instance]').length >= {len(expected)}")
+    shown = set(
+        await lab.js(
+            "[...document.querySelectorAll('[data-instance]')].map(n => n.dataset.instance)"
+        )
+    )  # type: ignore[arg-type]
+    assert expected <= shown
+    boxes = set(
+        await lab.js("[...document.querySelectorAll('[data-box]')].map(n => n.dataset.box)")
+    )  # type: ignore[arg-type]
+    assert {"clients", "gateway", "dns", "edge:cdn", "queue:emails", "topic:payments"} <= boxes
+    assert {"service:orders", "workers:email-workers", "provider:mail"} <= boxes
+    # Under the rush the arrows carry traffic, and every number on the map has a value (a
+    # query that matches nothing, a typo in a metric's name, would say "no data").
+    await lab.wait_for("document.querySelectorAll('path.arrow.busy').length > 0")
+    no_data = (
+        "[...document.querySelectorAll('#svg text')].filter(t => t.textContent.includes('no data'))"
+        ".map(t => (t.closest('[data-box]')?.dataset.box ?? 'arrow') + ': ' + t.textContent)"
+    )
+    with contextlib.suppress(BrowserError):
+        await lab.wait_for(f"{no_data}.length === 0")
+    assert await lab.js(no_data) == []
+
+    # Kill a server from the map: its box turns to killed, the load balancer stops routing it.
+    await lab.click('[data-instance="orders-2"]')
+    await lab.click('#menu button[data-action="kill"]')
+    await lab.wait_for("document.querySelector('#result').className === 'done'")
+    assert "kill orders orders-2" in str(
+        await lab.js("document.querySelector('#result').textContent")
+    )
+    await lab.wait_for(
+        "document.querySelector('[data-instance=\"orders-2\"]').dataset.state === 'killed'"
+    )
+    await lab.wait_for(
+        "document.querySelector('[data-instance=\"orders-2\"]').dataset.target !== 'healthy'"
+    )
+
+    # A refused action shows its reason: resize without its slots.
+    await lab.click('[data-box="service:orders"] .title')
+    await lab.click('#menu button[data-action="resize"]')
+    await lab.wait_for("document.querySelector('#result').className === 'refused'")
+    refusal = str(await lab.js("document.querySelector('#result').textContent"))
+    assert "resize needs slots" in refusal, refusal
+    # The event appears in the page's event list as it happens.
+    events = str(await lab.js("document.querySelector('#events').textContent"))
+    assert "kill orders orders-2" in events
+
+    ARTIFACT.parent.mkdir(exist_ok=True)
+    await asyncio.to_thread(lab.browser.screenshot, ARTIFACT)
+    stats = await lab.js("JSON.stringify(window.mapStats)")
+    delays = json.loads(str(stats))["delays_ms"]
+    print(
+        f"\nmap updates: {len(delays)}, delay after the state was read: median"
+        f" {statistics.median(delays):.0f} ms, max {max(delays):.0f} ms; screenshot {ARTIFACT}"
+    )
+    assert len(delays) >= 3  # it keeps updating
