@@ -16,15 +16,18 @@ import pytest
 
 from chaos.actions import IMPLEMENTATIONS
 from chaos.vocabulary import NAMES, PARAMS
+from dashboards.build import build_all
 from harness.cli import chaos as chaos_command
 from harness.control import ChaosBody
 from harness.scenario import STEPS
+from tests.dashboards.fake_grafana import FakeGrafana11, in_thread
 from tests.helpers import running
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+UP = (sys.executable, "-m", "harness", "up")
 
 
 def harness(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -134,3 +137,71 @@ def test_every_surface_derives_the_actions_from_the_vocabulary() -> None:
     assert set(PARAMS) <= set(ChaosBody.model_fields)
     options = set(inspect.signature(chaos_command).parameters)
     assert set(PARAMS) <= options
+
+
+def test_up_refuses_a_grafana_that_refuses_the_token(tmp_path: Path) -> None:
+    """A token Grafana answers 401 to: exit 2 with the reason, before any process starts."""
+    with in_thread(FakeGrafana11("glsa_right")) as grafana:
+        env = {**ENV, "RUSHLAB_GRAFANA_TOKEN": "glsa_wrong"}
+        result = subprocess.run(
+            [*UP, "--no-locust", "--no-live", "--grafana-url", grafana.url],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"Grafana at {grafana.url} refused the token (401" in result.stdout
+    assert "starting topology" not in result.stdout
+    assert not (tmp_path / "runs").exists()
+
+
+def test_up_pushes_the_datasource_and_dashboards_to_grafana(tmp_path: Path) -> None:
+    """`up --grafana-url` (token from a file) gives Grafana the lab's Prometheus as a data
+    source and every generated dashboard; `down` stops it all."""
+    topology = tmp_path / "small.yaml"
+    topology.write_text("name: small\nservices:\n  orders:\n    replicas: 1\n")
+    token_file = tmp_path / "grafana.token"
+    token_file.write_text("glsa_from-a-file\n")
+    env = {**ENV, "RUSHLAB_GRAFANA_TOKEN_FILE": str(token_file)}
+    env.pop("RUSHLAB_GRAFANA_TOKEN", None)
+    with in_thread(FakeGrafana11("glsa_from-a-file")) as grafana:
+        up = subprocess.Popen(
+            [
+                *UP,
+                "--topology",
+                str(topology),
+                "--no-locust",
+                "--no-live",
+                *("--grafana-url", grafana.url),
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            pointer = tmp_path / "runs" / "current.json"
+            deadline = time.monotonic() + 90
+            while not pointer.exists():
+                assert up.poll() is None, up.stdout.read() if up.stdout else ""
+                assert time.monotonic() < deadline, "the lab did not come up"
+                time.sleep(0.2)
+            urls = json.loads(pointer.read_text())["urls"]
+            assert harness("down", cwd=tmp_path).returncode == 0
+            assert up.wait(30) == 0
+        finally:
+            if up.poll() is None:
+                up.send_signal(signal.SIGINT)
+                up.wait(30)
+            if up.stdout is not None:
+                up.stdout.close()
+    assert grafana.violations == []
+    [source] = grafana.datasources.values()
+    assert source["url"] == urls["prometheus"]
+    generated = {d["uid"] for name, d in build_all().items() if name.endswith(".json")}
+    assert set(grafana.dashboards) == generated
+    assert urls["grafana"] == grafana.url
