@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx2
 import pytest
 
 from dashboards.build import build_all
@@ -267,3 +268,18 @@ def _datasource_refs(value: Any) -> list[dict[str, Any]]:
         return []
     own = [value["datasource"]] if isinstance(value.get("datasource"), dict) else []
     return own + [ref for item in value.values() for ref in _datasource_refs(item)]
+
+
+async def test_the_fake_refuses_what_grafana_would(grafana11: FakeGrafana11) -> None:
+    """The fake is strict: a data source without a url, a dashboard with a numeric id and a
+    save without overwrite are refused and recorded, so the tests above would catch them."""
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with httpx2.AsyncClient(base_url=grafana11.url, headers=headers) as client:
+        source = {"name": "x", "type": "prometheus", "uid": "u", "access": "proxy"}
+        assert (await client.post("/api/datasources", json=source)).status_code == 400
+        saved = {"dashboard": {"id": 3, "uid": "d", "title": "t"}, "overwrite": True}
+        assert (await client.post("/api/dashboards/db", json=saved)).status_code == 400
+        saved = {"dashboard": {"id": None, "uid": "d", "title": "t"}}
+        assert (await client.post("/api/dashboards/db", json=saved)).status_code == 412
+    assert len(grafana11.violations) == 2
+    assert (grafana11.datasources, grafana11.dashboards) == ({}, {})
