@@ -50,22 +50,24 @@ def dashboards() -> dict[str, dict[str, Any]]:
     }
 
 
+def prometheus_datasource(url: str, uid: str, name: str) -> dict[str, Any]:
+    """A Prometheus data source as Grafana's provisioning and its HTTP API both take it."""
+    return {
+        "name": name,
+        "type": "prometheus",
+        "uid": uid,
+        "access": "proxy",
+        "url": url,
+        # The scrape interval: Grafana's $__rate_interval and minimum step follow it.
+        "jsonData": {"timeInterval": SCRAPE_INTERVAL, "httpMethod": "POST"},
+    }
+
+
 def datasource_provisioning(prometheus_url: str = COMPOSE_PROMETHEUS_URL) -> dict[str, Any]:
+    datasource = prometheus_datasource(prometheus_url, DATASOURCE_UID, "Prometheus")
     return {
         "apiVersion": 1,
-        "datasources": [
-            {
-                "name": "Prometheus",
-                "type": "prometheus",
-                "uid": DATASOURCE_UID,
-                "access": "proxy",
-                "url": prometheus_url,
-                "isDefault": True,
-                "editable": False,
-                # The scrape interval: Grafana's $__rate_interval and minimum step follow it.
-                "jsonData": {"timeInterval": SCRAPE_INTERVAL, "httpMethod": "POST"},
-            }
-        ],
+        "datasources": [datasource | {"isDefault": True, "editable": False}],
     }
 
 

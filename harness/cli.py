@@ -108,12 +108,22 @@ def up(
         str | None,
         typer.Option(
             envvar="RUSHLAB_GRAFANA_URL",
-            help="a running Grafana: chaos events become annotations "
-            "(token from RUSHLAB_GRAFANA_TOKEN)",
+            help="a running Grafana 11: gets the lab's Prometheus as a data source, every "
+            "dashboard, and chaos events as annotations (token from RUSHLAB_GRAFANA_TOKEN "
+            "or --grafana-token-file)",
+        ),
+    ] = None,
+    grafana_token_file: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="RUSHLAB_GRAFANA_TOKEN_FILE",
+            help="a file holding the Grafana service-account token (instead of "
+            "RUSHLAB_GRAFANA_TOKEN)",
         ),
     ] = None,
 ) -> None:
     """Start the lab in the foreground; Ctrl-C (or `harness down`) stops every process."""
+    from dashboards.grafana import check_grafana
     from harness.control import Grafana
     from harness.prometheus import find_binary
     from harness.session import Extra, run_session, with_locust, with_prometheus
@@ -130,10 +140,12 @@ def up(
         extras.append(with_locust(load_workers, swarm_limit_s))
     grafana = None
     if grafana_url:
-        token = os.environ.get("RUSHLAB_GRAFANA_TOKEN", "")
-        if not token:
-            _fail("--grafana-url needs a service-account token in RUSHLAB_GRAFANA_TOKEN")
-        grafana = Grafana(grafana_url.rstrip("/"), token)
+        grafana = Grafana(grafana_url.rstrip("/"), _grafana_token(grafana_token_file))
+        with _errors():  # a Grafana that refuses starts nothing
+            version = run(check_grafana(grafana.url, grafana.token))
+        if not prometheus:
+            _say("--no-prometheus: Grafana gets the chaos annotations only")
+        _say(f"Grafana {version} at {grafana.url} accepts the token")
     folder = _run_dir(run_dir)
     _say(f"starting topology {spec.name!r}; logs in {folder}/", style="bold")
 
@@ -163,6 +175,25 @@ def up(
                 )
             )
     _say("lab stopped", style="bold")
+
+
+def _grafana_token(token_file: Path | None) -> str:
+    """The Grafana token: the file's content when one is named, else RUSHLAB_GRAFANA_TOKEN."""
+    if token_file is not None:
+        try:
+            token = token_file.read_text().strip()
+        except OSError as exc:
+            _fail(f"--grafana-token-file {token_file}: {exc.strerror or exc}")
+        if not token:
+            _fail(f"--grafana-token-file {token_file} is empty")
+        return token
+    token = os.environ.get("RUSHLAB_GRAFANA_TOKEN", "")
+    if not token:
+        _fail(
+            "--grafana-url needs a service-account token in RUSHLAB_GRAFANA_TOKEN or a file "
+            "named by --grafana-token-file (RUSHLAB_GRAFANA_TOKEN_FILE)"
+        )
+    return token
 
 
 @app.command("run")

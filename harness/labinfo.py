@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
+from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from harness.errors import NoLab
@@ -102,40 +106,76 @@ def _alive(pid: int) -> bool:
         return True  # no /proc here: trust the signal
 
 
+COLUMNS = (
+    ("instance", None),
+    ("role", 10),
+    ("pid", None),
+    ("address", None),
+    ("state", 7),
+    ("lb view", 8),
+    ("in flight", 2),
+)
+"""The status table's columns: None, never wrapped; else wrapped between words, and a word
+folded only if the column would otherwise be wider than this."""
+STATE_STYLES: Mapping[str, str] = MappingProxyType({"running": "", "paused": "yellow"})
+"""The colour of a state in the status table (red for any other)."""
+
+
 def status_table(status: dict[str, Any]) -> Table:
-    """Every instance of every service: state, the load balancer's view, requests in flight."""
-    table = Table(title="lab", title_justify="left")
-    for column in (
-        "service",
-        "instance",
-        "role",
-        "pid",
-        "address",
-        "state",
-        "lb view",
-        "in flight",
-    ):
-        table.add_column(column)
-    groups = [value for value in status.values() if isinstance(value, dict)]
-    entries = [(name, entry) for section in groups for name, entry in section.items()]
-    for name, entry in [*entries, *((p["name"], p) for p in status.get("processes", []))]:
-        rows = (
-            [entry] if "pid" in entry else [*filter(None, [entry.get("lb")]), *entry["instances"]]
-        )
-        for n, row in enumerate(rows):
-            table.add_row(*_row("" if n else name, row))
+    """Every instance of every service: state, the load balancer's view, requests in flight.
+
+    Readable at 80 columns: a group of several processes is a bold heading row above them
+    (no column of group names), names, pids and addresses are never cut or wrapped, and the
+    columns on the right (role, state, lb view, in flight) wrap between words instead."""
+    table = Table(
+        title="lab",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, 0),
+    )
+    rows = [_cells(row) if row is not None else [name] for name, row in _rows(status)]
+    for n, (column, least) in enumerate(COLUMNS):
+        cells = [row[n] for row in rows if n < len(row)]
+        if least is None:  # never wrapped: as wide as its widest cell
+            table.add_column(column, no_wrap=True, min_width=max(map(len, cells), default=0))
+            continue
+        words = [len(word) for cell in cells for word in cell.split()]
+        table.add_column(column, overflow="fold", min_width=min(max(words, default=0), least))
+    for row in rows:
+        styled = [escape(cell) for cell in row]
+        if len(row) == 1:
+            styled[0] = f"[bold]{styled[0]}[/]"
+        elif (style := STATE_STYLES.get(row[4], "red")) != "":
+            styled[4] = f"[{style}]{styled[4]}[/]"
+        table.add_row(*styled)
     return table
 
 
-def _row(group: str, row: dict[str, Any]) -> list[str]:
-    """One process of status as table cells: its group (on its first row), name, role, pid,
-    address, state (coloured unless running) and the load balancer's view when there is one."""
-    state = row["state"]
-    style = {"running": "", "paused": "yellow"}.get(state, "red")
+def _rows(status: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any] | None]]:
+    """(group, None), a heading, above a group's processes (its load balancer first) unless
+    the group is one process named after it (`queue-1`), then (group, row) for each; a
+    process of its own (gateway, DNS, autoscaler, Prometheus) is one row."""
+    groups = [value for value in status.values() if isinstance(value, dict)]
+    entries = [(name, entry) for section in groups for name, entry in section.items()]
+    for name, entry in [*entries, *((p["name"], p) for p in status.get("processes", []))]:
+        if "pid" in entry:
+            yield name, entry
+            continue
+        rows = [*filter(None, [entry.get("lb")]), *entry["instances"]]
+        if len(rows) != 1 or not rows[0]["name"].startswith(name):
+            yield name, None
+        for row in rows:
+            yield name, row
+
+
+def _cells(row: dict[str, Any]) -> list[str]:
+    """One process of status as the text of its cells: name, role, pid, address, state, the
+    load balancer's view when there is one, and requests in flight."""
     view = f"{row['routable']} routable" if "routable" in row else row.get("target", "")
     in_flight = row.get("in_flight")
     return [
-        group, row["name"], row["role"], str(row["pid"]), row.get("address") or "",
-        f"[{style}]{state}[/]" if style else state, view,
-        "" if in_flight is None else str(in_flight),
+        row["name"], row["role"], str(row["pid"]), row.get("address") or "", row["state"],
+        view, "" if in_flight is None else str(in_flight),
     ]  # fmt: skip

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from dashboards.grafana import provision
 from harness.components.entry import entry_points
 from harness.control import Controller, Grafana, control_app
 from harness.labinfo import LabInfo, status_table
@@ -91,6 +92,8 @@ async def run_session(
             await extra(lab, urls)
         if grafana is not None:
             urls["grafana"] = grafana.url
+            if "prometheus" in urls:  # the data source and every dashboard, on this lab
+                urls |= await provision(grafana.url, grafana.token, urls["prometheus"])
         info = LabInfo(run_dir, os.getpid(), f"127.0.0.1:{control.port}", lab.token_file, urls)
         info.write()
         on_ready(info)
