@@ -44,7 +44,11 @@ class LocustPlan:
     services: Mapping[str, str]
     """Service name -> base URL of its load balancer, e.g. http://127.0.0.1:4001."""
     host: str | None = None
-    """Locust's --host: where the services left out of `services` are (the API gateway)."""
+    """Locust's --host: where the services left out of `services` are (the API gateway),
+    passed as given (the users spell it: `locustfiles/hosts.py`)."""
+    hosts: Mapping[str, str] = field(default_factory=dict)
+    """Every base URL of the lab by name (RUSHLAB_HOSTS); when given, the users send only to
+    these, `host` and `services`, and refuse any other host (one typed in the web UI)."""
     stages: tuple[Stage, ...] = ()
     """When given, the run follows them and stops after the last (users/spawn_rate/run_time
     are then unused)."""
@@ -87,6 +91,8 @@ class LocustPlan:
     def __post_init__(self) -> None:
         for name, url in self.services.items():
             base_url(url, where=f"services[{name!r}]")
+        for name, url in self.hosts.items():
+            base_url(url, where=f"hosts[{name!r}]")
         if self.host is not None:
             base_url(self.host, where="host")
         if self.headless and not self.stages and self.run_time_s is None:
@@ -211,8 +217,10 @@ def _env_argv(env: Mapping[str, str]) -> list[str]:
 
 def build_commands(plan: LocustPlan, run_dir: Path, ports: LocustPorts) -> list[LocustCommand]:
     """The main process first, then the workers (start them in that order)."""
+    known = {**plan.hosts, **({"host": plan.host} if plan.hosts and plan.host else {})}
     settings = Settings(
         services=dict(plan.services),
+        hosts={name: base_url(url, where=name) for name, url in known.items()},
         stages=plan.stages,
         wait_s=plan.wait_s,
         timeout_s=plan.timeout_s,

@@ -108,4 +108,4 @@ class Gateway(Singleton):
         return {r.name: self.url + r.path for r in spec.routes if r.strip_prefix}
 
     def urls(self) -> dict[str, str]:
-        return {} if self.url is None else {"gateway": self.url + "/"}
+        return {} if self.url is None else {"gateway": self.url}

@@ -435,7 +435,7 @@ class Services(Component):
         return {name: "http://{}:{}".format(*lab.address) for name, lab in self.labs.items()}
 
     def urls(self) -> dict[str, str]:
-        return {f"{name} (load balancer)": url + "/" for name, url in self.entry_urls().items()}
+        return {f"{name} (load balancer)": url for name, url in self.entry_urls().items()}
 
     async def status(self) -> dict[str, Any]:
         services: dict[str, Any] = {}
