@@ -47,8 +47,9 @@ class LocustPlan:
     """Locust's --host: where the services left out of `services` are (the API gateway),
     passed as given (the users spell it: `locustfiles/hosts.py`)."""
     hosts: Mapping[str, str] = field(default_factory=dict)
-    """Every base URL of the lab by name (RUSHLAB_HOSTS); when given, the users send only to
-    these, `host` and `services`, and refuse any other host (one typed in the web UI)."""
+    """Every base URL of the lab by name (RUSHLAB_HOSTS, `host` among them); when given, the
+    users send only to these and `services`, and refuse any other host with the reason (one
+    typed in the web UI's Host field, say)."""
     stages: tuple[Stage, ...] = ()
     """When given, the run follows them and stops after the last (users/spawn_rate/run_time
     are then unused)."""
@@ -217,10 +218,9 @@ def _env_argv(env: Mapping[str, str]) -> list[str]:
 
 def build_commands(plan: LocustPlan, run_dir: Path, ports: LocustPorts) -> list[LocustCommand]:
     """The main process first, then the workers (start them in that order)."""
-    known = {**plan.hosts, **({"host": plan.host} if plan.hosts and plan.host else {})}
     settings = Settings(
         services=dict(plan.services),
-        hosts={name: base_url(url, where=name) for name, url in known.items()},
+        hosts={name: base_url(url, where=name) for name, url in plan.hosts.items()},
         stages=plan.stages,
         wait_s=plan.wait_s,
         timeout_s=plan.timeout_s,

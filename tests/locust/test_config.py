@@ -265,15 +265,15 @@ def test_headless_stages_command(tmp_path: Path) -> None:
 
 
 def test_known_hosts_and_the_host_reach_the_users_as_given(tmp_path: Path) -> None:
-    """With `hosts`, RUSHLAB_HOSTS carries them and `--host` (spelled once, by the lab's
-    rule); `--host` itself is passed as given, for the users to spell."""
+    """With `hosts`, RUSHLAB_HOSTS carries them, spelled by the lab's one rule; `--host` is
+    passed as given, for the users to spell."""
     gateway = "http://127.0.0.1:8080"
     plan = LocustPlan(
         services={}, host=gateway + "/", hosts={"gateway": gateway + "/"}, run_time_s=1
     )
     (main,) = build_commands(plan, tmp_path, PORTS)
     assert main.argv[main.argv.index("--host") + 1] == gateway + "/"
-    assert load_settings(_env_of(main.argv)).hosts == {"gateway": gateway, "host": gateway}
+    assert load_settings(_env_of(main.argv)).hosts == {"gateway": gateway}
     without = LocustPlan(services={}, host=gateway, run_time_s=1)
     (main,) = build_commands(without, tmp_path, PORTS)
     assert env.HOSTS not in _env_of(main.argv)  # no list: any loopback host
