@@ -44,7 +44,12 @@ class LocustPlan:
     services: Mapping[str, str]
     """Service name -> base URL of its load balancer, e.g. http://127.0.0.1:4001."""
     host: str | None = None
-    """Locust's --host: where the services left out of `services` are (the API gateway)."""
+    """Locust's --host: where the services left out of `services` are (the API gateway),
+    passed as given (the users spell it: `locustfiles/hosts.py`)."""
+    hosts: Mapping[str, str] = field(default_factory=dict)
+    """Every base URL of the lab by name (RUSHLAB_HOSTS, `host` among them); when given, the
+    users send only to these and `services`, and refuse any other host with the reason (one
+    typed in the web UI's Host field, say)."""
     stages: tuple[Stage, ...] = ()
     """When given, the run follows them and stops after the last (users/spawn_rate/run_time
     are then unused)."""
@@ -87,6 +92,8 @@ class LocustPlan:
     def __post_init__(self) -> None:
         for name, url in self.services.items():
             base_url(url, where=f"services[{name!r}]")
+        for name, url in self.hosts.items():
+            base_url(url, where=f"hosts[{name!r}]")
         if self.host is not None:
             base_url(self.host, where="host")
         if self.headless and not self.stages and self.run_time_s is None:
@@ -213,6 +220,7 @@ def build_commands(plan: LocustPlan, run_dir: Path, ports: LocustPorts) -> list[
     """The main process first, then the workers (start them in that order)."""
     settings = Settings(
         services=dict(plan.services),
+        hosts={name: base_url(url, where=name) for name, url in plan.hosts.items()},
         stages=plan.stages,
         wait_s=plan.wait_s,
         timeout_s=plan.timeout_s,

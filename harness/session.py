@@ -18,7 +18,7 @@ from pathlib import Path
 from rich.table import Table
 
 from dashboards.grafana import provision
-from harness.components.entry import entry_points
+from harness.components.entry import entry_points, known_hosts
 from harness.control import Controller, Grafana, control_app
 from harness.labinfo import LabInfo, status_table
 from harness.locust import LocustPlan, start_locust
@@ -38,6 +38,7 @@ def with_locust(workers: int, swarm_limit_s: float) -> Extra:
         plan = LocustPlan(
             services=services,
             host=host,
+            hosts=known_hosts(lab),
             headless=False,
             run_time_s=swarm_limit_s,
             workers=workers,
@@ -48,7 +49,7 @@ def with_locust(workers: int, swarm_limit_s: float) -> Extra:
         for name, (host, port) in handles.metrics.items():
             lab.scrape(f"{host}:{port}", service="load", role="locust", instance=name)
         lab.notify()
-        urls["locust"] = f"{handles.web_url}/"
+        urls["locust"] = f"{handles.web_url}"
         urls["chaos page"] = f"{handles.web_url}/chaos"
 
     return start

@@ -15,6 +15,7 @@ as Locust loads it (whether there is a shape, and which user classes, depend on 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import random
 from collections.abc import Mapping, Sequence
@@ -25,9 +26,12 @@ from locust import FastHttpUser, LoadTestShape
 from locust.env import Environment
 
 from locustfiles import plugin  # noqa: F401  (the exporter and chaos page listeners)
+from locustfiles.hosts import HostRefused, allowed, join
 from locustfiles.settings import Settings, load_settings
 from locustfiles.stages import Stage, tick
 from targets.dns.client import CachingResolver, ResolveError
+
+log = logging.getLogger(__name__)
 
 
 def settings() -> Settings:
@@ -71,9 +75,12 @@ class RushUser(FastHttpUser):
         low, high = self.settings.wait_s
         return random.uniform(low, high)
 
-    def endpoint(self, base_url: str) -> Endpoint:
-        """`base_url` as this user reaches it (by the lab's DNS when RUSHLAB_DNS is set)."""
-        return Endpoint(base_url, self.settings.dns)
+    def endpoint(self, base_url: str | None, source: str | None = None) -> Endpoint:
+        """`base_url` (any form a person types: `locustfiles/hosts.py`) as this user reaches
+        it, from `source` when given (a region's address), by the lab's DNS when RUSHLAB_DNS
+        is set. A base the lab refuses (not loopback; with RUSHLAB_HOSTS, not the lab's) is
+        logged, and every request to it is a failure saying why."""
+        return Endpoint(base_url, self.settings, source)
 
     def send(
         self,
@@ -85,10 +92,10 @@ class RushUser(FastHttpUser):
         **kwargs: Any,
     ) -> Any:
         """One request for `path` of `endpoint`, named `name` (the route, never one name per
-        id). A name that does not resolve is a failed request, as the client sees it: None."""
+        id). A name that does not resolve, or a refused host, is a failed request: None."""
         try:
             url, extra = endpoint.url(path)
-        except ResolveError as exc:
+        except (ResolveError, HostRefused) as exc:
             self.environment.events.request.fire(
                 request_type=method,
                 name=name,
@@ -120,27 +127,35 @@ def _is_name(host: str) -> bool:
 class Endpoint:
     """A base URL as one user reaches it.
 
-    With `dns` (RUSHLAB_DNS) and a host name in the URL (`http://shop.lab:4001`), the user
-    resolves it through that DNS server and keeps the answer for its TTL (one cache per user,
-    like a browser), then connects to that address with the name in `Host`; queries come
-    from `source` when given (a region's address). Otherwise the URL as is.
+    The base is checked and spelled once (`hosts.allowed`); a refused one is kept as the
+    refusal, raised by every `url`. With `settings.dns` (RUSHLAB_DNS) and a host name in the
+    URL (`http://shop.lab:4001`), the user resolves it through that DNS server and keeps the
+    answer for its TTL (one cache per user, like a browser), then connects to that address
+    with the name in `Host`; queries come from `source` when given (a region's address).
+    Otherwise the URL as is.
     """
 
-    def __init__(
-        self, base_url: str, dns: tuple[str, int] | None = None, source: str | None = None
-    ) -> None:
-        parts = urlsplit(base_url)
-        self.base_url = base_url
-        self.scheme, self.netloc = parts.scheme, parts.netloc
+    def __init__(self, base_url: str | None, settings: Settings, source: str | None = None) -> None:
+        self.refused: HostRefused | None = None
+        try:
+            self.base_url = allowed(base_url, settings.lab_bases, strict=settings.strict_hosts)
+        except HostRefused as exc:
+            log.error("%s", exc)
+            self.refused, self.base_url = exc, ""
+        parts = urlsplit(self.base_url)
+        self.scheme, self.netloc, self.prefix = parts.scheme, parts.netloc, parts.path
         self.hostname, self.port = parts.hostname or "", parts.port
+        dns = settings.dns
         by_name = dns is not None and _is_name(self.hostname)
         self.resolver = CachingResolver(dns, source=source) if dns and by_name else None
 
     def url(self, path: str) -> tuple[str, dict[str, str]]:
-        """The absolute URL for `path` and the headers it needs; ResolveError when the name
-        does not resolve."""
+        """The absolute URL for `path` and the headers it needs; HostRefused for a refused
+        base, ResolveError when the name does not resolve."""
+        if self.refused is not None:
+            raise self.refused
         if self.resolver is None:
-            return self.base_url + path, {}
+            return join(self.base_url, path), {}
         address = self.resolver.resolve(self.hostname)
         port = f":{self.port}" if self.port else ""
-        return f"{self.scheme}://{address}{port}{path}", {"Host": self.netloc}
+        return join(f"{self.scheme}://{address}{port}{self.prefix}", path), {"Host": self.netloc}

@@ -30,7 +30,7 @@ class NoisyNeighbour(RushUser):
     host = ShopUser.host
 
     def on_start(self) -> None:
-        self.orders = self.endpoint(self.settings.services.get("orders") or self.host or "")
+        self.orders = self.endpoint(self.settings.services.get("orders") or self.host)
 
     @task
     def flood(self) -> None:

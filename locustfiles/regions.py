@@ -19,7 +19,7 @@ from geventhttpclient.client import HTTPClientPool
 from geventhttpclient.url import URL
 from locust import task
 
-from locustfiles.common import Endpoint, RushUser, rush_shape, settings
+from locustfiles.common import RushUser, rush_shape, settings
 from locustfiles.settings import REGIONS, SERVICES, SettingsError
 from targets.server.content import PAGES
 
@@ -62,7 +62,7 @@ def user_in(region: str, source: str, share: float, base_url: str) -> type[RushU
         def on_start(self) -> None:
             agent = self.client.client
             agent.clientpool = BoundPool(source, **agent.clientpool.client_args)
-            self.base = Endpoint(base_url, self.settings.dns, source=source)
+            self.base = self.endpoint(base_url, source)
 
         @task
         def read(self) -> None:

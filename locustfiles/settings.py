@@ -5,6 +5,10 @@ import: the harness and pytest use it too).
   `{"auth": "http://127.0.0.1:4001", "orders": "http://127.0.0.1:4002", "payments": ...}`.
   A service left out is reached through Locust's `--host` (relative paths): point `--host` at
   a gateway and leave the variable unset.
+- `RUSHLAB_HOSTS`: JSON object, name -> base URL: every base the lab knows (the gateway, each
+  load balancer, each CDN edge), set by `harness up`. When set, a user sends load only to
+  these and the services' URLs; any other `--host` (or Host typed in the web form) is refused
+  with a message naming them (`locustfiles/hosts.py`). Unset, any loopback host is allowed.
 - `RUSHLAB_STAGES`: JSON list of stages (`locustfiles/stages.py`); when set, the run follows
   them and stops by itself after the last one.
 - `RUSHLAB_WAIT_S`: `MIN,MAX` seconds a user waits between tasks (default `0.5,2`).
@@ -44,11 +48,12 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
+from locustfiles.hosts import HostError, canonical
 from locustfiles.stages import Stage, StagesError, parse_stages, stages_to_json
 
 SERVICES = "RUSHLAB_SERVICES"
+HOSTS = "RUSHLAB_HOSTS"
 STAGES = "RUSHLAB_STAGES"
 WAIT_S = "RUSHLAB_WAIT_S"
 TIMEOUT_S = "RUSHLAB_TIMEOUT_S"
@@ -61,7 +66,7 @@ RELEASE_FILE = "RUSHLAB_RELEASE_FILE"
 START_FILE = "RUSHLAB_START_FILE"
 REGIONS = "RUSHLAB_REGIONS"
 ALL = (
-    SERVICES, STAGES, WAIT_S, TIMEOUT_S, METRICS_PORT, CONTROL_URL, CONTROL_TOKEN_FILE, DNS,
+    SERVICES, HOSTS, STAGES, WAIT_S, TIMEOUT_S, METRICS_PORT, CONTROL_URL, CONTROL_TOKEN_FILE, DNS,
     POISON_RATE, RELEASE_FILE, START_FILE, REGIONS,
 )  # fmt: skip
 
@@ -76,6 +81,7 @@ class SettingsError(ValueError):
 @dataclass(frozen=True, slots=True)
 class Settings:
     services: Mapping[str, str] = field(default_factory=dict)
+    hosts: Mapping[str, str] = field(default_factory=dict)
     stages: tuple[Stage, ...] = ()
     wait_s: tuple[float, float] = DEFAULT_WAIT_S
     timeout_s: float = DEFAULT_TIMEOUT_S
@@ -88,21 +94,24 @@ class Settings:
     start_file: str | None = None
     regions: Mapping[str, tuple[str, float]] = field(default_factory=dict)
 
+    @property
+    def lab_bases(self) -> dict[str, str]:
+        """Every base URL of the lab a user may send to, by name (RUSHLAB_HOSTS and the
+        services); `strict_hosts` says whether only these are allowed."""
+        return {**self.hosts, **self.services}
+
+    @property
+    def strict_hosts(self) -> bool:
+        return bool(self.hosts)
+
 
 def base_url(value: Any, *, where: str) -> str:
-    """`http(s)://host[:port][/prefix]` without a trailing slash; `SettingsError` otherwise."""
-    if not isinstance(value, str):
-        raise SettingsError(f"{where}: expected a URL string, got {value!r}")
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SettingsError(f"{where}: expected http://HOST:PORT, got {value!r}")
-    if parts.query or parts.fragment:
-        raise SettingsError(f"{where}: a base URL takes no query or fragment, got {value!r}")
+    """`value` as the lab spells a base URL (`locustfiles/hosts.canonical`: no trailing slash);
+    `SettingsError` naming `where` otherwise."""
     try:
-        parts.port  # noqa: B018  (raises ValueError on a bad port)
-    except ValueError:
-        raise SettingsError(f"{where}: bad port in {value!r}") from None
-    return value.rstrip("/")
+        return canonical(value)
+    except HostError as exc:
+        raise SettingsError(f"{where}: {exc}") from None
 
 
 def _json_object(text: str, variable: str, of: str) -> dict[str, Any]:
@@ -116,9 +125,9 @@ def _json_object(text: str, variable: str, of: str) -> dict[str, Any]:
     return raw
 
 
-def _services(text: str) -> dict[str, str]:
-    raw = _json_object(text, SERVICES, "service name -> base URL")
-    return {str(name): base_url(url, where=f"{SERVICES}[{name!r}]") for name, url in raw.items()}
+def _bases(text: str, variable: str, of: str) -> dict[str, str]:
+    raw = _json_object(text, variable, f"{of} -> base URL")
+    return {str(name): base_url(url, where=f"{variable}[{name!r}]") for name, url in raw.items()}
 
 
 def _regions(text: str) -> dict[str, tuple[str, float]]:
@@ -190,12 +199,14 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         except StagesError as exc:
             raise SettingsError(str(exc)) from None
     services = get(SERVICES)
+    hosts = get(HOSTS)
     wait = get(WAIT_S)
     timeout = get(TIMEOUT_S)
     port = get(METRICS_PORT)
     control_url = get(CONTROL_URL)
     return Settings(
-        services=_services(services) if services is not None else {},
+        services=_bases(services, SERVICES, "service name") if services is not None else {},
+        hosts=_bases(hosts, HOSTS, "name") if hosts is not None else {},
         stages=stages,
         wait_s=_wait(wait) if wait is not None else DEFAULT_WAIT_S,
         timeout_s=_positive(timeout, TIMEOUT_S) if timeout is not None else DEFAULT_TIMEOUT_S,
@@ -217,6 +228,8 @@ def to_environ(settings: Settings) -> dict[str, str]:
         WAIT_S: f"{settings.wait_s[0]!r},{settings.wait_s[1]!r}",
         TIMEOUT_S: repr(settings.timeout_s),
     }
+    if settings.hosts:
+        env[HOSTS] = json.dumps(dict(settings.hosts))
     if settings.stages:
         env[STAGES] = stages_to_json(settings.stages)
     if settings.metrics_port is not None:

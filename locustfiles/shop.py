@@ -7,14 +7,16 @@ them); the harness (`harness/locust.py`) sets them. By hand, from the repo root:
                        "payments": "http://127.0.0.1:4003"}' \\
     RUSHLAB_METRICS_PORT=9646 .venv/bin/locust -f locustfiles/shop.py --web-host 127.0.0.1
 
-One user, one HTTP client, three services. Locust's `FastHttpSession` takes absolute URLs
-(`^https?://` is sent as is, anything else is appended to `--host`), and its geventhttpclient
+One user, one HTTP client, three services. Every request is an absolute URL, its base joined
+with its path by `locustfiles/hosts.py` (whatever form `--host` or the web form's Host field
+takes: `http://127.0.0.1:8080/`, `127.0.0.1:8080`, `http://localhost:8080`; a host the lab
+does not send to is refused, each request a failure saying why), and Locust's geventhttpclient
 pool keeps separate keep-alive connections per host, so a single `FastHttpUser` can call the auth,
 orders and payments load balancers directly, the way one browser session of a real customer
 calls every service. (One user class per service would split one customer into three unrelated
 users; a `FastHttpSession` per service would duplicate the cookie jar and pool bookkeeping.) A
-service missing from RUSHLAB_SERVICES is called with a relative path, so pointing `--host` at a
-gateway and leaving RUSHLAB_SERVICES unset sends everything through the gateway.
+service missing from RUSHLAB_SERVICES is called at `--host`, so pointing `--host` at a gateway
+and leaving RUSHLAB_SERVICES unset sends everything through the gateway.
 
 Requests are named by route (`/api/orders/{id}`, never one name per id), so Locust's stats and
 the Prometheus labels stay bounded. The task mix, per customer: browse the order list often, open
@@ -74,8 +76,7 @@ class ShopUser(RushUser):
         # A service missing from RUSHLAB_SERVICES is reached through --host (the gateway).
         self.bases = {
             service: self.endpoint(url)
-            for service, url in {"": self.host or "", **self.settings.services}.items()
-            if url
+            for service, url in {"": self.host, **self.settings.services}.items()
         }
         self.login()
 

@@ -315,7 +315,7 @@ class Service(Component):
 
     def url(self) -> str:
         assert self.address is not None
-        return "http://{}:{}/".format(*self.address)
+        return "http://{}:{}".format(*self.address)
 
 
 async def set_admin_faults(

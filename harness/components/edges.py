@@ -274,8 +274,8 @@ class Edges(Component):
         return {"edges": {name: pool_status(g) for name, g in self.by_name.items()}}
 
     def urls(self) -> dict[str, str]:
-        urls = {f"edge {name}": url + "/" for name, url in self.entry_urls().items()}
-        return urls | {f"origin shield {name}": self.url(name) + "/" for name in self.shields}
+        urls = {f"edge {name}": url for name, url in self.entry_urls().items()}
+        return urls | {f"origin shield {name}": self.url(name) for name in self.shields}
 
 
 def edge_host(index: int) -> str:

@@ -62,6 +62,15 @@ def entry_points(
     return front.side_by_side() or urls, None
 
 
+def known_hosts(lab: LabRuntime) -> dict[str, str]:
+    """Every base URL a person may point the users at (RUSHLAB_HOSTS), named as `harness up`
+    prints it: the gateway, each service's load balancer, each CDN edge."""
+    front = lab.part(Gateway).url
+    entries = {*lab.part(Services).entry_urls().values(), *lab.part(Edges).entry_urls().values()}
+    entries |= set() if front is None else {front}
+    return {name: url for name, url in lab.urls().items() if url in entries}
+
+
 def resolver(lab: LabRuntime) -> str | None:
     """HOST:PORT (UDP) of the DNS server clients resolve the lab's names with, when one runs."""
     return lab.part(Dns).address

@@ -112,7 +112,7 @@ class Gateway(Singleton):
         return {r.name: self.url + r.path for r in spec.routes if r.strip_prefix}
 
     def urls(self) -> dict[str, str]:
-        return {} if self.url is None else {"gateway": self.url + "/"}
+        return {} if self.url is None else {"gateway": self.url}
 
     def diagram(self) -> Diagram:
         """The gateway's box (its rate-limited share), an arrow per service it routes to."""

@@ -441,7 +441,7 @@ class Services(Component):
         return {name: "http://{}:{}".format(*lab.address) for name, lab in self.labs.items()}
 
     def urls(self) -> dict[str, str]:
-        return {f"{name} (load balancer)": url + "/" for name, url in self.entry_urls().items()}
+        return {f"{name} (load balancer)": url for name, url in self.entry_urls().items()}
 
     def diagram(self) -> Diagram:
         """A box per service (its load balancer and servers, each server's request rate),

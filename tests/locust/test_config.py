@@ -84,7 +84,8 @@ def test_settings_round_trip_through_the_environment(
     [
         (env.SERVICES, "{", "RUSHLAB_SERVICES: not JSON"),
         (env.SERVICES, '["http://x"]', "expected a JSON object"),
-        (env.SERVICES, '{"auth": "127.0.0.1:80"}', "RUSHLAB_SERVICES['auth']: expected http://"),
+        (env.SERVICES, '{"auth": "ftp://h:80"}', "RUSHLAB_SERVICES['auth']: expected http://"),
+        (env.HOSTS, '{"gateway": "http://h:1/?q"}', "RUSHLAB_HOSTS['gateway']: a base URL"),
         (env.SERVICES, '{"auth": "http://h:99999"}', "bad port"),
         (env.SERVICES, '{"auth": 5}', "expected a URL string"),
         (env.STAGES, "[]", "RUSHLAB_STAGES: the list of stages is empty"),
@@ -263,6 +264,21 @@ def test_headless_stages_command(tmp_path: Path) -> None:
     assert settings.wait_s == (0.1, 0.2)
 
 
+def test_known_hosts_and_the_host_reach_the_users_as_given(tmp_path: Path) -> None:
+    """With `hosts`, RUSHLAB_HOSTS carries them, spelled by the lab's one rule; `--host` is
+    passed as given, for the users to spell."""
+    gateway = "http://127.0.0.1:8080"
+    plan = LocustPlan(
+        services={}, host=gateway + "/", hosts={"gateway": gateway + "/"}, run_time_s=1
+    )
+    (main,) = build_commands(plan, tmp_path, PORTS)
+    assert main.argv[main.argv.index("--host") + 1] == gateway + "/"
+    assert load_settings(_env_of(main.argv)).hosts == {"gateway": gateway}
+    without = LocustPlan(services={}, host=gateway, run_time_s=1)
+    (main,) = build_commands(without, tmp_path, PORTS)
+    assert env.HOSTS not in _env_of(main.argv)  # no list: any loopback host
+
+
 def test_headless_plain_run_has_a_run_time(tmp_path: Path) -> None:
     """Without stages, a headless run gets --users, --spawn-rate and --run-time."""
     plan = LocustPlan(services=SERVICES, users=7, spawn_rate=3.5, run_time_s=4.2)
@@ -278,7 +294,7 @@ def test_unbounded_headless_plan_is_refused() -> None:
     with pytest.raises(ValueError, match="bounded"):
         LocustPlan(services=SERVICES)
     with pytest.raises(ValueError, match="services"):
-        LocustPlan(services={"auth": "127.0.0.1:80"}, run_time_s=1)
+        LocustPlan(services={"auth": "ftp://127.0.0.1:80"}, run_time_s=1)
     with pytest.raises(ValueError, match="control"):
         LocustPlan(services=SERVICES, run_time_s=1, control_url="http://127.0.0.1:1")
 
@@ -347,7 +363,7 @@ def test_pure_modules_never_import_locust() -> None:
     """The harness side and the pure locustfile modules load without importing locust."""
     code = (
         "import sys, harness.locust, locustfiles.stages, locustfiles.settings, "
-        "locustfiles.labels, locustfiles.chaospage\n"
+        "locustfiles.labels, locustfiles.chaospage, locustfiles.hosts\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('locust', 'gevent'))\n"
         "assert not bad, bad\n"
     )

@@ -180,6 +180,43 @@ async def test_held_run_waits_for_its_scrapes_and_release_and_no_series_starts_a
     assert await handles.wait(timeout_s=20) == 0
 
 
+async def _short_run(lab: Running, host: str) -> tuple[list[dict[str, Any]], str, str]:
+    """A 3 s headless run of the shop's users at `host`, the lab's load balancer listed as
+    its one known base (as `harness up` lists its own): (stats rows, failures csv, log)."""
+    known = {"orders (load balancer)": lab.services["orders"]}
+    plan = LocustPlan(services={}, host=host, hosts=known, users=4, spawn_rate=20.0,
+                      run_time_s=3, wait_s=FAST_WAIT)  # fmt: skip
+    handles = await start_locust(lab.supervisor, plan, lab.run_dir)
+    assert await handles.wait(timeout_s=20) == 0
+    assert handles.reports is not None
+    stats = json.loads(handles.reports.json.read_text())
+    failures = handles.reports.csv_prefix.with_name("locust_failures.csv").read_text()
+    return stats, failures, handles.main.log_path.read_text(errors="replace")
+
+
+async def test_a_host_with_a_trailing_slash_loads_the_lab(lab: Running) -> None:
+    """`--host http://127.0.0.1:PORT/` (as `harness up` once printed the gateway): the users
+    reach every route, no request is an `invalid request URI`."""
+    stats, failures, log = await _short_run(lab, lab.services["orders"] + "/")
+    assert sum(row["num_requests"] for row in stats) > 0
+    assert {"/api/auth/login", "/api/orders"} <= {row["name"] for row in stats}
+    assert sum(row["num_failures"] for row in stats) == 0, failures
+    assert "invalid request URI" not in log
+
+
+async def test_a_host_the_lab_does_not_know_is_refused_and_counted(lab: Running) -> None:
+    """Another port on loopback (not the lab's): every request is a failure whose message
+    says why and what to paste; users keep running (no silent 0 users) and the log says it."""
+    stray = f"http://127.0.0.1:{free_port()}/"
+    stats, failures, log = await _short_run(lab, stray)
+    reason = f"host {stray!r} refused: not a URL of this lab; paste one of: orders (load balancer)"
+    assert sum(row["num_failures"] for row in stats) > 0
+    assert sum(row["num_requests"] for row in stats) == sum(row["num_failures"] for row in stats)
+    assert "HostRefused" in failures
+    assert reason in failures
+    assert reason in log
+
+
 async def _ok_after(address: tuple[str, int], floor: float) -> float:
     count = requests_ok(await scrape(address))
     return count if count > floor else 0
