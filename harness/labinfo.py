@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -17,6 +17,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
+from chaos import status as lab_status
 from harness.errors import NoLab
 from targets.http.client import fetch_json
 from targets.http.upstream import UpstreamError
@@ -135,7 +136,7 @@ def status_table(status: dict[str, Any]) -> Table:
         pad_edge=False,
         padding=(0, 0),
     )
-    rows = [_cells(row) if row is not None else [name] for name, row in _rows(status)]
+    rows = [_cells(row) if row is not None else [name] for name, row in lab_status.rows(status)]
     for n, (column, least) in enumerate(COLUMNS):
         cells = [row[n] for row in rows if n < len(row)]
         if least is None:  # never wrapped: as wide as its widest cell
@@ -151,23 +152,6 @@ def status_table(status: dict[str, Any]) -> Table:
             styled[4] = f"[{style}]{styled[4]}[/]"
         table.add_row(*styled)
     return table
-
-
-def _rows(status: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any] | None]]:
-    """(group, None), a heading, above a group's processes (its load balancer first) unless
-    the group is one process named after it (`queue-1`), then (group, row) for each; a
-    process of its own (gateway, DNS, autoscaler, Prometheus) is one row."""
-    groups = [value for value in status.values() if isinstance(value, dict)]
-    entries = [(name, entry) for section in groups for name, entry in section.items()]
-    for name, entry in [*entries, *((p["name"], p) for p in status.get("processes", []))]:
-        if "pid" in entry:
-            yield name, entry
-            continue
-        rows = [*filter(None, [entry.get("lb")]), *entry["instances"]]
-        if len(rows) != 1 or not rows[0]["name"].startswith(name):
-            yield name, None
-        for row in rows:
-            yield name, row
 
 
 def _cells(row: dict[str, Any]) -> list[str]:

@@ -32,14 +32,15 @@ With RUSHLAB_RELEASE_FILE set (the scenario runner), the process holds its test 
 has scraped it twice, and after the test stops it stays until that file exists (see
 `locustfiles/settings.py`), so Prometheus holds the counts from the first request to the last.
 
-Chaos. In web UI mode, `GET /chaos` serves a small self-contained page listing the lab's
-instances per service with kill/stop/pause/resume/restart buttons per instance and add/remove/
-latency/errors/clear per service. The page calls `GET /chaos/api/status` and
-`POST /chaos/api/action` on the same Flask app, which forward to `$RUSHLAB_CONTROL_URL/status`
-and `$RUSHLAB_CONTROL_URL/chaos` with `Authorization: Bearer <token from
+Chaos. In web UI mode, `GET /chaos` serves the harness's live map (`locustfiles/chaospage.py`):
+every part of the lab with its state, its traffic and the chaos that applies to it, from the
+action specs. The page calls `GET /chaos/api/map/state`, `GET /chaos/api/actions` and
+`POST /chaos/api/chaos` on the same Flask app, which forward to `$RUSHLAB_CONTROL_URL`'s
+`/map/state`, `/actions` and `/chaos` with `Authorization: Bearer <token from
 $RUSHLAB_CONTROL_TOKEN_FILE>`. Locust's React UI also gets a "Chaos" tab (its documented
-`extended_tabs` hook): a read-only table of the instances, refreshed with the UI's own stats
-poll, plus a link to the page in the "Download Data" tab (the only place the UI takes links).
+`extended_tabs` hook): a table of every process of the lab (each group's instances, load
+balancers, gateway, DNS, ...) with its state, refreshed with the UI's own stats poll, plus a
+link to the map in the "Download Data" tab (the only place the UI takes links).
 """
 
 from __future__ import annotations
@@ -70,9 +71,9 @@ from prometheus_client import (
 )
 
 from locustfiles.chaospage import (
-    CHAOS_HTML,
     ROW_KEYS,
     ActionError,
+    chaos_html,
     same_origin,
     status_rows,
     validate_action,
@@ -372,13 +373,21 @@ def install_web_routes(environment: Environment, exporter: Exporter, proxy: Cont
 
     @app.route("/chaos")
     def chaos_page() -> Response:
-        return Response(CHAOS_HTML, mimetype="text/html")
+        return Response(chaos_html(), mimetype="text/html")
 
     @app.route("/chaos/api/status")
     def chaos_status() -> Response:
         return _json_response(*proxy.call("GET", "/status"))
 
-    @app.route("/chaos/api/action", methods=["POST"])
+    @app.route("/chaos/api/map/state")
+    def map_state() -> Response:
+        return _json_response(*proxy.call("GET", "/map/state"))
+
+    @app.route("/chaos/api/actions")
+    def chaos_actions() -> Response:
+        return _json_response(*proxy.call("GET", "/actions"))
+
+    @app.route("/chaos/api/chaos", methods=["POST"])
     def chaos_action() -> Response:
         if not same_origin(
             request.headers.get("Origin"), request.headers.get("Sec-Fetch-Site"), request.host
@@ -407,7 +416,7 @@ def install_web_routes(environment: Environment, exporter: Exporter, proxy: Cont
     args["extended_tables"] = [*args.get("extended_tables", []), CHAOS_TABLE]
     args["extended_csv_files"] = [
         *args.get("extended_csv_files", []),
-        {"href": "/chaos", "title": "Chaos page: kill, pause, resume, add, remove instances"},
+        {"href": "/chaos", "title": "Live map: every part of the lab, its state and its chaos"},
     ]
 
 

@@ -70,6 +70,12 @@ class Browser:
             self.close()
             raise
 
+    def open(self, url: str) -> None:
+        """Go to `url` and wait until the document has loaded."""
+        self.call("Page.navigate", {"url": url})
+        time.sleep(0.2)  # the old document may still answer "complete" for a moment
+        self.wait_for("document.readyState === 'complete'")
+
     def _page_socket(self, timeout_s: float = 30.0) -> str:
         """The page's DevTools websocket, once chromium has written its port."""
         port_file = self.profile / "DevToolsActivePort"

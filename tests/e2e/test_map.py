@@ -24,7 +24,7 @@ from harness.control import Controller, control_app
 from harness.locust import LocustPlan, start_locust
 from harness.runtime import LabRuntime
 from harness.session import map_url
-from harness.supervisor import Supervisor, free_port
+from harness.supervisor import Supervisor
 from harness.topology import load_topology
 from targets import asgi
 from targets.http.client import fetch
@@ -44,6 +44,7 @@ ARTIFACT = Path(__file__).parents[2] / "out" / "map.png"
 class Lab:
     runtime: LabRuntime
     browser: Browser
+    locust: str  # the Locust web UI
 
     async def js(self, expression: str) -> object:
         return await asyncio.to_thread(self.browser.evaluate, expression)
@@ -53,6 +54,9 @@ class Lab:
 
     async def click(self, selector: str) -> None:
         await asyncio.to_thread(self.browser.click, selector)
+
+    async def open(self, url: str) -> None:
+        await asyncio.to_thread(self.browser.open, url)
 
 
 @pytest.fixture
@@ -68,19 +72,22 @@ async def lab(tmp_path: Path) -> AsyncIterator[Lab]:
             plan = LocustPlan(
                 services=services,
                 host=host,
-                users=8,
-                spawn_rate=8,
+                headless=False,  # the web UI, its Chaos tab and its /chaos page
                 run_time_s=90,
-                metrics_port=free_port(),
+                control_url=f"http://127.0.0.1:{control.port}",
+                control_token_file=runtime.token_file,
             )
-            await start_locust(supervisor, plan, runtime.run_dir)
-            runtime.scrape(f"127.0.0.1:{plan.metrics_port}", service="load", role="locust")
+            locust = await start_locust(supervisor, plan, runtime.run_dir)
+            for name, (where, port) in locust.metrics.items():
+                runtime.scrape(f"{where}:{port}", service="load", role="locust", instance=name)
             runtime.notify()
+            assert locust.web_url is not None
+            await _swarm(locust.web_url, users=8)
             readers = [asyncio.create_task(_read(url)) for url in edge_urls(runtime)]
             url = map_url(f"127.0.0.1:{control.port}", runtime.token)
             browser = await asyncio.to_thread(Browser, url, width=1900, height=1100)
             try:
-                yield Lab(runtime, browser)
+                yield Lab(runtime, browser, locust.web_url)
             finally:
                 browser.close()
                 for reader in readers:
@@ -88,6 +95,21 @@ async def lab(tmp_path: Path) -> AsyncIterator[Lab]:
                 await asyncio.gather(*readers, return_exceptions=True)
         finally:
             await control.stop()
+
+
+async def _swarm(web_url: str, users: int) -> None:
+    """Start a rush from Locust's web UI, as its form does."""
+    address = urlsplit(web_url)
+    reply = await fetch(
+        address.hostname or "",
+        address.port or 80,
+        "POST",
+        "/swarm",
+        body=f"user_count={users}&spawn_rate={users}".encode(),
+        headers=[(b"content-type", b"application/x-www-form-urlencoded")],
+        timeout_s=10.0,
+    )
+    assert reply.status == 200, reply.body
 
 
 def edge_urls(runtime: LabRuntime) -> list[str]:
@@ -159,7 +181,24 @@ async def test_the_map_shows_the_lab_and_breaks_it_from_a_click(lab: Lab) -> Non
     stats = await lab.js("JSON.stringify(window.mapStats)")
     delays = json.loads(str(stats))["delays_ms"]
     print(
-        f"\nmap updates: {len(delays)}, delay after the state was read: median"
+        f"\nmap updates: {len(delays)}, each from asking to drawn: median"
         f" {statistics.median(delays):.0f} ms, max {max(delays):.0f} ms; screenshot {ARTIFACT}"
     )
+
+    # Locust's Chaos tab lists every part, the queue and the workers too.
+    await lab.open(lab.locust)
+    tab = "[...document.querySelectorAll('button')].find(b => b.textContent === 'Chaos')"
+    await lab.wait_for(f"{tab} !== undefined")
+    await lab.js(f"{tab}.click()")
+    for name in ("queue-1", "email-workers-1", "topics-1", "mail-1", "gateway", "orders-lb"):
+        await lab.wait_for(f"document.body.innerText.includes({json.dumps(name)})")
+
+    # Locust's /chaos is the same map, through Locust (the token stays there): its refusals too.
+    await lab.open(lab.locust + "/chaos")
+    await lab.wait_for(f"document.querySelectorAll('[data-instance]').length >= {len(expected)}")
+    await lab.click('[data-box="service:orders"] .title')
+    await lab.click('#menu button[data-action="resize"]')
+    await lab.wait_for("document.querySelector('#result').className === 'refused'")
+    refusal = str(await lab.js("document.querySelector('#result').textContent"))
+    assert "resize needs slots" in refusal, refusal
     assert len(delays) >= 3  # it keeps updating

@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 from harness.locust import LocustPlan, LocustPorts, build_commands, reports_for, resolve_ports
 from locustfiles import settings as env
 from locustfiles.chaospage import (
+    ROW_KEYS,
     ActionError,
+    chaos_html,
     same_origin,
     status_rows,
     validate_action,
@@ -26,6 +28,7 @@ from locustfiles.stages import Stage
 pytestmark = pytest.mark.core
 
 ROOT = Path(__file__).resolve().parents[2]
+SHOP_STATUS = ROOT / "tests" / "harness" / "shop_status.json"
 URL = "http://127.0.0.1:4001"
 
 # -- the environment contract ----------------------------------------------------------------
@@ -192,30 +195,30 @@ def test_validate_action_rejects_malformed_bodies(body: object) -> None:
         validate_action(body)
 
 
-def test_status_rows_flatten_the_control_status() -> None:
-    """One row per instance, sorted by service, with every column present."""
-    status = {
-        "services": {
-            "orders": {
-                "instances": [
-                    {"name": "orders-1", "role": "server", "state": "running", "pid": 7},
-                ]
-            },
-            "auth": {"instances": [{"name": "auth-lb", "role": "lb", "state": "paused"}]},
-        }
-    }
+def test_status_rows_list_every_process_of_the_lab() -> None:
+    """One row per process of the real shop's status (every kind: servers and their load
+    balancers, the queue, the topics, workers, providers, the edge, gateway and DNS), with
+    every column present."""
+    status = json.loads(SHOP_STATUS.read_text())
     rows = status_rows(status)
-    assert [r["instance"] for r in rows] == ["auth-lb", "orders-1"]
-    assert rows[1] == {
-        "service": "orders",
-        "instance": "orders-1",
-        "role": "server",
-        "state": "running",
-        "pid": 7,
-        "address": "",
-    }
+    names = {r["instance"] for r in rows}
+    assert {"orders-lb", "orders-1", "queue-1", "topics-1", "email-workers-1"} <= names
+    assert {"mail-1", "cdn-1", "gateway", "dns"} <= names
+    orders = next(r for r in rows if r["instance"] == "orders-1")
+    assert orders["service"] == "orders"
+    assert orders["view"] == "healthy"
+    assert set(orders) == set(ROW_KEYS)
+    lb = next(r for r in rows if r["instance"] == "orders-lb")
+    assert lb["view"] == "3 routable"
     assert status_rows({"oops": 1}) == []
     assert status_rows(None) == []
+
+
+def test_the_chaos_page_is_the_live_map_on_locusts_routes() -> None:
+    """Locust's /chaos serves the harness's map, its calls pointed at Locust's own proxy."""
+    page = chaos_html()
+    assert '<html lang="en" data-api="/chaos/api">' in page
+    assert "/map/state" in page
 
 
 def test_same_origin_guard() -> None:

@@ -255,6 +255,8 @@ class FakeControl:
             writer.send_json(401, {"error": "unauthorized"})
         elif request.method == "GET" and request.path == "/status":
             writer.send_json(200, self.status)
+        elif request.method == "GET" and request.path in ("/map/state", "/actions"):
+            writer.send_json(200, {"answered": request.path})
         elif request.method == "POST" and request.path == "/chaos":
             writer.send_json(200, {"event": "chaos", "done": body})
         else:
@@ -303,17 +305,23 @@ async def _check_web_ui(handles: LocustHandles, control: FakeControl, token: str
     page = await fetch(*ui, "GET", "/chaos")
     assert page.status == 200
     assert (page.header(b"content-type") or b"").startswith(b"text/html")
-    assert b"<title>rushlab chaos</title>" in page.body
-    assert b"http" not in page.body.replace(b"http-equiv", b"")  # nothing from the network
+    assert b"<title>rushlab: live map</title>" in page.body
+    assert b'data-api="/chaos/api"' in page.body
+    svg = b"http://www.w3.org/2000/svg"  # a namespace name, not fetched
+    assert b"http" not in page.body.replace(svg, b"")  # nothing from the network
 
     status = await fetch(*ui, "GET", "/chaos/api/status")
     assert status.status == 200
     assert status.json() == control.status
+    for path in ("/map/state", "/actions"):  # the map's own calls, through the proxy too
+        reply = await fetch(*ui, "GET", "/chaos/api" + path)
+        assert reply.status == 200
+        assert reply.json() == {"answered": path}
     action = {"action": "kill", "service": "orders", "instance": "orders-1"}
     reply = await fetch(
         *ui,
         "POST",
-        "/chaos/api/action",
+        "/chaos/api/chaos",
         body=json.dumps(action).encode(),
         headers=[(b"content-type", b"application/json")],
     )
@@ -322,12 +330,12 @@ async def _check_web_ui(handles: LocustHandles, control: FakeControl, token: str
     assert control.received[-1] == ("POST", "/chaos", action, f"Bearer {token}")
     assert token.encode() not in page.body + status.body + reply.body
 
-    bad = await fetch(*ui, "POST", "/chaos/api/action", body=b'{"action": "nuke"}')
+    bad = await fetch(*ui, "POST", "/chaos/api/chaos", body=b'{"action": "nuke"}')
     assert bad.status == 400
     forged = await fetch(
         *ui,
         "POST",
-        "/chaos/api/action",
+        "/chaos/api/chaos",
         body=json.dumps(action).encode(),
         headers=[(b"origin", b"http://evil.example")],
     )
