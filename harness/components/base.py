@@ -249,6 +249,10 @@ class Component:
                 labels = {"service": group.name, "role": instance.child.role}
                 labels["instance"] = instance.name
                 yield ScrapeTarget(address, labels, self.metrics_path)
+        yield from self.process_targets()
+
+    def process_targets(self) -> Iterable[ScrapeTarget]:
+        """Its processes' /metrics (those alive)."""
         for process in self.processes():
             child = process.child
             if child.alive:
@@ -269,15 +273,44 @@ class Component:
 
 
 class Singleton(Component):
-    """A kind with one process of its own, named `NAME` (the gateway, the DNS server): its
-    /metrics on its control listener."""
+    """A kind with one process of its own, named after the name it reserves (the gateway,
+    the DNS server): its /metrics on its control listener. For chaos it is a group of one
+    (`WHAT`), on ports fixed for the lab's life, so a restarted process comes back where its
+    clients look. `launch` starts it."""
+
+    WHAT: ClassVar[str]
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.child: Child | None = None
+        self.group: Group | None = None
+
+    async def launch(self, role: str, module: str, args: list[str]) -> None:
+        """Start it: `module` with `args`, its listen and control addresses."""
+        name = self.reserved[0]
+        listen, control = free_port(), free_port()
+        supervisor = self.lab.supervisor
+
+        async def boot(instance: str, slots: int | None) -> Instance:
+            fixed = [f"--listen=127.0.0.1:{listen}", f"--control-listen=127.0.0.1:{control}"]
+            self.child = await supervisor.spawn(name, role, module, [*fixed, *args])
+            return Instance(instance, name, self.child)
+
+        self.group = Group(name, self.kind, self.WHAT, 1, 1, boot)
+        await self.group.launch(name)
+
+    def groups(self) -> list[Group]:
+        return [] if self.group is None else [self.group]
 
     def processes(self) -> list[Process]:
         return [] if self.child is None else [Process(self.reserved[0], self.child, "control")]
+
+    def scrape_targets(self) -> Iterable[ScrapeTarget]:
+        """Its process, on its control listener (not its group's data-plane address)."""
+        return self.process_targets()
+
+    async def status(self) -> dict[str, Any]:
+        return {} if self.group is None else {"pools": {self.group.name: pool_status(self.group)}}
 
 
 class Service(Component):

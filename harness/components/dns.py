@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 from pydantic import Field, model_validator
 
 from harness.components import edges, gateway, regions, services
-from harness.components.base import Problem, Singleton, Strict, unknown
+from harness.components.base import Problem, Shape, Singleton, Strict, unknown
 from harness.diagram import NAMES, Box, Diagram, Gauge, rate_of
 
 if TYPE_CHECKING:
@@ -173,6 +173,7 @@ class Dns(Singleton):
     spec: ClassVar[Any] = DnsSpec | None
     default: ClassVar[Any] = None
     reserved: ClassVar[tuple[str, ...]] = (NAME,)
+    WHAT: ClassVar[str] = "the DNS server"
 
     @classmethod
     def own_addresses(cls, topology: Topology) -> set[str]:
@@ -180,6 +181,10 @@ class Dns(Singleton):
         spec = spec_of(topology)
         records = spec.records if spec else []
         return {r.service for r in records if r.via == "servers" and r.service}
+
+    @classmethod
+    def shapes(cls, topology: Topology) -> dict[str, Shape]:
+        return {NAME: Shape(cls.kind, cls.WHAT, 1, 1, 1)} if spec_of(topology) else {}
 
     @classmethod
     def check(cls, topology: Topology) -> list[Problem]:
@@ -247,8 +252,7 @@ class Dns(Singleton):
             network=None if network is None else network.regions().to_json(),
         )
         path.write_text(json.dumps(zone, indent=2))
-        self.child = await self.lab.supervisor.spawn(
-            NAME,
+        await self.launch(
             "dns",
             "targets.dns",
             [f"--zone-file={path}", f"--token-file={self.lab.token_file}", f"--name={NAME}"],
@@ -298,8 +302,8 @@ class Dns(Singleton):
                     self.kind,
                     NAMES,
                     "DNS server",
+                    NAME,
                     process=NAME,
-                    instances=False,
                     gauges=tuple(gauges),
                 )
             ]

@@ -8,7 +8,7 @@ import json
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from harness.components import services
-from harness.components.base import Problem, Singleton, unknown
+from harness.components.base import Problem, Shape, Singleton, unknown
 from harness.components.regions import RegionsPart
 from harness.diagram import FRONT, Arrow, Box, Diagram, Gauge, both, one_of, rate_of
 from harness.promql import RATE, Line, PlotQuery, quantile, summed
@@ -50,6 +50,7 @@ class Gateway(Singleton):
     spec: ClassVar[Any] = GatewaySpec | None
     default: ClassVar[Any] = None
     reserved: ClassVar[tuple[str, ...]] = (NAME,)
+    WHAT: ClassVar[str] = "the API gateway"
 
     @classmethod
     def check(cls, topology: Topology) -> list[Problem]:
@@ -60,6 +61,10 @@ class Gateway(Singleton):
             for i, route in enumerate(spec.routes if spec else [])
             if route.service not in known
         ]
+
+    @classmethod
+    def shapes(cls, topology: Topology) -> dict[str, Shape]:
+        return {NAME: Shape(cls.kind, cls.WHAT, 1, 1, 1)} if spec_of(topology) else {}
 
     @classmethod
     def plots(cls, topology: Topology) -> list[PlotQuery]:
@@ -88,8 +93,7 @@ class Gateway(Singleton):
         }
         path = self.lab.run_dir / "gateway.json"
         path.write_text(json.dumps(gateway_file(spec, upstreams), indent=2))
-        self.child = await self.lab.supervisor.spawn(
-            NAME,
+        await self.launch(
             "gateway",
             "targets.gateway",
             [
@@ -126,8 +130,8 @@ class Gateway(Singleton):
             self.kind,
             FRONT,
             "API gateway: routes, rate limits",
+            NAME,
             process=NAME,
-            instances=False,
             gauges=(Gauge("429/s", limited),),
         )
         routes: dict[str, list[str]] = {}
