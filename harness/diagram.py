@@ -48,7 +48,9 @@ class Box:
     instances: bool = True
     gauges: tuple[Gauge, ...] = ()
     per_instance: str | None = None  # PromQL with `$instance`: each instance's rate
-    process: str | None = None  # a child outside any group whose state the box shows
+    process: str | None = None  # a process whose state the box shows (a service's LB)
+    process_group: str | None = None  # the chaos group that process is, when it is one
+    process_kind: str | None = None  # and that group's kind (which actions apply)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -59,6 +61,8 @@ class Box:
             "what": self.what,
             "group": self.group,
             "process": self.process,
+            "process_group": self.process_group,
+            "process_kind": self.process_kind,
         }
 
 

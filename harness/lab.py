@@ -62,6 +62,7 @@ class Lab:
     # servers by address alone); otherwise on 127.0.0.1 and any free port.
     ip_prefix: str | None = None
     port: int = 0
+    lb_command: tuple[str, list[str]] = ("lb", [])  # its name and arguments, to start it again
     _next: int = 1
 
     @property
@@ -99,6 +100,20 @@ class Lab:
         child = await self.supervisor.spawn(name, "server", "targets.server", args)
         self.servers[name] = child
         return child
+
+    async def restart_lb(self, servers: dict[str, Child]) -> Child:
+        """Start the load balancer again (a restart after chaos; on the ports it had when they
+        were fixed at start) and register `servers` with it, as each did when it booted."""
+        name, args = self.lb_command
+        self.lb = await self.supervisor.spawn(name, "lb", "targets.lb", args)
+        host, port = self.control
+        for target, child in servers.items():
+            at, on = child.address()
+            body = {"id": target, "host": at, "port": on, "weight": 1}
+            reply = await fetch_json(host, port, "POST", "/targets", body, headers=self._auth())
+            if reply.status not in (200, 201):
+                raise RuntimeError(f"{name} refused {target}: {reply.status} {reply.body[:200]!r}")
+        return self.lb
 
     def host_of(self, name: str) -> str:
         """The loopback address server `name` (`<service>-<n>`) listens on, with `ip_prefix`."""
@@ -157,13 +172,10 @@ async def start_lab(
     With `ip_prefix` (e.g. "127.11.0."), server n listens on `<ip_prefix><n>`, all on one port.
     """
     secret, token_file = token or write_token(supervisor.run_dir)
-    lb = await supervisor.spawn(
-        lb_name,
-        "lb",
-        "targets.lb",
-        [f"--name={lb_name}", "--token-file", str(token_file), *lb_args],
-    )
+    args = [f"--name={lb_name}", "--token-file", str(token_file), *lb_args]
+    lb = await supervisor.spawn(lb_name, "lb", "targets.lb", args)
     lab = Lab(supervisor, lb, secret, token_file, default=spec or ServerSpec())
+    lab.lb_command = (lb_name, args)
     if ip_prefix is not None:
         lab.ip_prefix, lab.port = ip_prefix, free_port(f"{ip_prefix}1")
     await asyncio.gather(*(lab.add_server() for _ in range(servers)))

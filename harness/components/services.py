@@ -35,6 +35,7 @@ from harness.components.base import (
 from harness.diagram import SERVICES, Arrow, Box, Diagram, Gauge, both, rate_of
 from harness.lab import Lab, ServerSpec, start_lab
 from harness.promql import Line, PlotQuery, quantile_lines, summed
+from harness.supervisor import free_port
 from targets.autoscaler.core import ConfigError, Policy
 from targets.http.upstream import UpstreamError
 from targets.lb.core import Algorithm, GroupConfig, HealthPolicy
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
     from harness.topology import Topology
 
 WHAT = "a service (servers behind a load balancer)"
+LB_KIND = "lb"  # a service's load balancer, a chaos group of its own (`<service>-lb`)
+LB_WHAT = "a load balancer"
 VERSION_FLAG = "--content-version="
 
 
@@ -227,6 +230,11 @@ def within_bounds(replicas: int, min_replicas: int, max_replicas: int) -> None:
         )
 
 
+def lb_group(service: str) -> str:
+    """The name of service `service`'s load balancer: its process and its chaos group."""
+    return f"{service}-lb"
+
+
 def service_box(name: str) -> str:
     """The map's id of service `name`'s box."""
     return f"service:{name}"
@@ -266,6 +274,7 @@ class Services(Component):
         super().__init__(*args)
         self.labs: dict[str, Lab] = {}
         self.by_name: dict[str, Group] = {}
+        self.lbs: dict[str, Group] = {}  # each service's load balancer, by service
 
     @classmethod
     def check(cls, topology: Topology) -> list[Problem]:
@@ -286,7 +295,9 @@ class Services(Component):
 
     @classmethod
     def shapes(cls, topology: Topology) -> dict[str, Shape]:
-        return {name: Shape.of(cls.kind, WHAT, spec) for name, spec in specs(topology).items()}
+        servers = {name: Shape.of(cls.kind, WHAT, spec) for name, spec in specs(topology).items()}
+        lbs = {lb_group(name): Shape(LB_KIND, LB_WHAT, 1, 1, 1) for name in specs(topology)}
+        return servers | lbs
 
     @classmethod
     def plots(cls, topology: Topology) -> list[PlotQuery]:
@@ -347,12 +358,14 @@ class Services(Component):
     ) -> tuple[Group, Lab]:
         server = ServerSpec.of(name, spec)
         server = dataclasses.replace(server, extra=(*server.extra, *self._email_args(spec)))
+        # Its ports fixed for the lab's life: restarted after chaos, it is where clients look.
+        fixed = (f"--listen=127.0.0.1:{free_port()}", f"--control-listen=127.0.0.1:{free_port()}")
         lab = await start_lab(
             self.lab.supervisor,
             spec.replicas,
             server,
-            tuple(spec.load_balancer.args()),
-            lb_name=f"{name}-lb",
+            (*fixed, *spec.load_balancer.args()),
+            lb_name=lb_group(name),
             token=(self.lab.token, self.lab.token_file),
             ip_prefix=ip_prefix,
         )
@@ -388,7 +401,22 @@ class Services(Component):
         )
         for child in lab.servers.values():
             group.instances[child.name] = Instance(child.name, name, child, lab.default.slots)
+        self.lbs[name] = self._lb(group, lab)
         return group, lab
+
+    @staticmethod
+    def _lb(servers: Group, lab: Lab) -> Group:
+        """The service's load balancer as a group of one: started again, it gets the live
+        servers registered (they registered once, when they booted)."""
+        name = lab.lb.name
+
+        async def boot(instance: str, slots: int | None) -> Instance:
+            live = {i.name: i.child for i in servers.live()}
+            return Instance(instance, name, await lab.restart_lb(live))
+
+        lb = Group(name, LB_KIND, LB_WHAT, 1, 1, boot)
+        lb.instances[name] = Instance(name, name, lab.lb)
+        return lb
 
     def _email_args(self, spec: ServiceSpec) -> tuple[str, ...]:
         """The server flags for the service's receipt email (none without `email`)."""
@@ -431,7 +459,7 @@ class Services(Component):
                 await asyncio.sleep(0.1)
 
     def groups(self) -> list[Group]:
-        return list(self.by_name.values())
+        return [*self.by_name.values(), *self.lbs.values()]
 
     def processes(self) -> list[Process]:
         return [Process(name, lab.lb, "control") for name, lab in self.labs.items()]
@@ -459,7 +487,9 @@ class Services(Component):
                     name,
                     gauges=(Gauge("routable", f"max(lb_routable_targets{{{service}}})"),),
                     per_instance=rate_of("server_requests_total", 'instance="$instance"'),
-                    process=f"{name}-lb",
+                    process=lb_group(name),
+                    process_group=lb_group(name),
+                    process_kind=LB_KIND,
                 )
             )
             if spec.email is not None:
@@ -494,7 +524,7 @@ class Services(Component):
                     "pid": lab.lb.pid,
                     "address": lab.lb.ready.get("address"),
                     "control": lab.lb.ready.get("control"),
-                    "state": "running" if lab.lb.alive else "exited",
+                    "state": self.lbs[name].instances[lab.lb.name].shown_state,
                     "routable": view.get("routable", 0),
                 },
                 "instances": [

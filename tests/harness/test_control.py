@@ -87,7 +87,7 @@ async def test_unknown_names_get_404_with_the_valid_choices(api: Api) -> None:
     """An unknown service or instance is a 404 whose body lists what exists."""
     response = await api.chaos(action="kill", service="nope")
     assert response.status_code == 404
-    assert response.json()["choices"] == ["orders"]
+    assert response.json()["choices"] == ["orders", "orders-lb"]
     response = await api.chaos(action="kill", service="orders", instance="orders-9")
     assert response.status_code == 404
     assert response.json()["choices"] == ["orders-1", "orders-2"]

@@ -1,7 +1,8 @@
-"""The gateway and the DNS server are parts chaos acts on, like any group of one: killed,
-the gateway refuses connections and the map and status say so; restarted, it comes back on
-the same address, where its clients look; a paused DNS server answers nothing until resumed.
-Adding a second one is refused by its bounds."""
+"""The gateway, the DNS server and each service's load balancer are parts chaos acts on, like
+any group of one: killed, the gateway refuses connections and status says so; restarted, it
+comes back on the same address, where its clients look; a paused DNS server answers nothing
+until resumed; a restarted load balancer gets its servers back. Adding a second one is
+refused by its bounds."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 from chaos.actions import ChaosRequest, apply
 from harness.components.dns import Dns
 from harness.components.gateway import Gateway
+from harness.components.services import Services
 from harness.errors import ChaosRefused
 from harness.runtime import LabRuntime
 from harness.supervisor import Supervisor
@@ -86,3 +88,22 @@ async def test_a_paused_dns_server_answers_nothing_until_resumed(lab: LabRuntime
         await query(lab, timeout_s=1)
     await apply(lab, ChaosRequest("resume", "dns"))
     assert await query(lab, timeout_s=5) == ["127.0.0.1"]
+
+
+async def test_a_load_balancer_killed_and_restarted_gets_its_servers_back(
+    lab: LabRuntime,
+) -> None:
+    """`orders-lb` is a group of one: killed, the gateway's orders route fails; restarted,
+    it is on the same address and, once its health checks pass, routes to the live servers
+    again, which the harness registered with it."""
+    services = lab.part(Services)
+    before = services.labs["orders"].address
+    await apply(lab, ChaosRequest("kill", "orders-lb"))
+    assert (await lab.status())["services"]["orders"]["lb"]["state"] == "killed"
+    assert await orders(lab) == 502
+    await apply(lab, ChaosRequest("restart", "orders-lb"))
+    assert services.labs["orders"].address == before
+    await lab.wait_healthy()
+    assert await orders(lab) == 200
+    with pytest.raises(ChaosRefused, match="resize"):
+        await apply(lab, ChaosRequest("resize", "orders-lb", params={"slots": 4}))

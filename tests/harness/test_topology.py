@@ -144,11 +144,12 @@ def pipeline_problems(tmp_path: Path, **parts: str) -> list[str]:
 
 def test_pipeline_groups_for_chaos(tmp_path: Path) -> None:
     """Worker pools, the queue service and providers are groups chaos can name, beside the
-    services."""
+    services and their load balancers."""
     topology = load_topology(pipeline(tmp_path))
     groups = topology.shapes()
     assert {name: g.kind for name, g in groups.items()} == {
         "payments": "service",
+        "payments-lb": "lb",
         "senders": "workers",
         "queue": "queue",
         "mail": "provider",
