@@ -36,13 +36,12 @@ from chaos.vocabulary import ANY, NAMES, PARAMS, as_json
 from dashboards.elasticity import CHAOS_TAG
 from dashboards.grafana import post_annotation
 from harness.errors import ChaosRefused, GrafanaError
-from harness.livemap import LiveMap
+from harness.livemap import PAGE, LiveMap
 from harness.runtime import Event, LabRuntime
 from targets.asgi import bearer_guard, control_api
 from targets.fastmetrics import BornAtZeroRegistry, FastCounter
 
 log = logging.getLogger(__name__)
-MAP_PAGE = Path(__file__).parent / "static" / "map.html"
 
 
 class EventLog:
@@ -202,7 +201,7 @@ def control_app(controller: Controller) -> FastAPI:
 
     @app.get("/map", response_class=HTMLResponse, include_in_schema=False)
     async def map_page() -> HTMLResponse:
-        return HTMLResponse(MAP_PAGE.read_text())
+        return HTMLResponse(PAGE.read_text())
 
     @app.get("/map/state", dependencies=guarded, responses={401: refusals[401]})
     async def map_state() -> dict[str, Any]:

@@ -12,15 +12,30 @@ never 0. `at` is when the state was made: the page shows its own delay from it.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from harness.diagram import Box, Diagram
-from harness.runtime import Event, LabRuntime
+
+if TYPE_CHECKING:
+    from harness.runtime import Event, LabRuntime
 
 RECENT_EVENTS = 12
+PAGE = Path(__file__).parent / "static" / "map.html"
+
+
+def snapshot_page(state: dict[str, Any]) -> str:
+    """The map page holding `state` itself (a run report's `map.html`): drawn once, from no
+    server, offering no chaos."""
+    inline = json.dumps(state).replace("</", "<\\/")  # no "</script>" inside the script
+    opening = '<script>\n"use strict";'
+    return PAGE.read_text().replace(
+        opening, f"<script>window.MAP_STATE = {inline};</script>\n{opening}", 1
+    )
 
 
 def _rows(status: Any) -> Iterator[dict[str, Any]]:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.components import COMPONENTS
+from harness.livemap import snapshot_page
 from harness.promql import PlotQuery, merged
 from harness.slo import Event, Outcome, Series, Verdict, exit_code, num, outcome
 from harness.topology import Topology
@@ -59,6 +60,8 @@ class RunResult:
     verdicts: list[Verdict] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     plots: list[Plot] = field(default_factory=list)
+    map_state: dict[str, Any] | None = None
+    """The live map's state near the end of the load (`map.html` beside the report)."""
 
     @property
     def exit_code(self) -> int:
@@ -539,6 +542,14 @@ def render_html(result: RunResult) -> str:
         _slo_table(result.verdicts),
         "</section><section><h2>Chaos events</h2>",
         _event_table(result.events),
+        *(
+            [
+                '<p>The lab as it stood near the end of the rush: <a href="map.html">its map</a>'
+                " (every part, its state and its traffic).</p>"
+            ]
+            if result.map_state
+            else []
+        ),
         "</section><section><h2>Plots</h2>",
         "<p>Dashed red lines: chaos events (hover for details).</p>",
     ]
@@ -562,4 +573,7 @@ def write_reports(result: RunResult, folder: Path) -> dict[str, Path]:
     paths["json"].write_text(render_json(result))
     paths["junit"].write_text(render_junit(result))
     paths["html"].write_text(render_html(result))
+    if result.map_state:
+        paths["map"] = folder / "map.html"
+        paths["map"].write_text(snapshot_page(result.map_state))
     return paths

@@ -30,11 +30,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import math
 import re
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from chaos.actions import ChaosRequest
 from chaos.vocabulary import BY_NAME
@@ -43,6 +45,7 @@ from harness import slo
 from harness.components.entry import client_regions, entry_points, resolver
 from harness.control import Controller, control_app
 from harness.errors import ChaosRefused
+from harness.livemap import LiveMap
 from harness.locust import LocustHandles, LocustPlan, start_locust
 from harness.prometheus import Prometheus, Series
 from harness.report import Plot, RunResult, standard_plots
@@ -53,6 +56,7 @@ from locustfiles.stages import Stage
 from targets import asgi
 from targets.runtime import parse_hostport
 
+log = logging.getLogger(__name__)
 FINAL_GRACE_S = 60.0  # after the load's end: Locust stops its users and is scraped again
 POLL_S = 0.1
 Progress = Callable[[str], None]
@@ -142,6 +146,7 @@ async def _run(  # noqa: PLR0917 - what run_scenario started
     progress(f"prometheus at {prometheus.url}; waiting for {targets} scrape targets")
     await prometheus.wait_for_targets(targets, timeout_s=60)
     problems: list[str] = []
+    snapshot: asyncio.Task[dict[str, Any] | None] | None = None
     try:
         # Two samples of every target (Locust's included, held before its test), so every
         # rate() has a value at t = 0: a target scraped once then would read "no data".
@@ -151,6 +156,8 @@ async def _run(  # noqa: PLR0917 - what run_scenario started
         assert plan.start_file is not None
         plan.start_file.touch()
         started = round(time.time(), 3)  # milliseconds, as Prometheus keeps time
+        live = LiveMap(lab, lambda: controller.events.events)
+        snapshot = asyncio.create_task(_snapshot(live, started + scenario.duration_s - 2))
         refused = await _play(steps, controller, started, progress)
         final = await _until(
             prometheus,
@@ -164,6 +171,10 @@ async def _run(  # noqa: PLR0917 - what run_scenario started
                 " or never stopped): the run is judged up to its last scrape"
             )
         ended = final or round(time.time(), 3)
+    except BaseException:
+        if snapshot is not None:
+            snapshot.cancel()
+        raise
     finally:
         assert plan.release_file is not None
         plan.release_file.touch()
@@ -176,7 +187,21 @@ async def _run(  # noqa: PLR0917 - what run_scenario started
         for e in controller.events.events
     ]
     events = sorted([*applied, *refused], key=lambda event: event.t)
-    return await _judge(scenario, prometheus, lab, started, ended, events, problems)
+    pictured = await snapshot if snapshot is not None else None
+    return await _judge(
+        scenario, prometheus, lab, started, ended, events, problems, map_state=pictured
+    )
+
+
+async def _snapshot(live: LiveMap, at: float) -> dict[str, Any] | None:
+    """The live map's state at `at` (unix; the rush still on), for the report's map.html;
+    None when it cannot be read (the report then has no map, the verdict is unchanged)."""
+    await asyncio.sleep(max(0.0, at - time.time()))
+    try:
+        return await live.state()
+    except Exception:  # a picture of the lab, never a reason to fail a run
+        log.warning("the map's snapshot failed", exc_info=True)
+        return None
 
 
 async def _until(
@@ -248,6 +273,8 @@ async def _judge(  # noqa: PLR0917 - the run's facts, gathered by _run
     ended: float,
     events: list[slo.Event],
     problems: list[str],
+    *,
+    map_state: dict[str, Any] | None = None,
 ) -> RunResult:
     run = slo.Run(ended - started)
 
@@ -303,6 +330,7 @@ async def _judge(  # noqa: PLR0917 - the run's facts, gathered by _run
         verdicts=verdicts,
         problems=problems,
         plots=plots,
+        map_state=map_state,
     )
 
 

@@ -21,6 +21,7 @@ import pytest
 from harness.components.edges import Edges
 from harness.components.entry import entry_points
 from harness.control import Controller, control_app
+from harness.livemap import LiveMap, snapshot_page
 from harness.locust import LocustPlan, start_locust
 from harness.runtime import LabRuntime
 from harness.session import map_url
@@ -202,3 +203,10 @@ async def test_the_map_shows_the_lab_and_breaks_it_from_a_click(lab: Lab) -> Non
     refusal = str(await lab.js("document.querySelector('#result').textContent"))
     assert "resize needs slots" in refusal, refusal
     assert len(delays) >= 3  # it keeps updating
+
+    # A run report's map.html: the same drawing from a state kept in the file, no server.
+    snapshot = lab.runtime.run_dir / "map.html"
+    snapshot.write_text(snapshot_page(await LiveMap(lab.runtime, list).state()))
+    await lab.open(snapshot.as_uri())
+    await lab.wait_for(f"document.querySelectorAll('[data-instance]').length >= {len(expected)}")
+    assert "snapshot" in str(await lab.js("document.querySelector('#delay').textContent"))

@@ -45,7 +45,10 @@ def test_shipped_scenario_passes_on_the_default_topology(scenario: Path, tmp_pat
     assert data["problems"] == []
     cases = ET.parse(report / "junit.xml").getroot().iter("testcase")
     assert len(list(cases)) == len(data["verdicts"])
-    assert "<svg" in (report / "report.html").read_text()
+    page = (report / "report.html").read_text()
+    assert "<svg" in page
+    assert 'href="map.html"' in page  # the lab near the end of the rush, drawn
+    assert "window.MAP_STATE" in (report / "map.html").read_text()
 
 
 def test_violated_slo_exits_1_and_says_which(tmp_path: Path) -> None:
