@@ -6,16 +6,26 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.components import services
-from harness.components.base import Component, Process, described
+from harness.components.base import Component, Group, Instance, Process, Shape, described
 from harness.diagram import SERVICES, Arrow, Box, Diagram, Gauge
+from harness.prometheus import ScrapeTarget
 from harness.promql import Line, PlotQuery, summed
 from harness.supervisor import Child
 
 if TYPE_CHECKING:
     from harness.topology import Topology
+
+
+WHAT = "an autoscaler"
+
+
+def group_of(service: str) -> str:
+    """The name of service `service`'s autoscaler: its process and its chaos group."""
+    return f"autoscaler-{service}"
 
 
 def autoscaled(topology: Topology) -> list[str]:
@@ -28,6 +38,11 @@ class Autoscalers(Component):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.children: dict[str, Child] = {}  # by service
+        self.by_service: dict[str, Group] = {}  # each a chaos group of one (`group_of`)
+
+    @classmethod
+    def shapes(cls, topology: Topology) -> dict[str, Shape]:
+        return {group_of(name): Shape(cls.kind, WHAT, 1, 1, 1) for name in autoscaled(topology)}
 
     @classmethod
     def plots(cls, topology: Topology) -> list[PlotQuery]:
@@ -78,22 +93,41 @@ class Autoscalers(Component):
             assert policy is not None  # autoscaled
             assert scaling is not None
             lb_host, lb_port = labs[name].control
-            self.children[name] = await self.lab.supervisor.spawn(
-                f"autoscaler-{name}",
-                "autoscaler",
-                "targets.autoscaler",
-                [
-                    f"--service={name}",
-                    f"--lb-control={lb_host}:{lb_port}",
-                    f"--lab-control={control[0]}:{control[1]}",
-                    f"--lb-token-file={token}",
-                    f"--lab-token-file={token}",
-                    f"--metric={scaling.metric}",
-                    f"--policy={json.dumps(dataclasses.asdict(policy))}",
-                ],
-            )
-        if self.children:
+            args = [
+                f"--service={name}",
+                f"--lb-control={lb_host}:{lb_port}",
+                f"--lab-control={control[0]}:{control[1]}",
+                f"--lb-token-file={token}",
+                f"--lab-token-file={token}",
+                f"--metric={scaling.metric}",
+                f"--policy={json.dumps(dataclasses.asdict(policy))}",
+            ]
+            group = Group(group_of(name), self.kind, WHAT, 1, 1, self._booter(name, args))
+            await group.launch(group.name)
+            self.by_service[name] = group
+        if self.by_service:
             self.lab.notify()
+
+    def _booter(
+        self, service: str, args: list[str]
+    ) -> Callable[[str, int | None], Awaitable[Instance]]:
+        """How autoscaler `service` starts (again, after chaos: its decisions start afresh)."""
+
+        async def boot(instance: str, slots: int | None) -> Instance:
+            child = await self.lab.supervisor.spawn(
+                instance, "autoscaler", "targets.autoscaler", args
+            )
+            self.children[service] = child
+            return Instance(instance, instance, child)
+
+        return boot
+
+    def groups(self) -> list[Group]:
+        return list(self.by_service.values())
+
+    def scrape_targets(self) -> Iterable[ScrapeTarget]:
+        """Its processes, labelled with the service each scales (not its group's name)."""
+        return self.process_targets()
 
     def diagram(self) -> Diagram:
         """A box per autoscaler (desired against current replicas), an arrow to its service."""
@@ -107,8 +141,8 @@ class Autoscalers(Component):
                     self.kind,
                     SERVICES,
                     "scales the service",
-                    instances=False,
-                    process=f"autoscaler-{name}",
+                    group_of(name),
+                    process=group_of(name),
                     gauges=(
                         Gauge("desired", f"max(autoscaler_desired_replicas{{{service}}})"),
                         Gauge("current", f"max(autoscaler_current_replicas{{{service}}})"),
@@ -124,6 +158,10 @@ class Autoscalers(Component):
         return [Process(name, child) for name, child in self.children.items()]
 
     async def status(self) -> dict[str, Any]:
-        if not self.children:
+        if not self.by_service:
             return {}
-        return {"autoscalers": {name: described(c) for name, c in self.children.items()}}
+        shown = {
+            name: {**described(self.children[name]), "state": group.sorted()[0].shown_state}
+            for name, group in self.by_service.items()
+        }
+        return {"autoscalers": shown}

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from chaos.actions import ChaosRequest, apply
 from harness.components.autoscaler import Autoscalers
 from harness.components.services import Services
 from harness.control import Controller, control_app
@@ -134,3 +135,37 @@ def test_a_bad_policy_exits_2_naming_the_field(
     assert "target: must be > 0 (got 0)" in capsys.readouterr().err
     assert autoscaler_main([*common, '--policy={"target": 1, "speed": 3}']) == 2
     assert "unknown field(s) speed" in capsys.readouterr().err
+
+
+async def test_a_killed_autoscaler_scales_nothing_until_restarted(tmp_path: Path) -> None:
+    """The autoscaler is a chaos group of one (`autoscaler-web`): killed, a rush adds no
+    replica (the control plane is down, the data plane serves on); restarted, it scales out."""
+    async with Supervisor(tmp_path / "run") as supervisor:
+        lab = LabRuntime(ELASTIC, supervisor)
+        await lab.start()
+        await lab.wait_healthy()
+        controller = Controller(lab)
+        control = await asgi.start(control_app(controller))
+        try:
+            await lab.start_autoscalers(("127.0.0.1", control.port))
+            web = lab.part(Services).by_name["web"]
+            host, port = lab.part(Services).labs["web"].address
+            await apply(lab, ChaosRequest("kill", "autoscaler-web"))
+            status = (await lab.status())["autoscalers"]["web"]
+            assert status["state"] == "killed"
+            rushed = await run_load(host, port, duration_s=4, concurrency=8, calls=GET_ONLY)
+            assert rushed.failures() == {}
+            assert len(web.live()) == 1
+            await apply(lab, ChaosRequest("restart", "autoscaler-web"))
+            assert (await lab.status())["autoscalers"]["web"]["state"] == "running"
+            rush = asyncio.create_task(
+                run_load(host, port, duration_s=10, concurrency=8, calls=GET_ONLY)
+            )
+            await _until("scaled out to 3", lambda: _live(web, 3), timeout_s=10)
+            assert (await rush).failures() == {}
+        finally:
+            await control.stop()
+
+
+async def _live(group: Any, count: int) -> bool:
+    return len(group.live()) == count
