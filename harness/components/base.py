@@ -243,13 +243,17 @@ class Component:
         return []
 
     def scrape_targets(self) -> Iterable[ScrapeTarget]:
-        for group in self.groups():
+        yield from self.group_targets(self.groups())
+        yield from self.process_targets()
+
+    def group_targets(self, groups: Iterable[Group]) -> Iterable[ScrapeTarget]:
+        """The /metrics of `groups`' live instances, on their main address."""
+        for group in groups:
             for instance in group.live():
                 address = str(instance.child.ready["address"])
                 labels = {"service": group.name, "role": instance.child.role}
                 labels["instance"] = instance.name
                 yield ScrapeTarget(address, labels, self.metrics_path)
-        yield from self.process_targets()
 
     def process_targets(self) -> Iterable[ScrapeTarget]:
         """Its processes' /metrics (those alive)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
@@ -34,6 +34,7 @@ from harness.components.base import (
 )
 from harness.diagram import SERVICES, Arrow, Box, Diagram, Gauge, both, rate_of
 from harness.lab import Lab, ServerSpec, start_lab
+from harness.prometheus import ScrapeTarget
 from harness.promql import Line, PlotQuery, quantile_lines, summed
 from harness.supervisor import free_port
 from targets.autoscaler.core import ConfigError, Policy
@@ -463,6 +464,12 @@ class Services(Component):
 
     def processes(self) -> list[Process]:
         return [Process(name, lab.lb, "control") for name, lab in self.labs.items()]
+
+    def scrape_targets(self) -> Iterable[ScrapeTarget]:
+        """The servers, and each load balancer on its control listener (as a process: its
+        group's main address is the data plane, which would forward /metrics to a server)."""
+        yield from self.group_targets(self.by_name.values())
+        yield from self.process_targets()
 
     def entry_urls(self) -> dict[str, str]:
         """Each service's entry point (its load balancer), by service."""

@@ -98,6 +98,12 @@ async def test_a_load_balancer_killed_and_restarted_gets_its_servers_back(
     again, which the harness registered with it."""
     services = lab.part(Services)
     before = services.labs["orders"].address
+    # Scraped as a process on its control listener, never as a group on its data plane
+    # (which would forward /metrics to a server).
+    lbs = [t for t in lab.scrape_targets() if t.labels["role"] == "lb"]
+    assert [(t.labels["service"], t.address) for t in lbs] == [
+        ("orders", "{}:{}".format(*services.labs["orders"].control))
+    ]
     await apply(lab, ChaosRequest("kill", "orders-lb"))
     assert (await lab.status())["services"]["orders"]["lb"]["state"] == "killed"
     assert await orders(lab) == 502
