@@ -34,7 +34,7 @@ from tests.browser import Browser, BrowserError, find_chromium
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.timeout(240),
+    pytest.mark.timeout(420),  # generous: a browser, a lab and a rush on 2 shared cores
     pytest.mark.skipif(find_chromium() is None, reason="needs Debian's chromium"),
 ]
 SHOP = Path(__file__).parents[2] / "harness" / "topologies" / "shop.yaml"
