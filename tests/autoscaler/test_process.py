@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -60,10 +62,9 @@ async def _until(what: str, check: Any, timeout_s: float) -> None:
         await asyncio.sleep(0.2)
 
 
-async def test_scales_out_under_load_and_back_in_after_it_without_failures(
-    tmp_path: Path,
-) -> None:
-    """A rush adds replicas (each an event with the autoscaler's cause); calm removes them."""
+@contextlib.asynccontextmanager
+async def elastic(tmp_path: Path) -> AsyncIterator[tuple[LabRuntime, Controller]]:
+    """The elastic lab, its control API and its autoscaler running."""
     async with Supervisor(tmp_path / "run") as supervisor:
         lab = LabRuntime(ELASTIC, supervisor)
         await lab.start()
@@ -72,49 +73,57 @@ async def test_scales_out_under_load_and_back_in_after_it_without_failures(
         control = await asgi.start(control_app(controller))
         try:
             await lab.start_autoscalers(("127.0.0.1", control.port))
-            web = lab.part(Services).by_name["web"]
-            host, port = lab.part(Services).labs["web"].address
-
-            async def replicas(n: int) -> bool:
-                return len(web.live()) == n
-
-            rush = asyncio.create_task(
-                run_load(host, port, duration_s=10, concurrency=8, calls=GET_ONLY)
-            )
-            await _until("scaled out to 3", lambda: replicas(3), timeout_s=10)
-            rushed = await rush
-            calm = await run_load(host, port, duration_s=8, concurrency=1, calls=GET_ONLY)
-            await _until("scaled back in to 1", lambda: replicas(1), timeout_s=15)
-
-            assert rushed.failures() == {}
-            assert calm.failures() == {}
-            events = controller.events.events
-            adds = [e for e in events if e.action == "add"]
-            removes = [e for e in events if e.action == "remove"]
-            # 8 in flight on one replica wants 8 replicas: capped at max_replicas 3.
-            assert adds
-            assert all("[autoscaler: at_max, in_flight" in e.detail for e in adds)
-            assert removes
-            assert all("autoscaler: below_target" in e.detail for e in removes)
-            assert sum(len(e.instances) for e in adds) == 2
-
-            scaler = lab.part(Autoscalers).children["web"]
-            assert [t.labels["role"] for t in lab.scrape_targets()].count("autoscaler") == 1
-            await fetch(*scaler.address(), "GET", "/metrics")  # counters are exposed at 0 first
-            metrics = (await fetch(*scaler.address(), "GET", "/metrics")).body.decode()
-            assert 'autoscaler_metric_target{metric="in_flight",service="web"} 1.0' in metrics
-            assert 'autoscaler_current_replicas{service="web"} 1.0' in metrics
-            decisions = {
-                (s.labels["direction"], s.labels["reason"]): s.value
-                for family in text_string_to_metric_families(metrics)
-                for s in family.samples
-                if s.name == "autoscaler_decisions_total"
-            }
-            assert decisions["out", "at_max"] >= 1
-            assert decisions["in", "below_target"] >= 1
-            assert decisions["none", "stabilizing"] >= 1  # calm, but waiting out the window
+            yield lab, controller
         finally:
             await control.stop()
+
+
+async def test_scales_out_under_load_and_back_in_after_it_without_failures(
+    tmp_path: Path,
+) -> None:
+    """A rush adds replicas (each an event with the autoscaler's cause); calm removes them."""
+    async with elastic(tmp_path) as (lab, controller):
+        web = lab.part(Services).by_name["web"]
+        host, port = lab.part(Services).labs["web"].address
+
+        async def replicas(n: int) -> bool:
+            return len(web.live()) == n
+
+        rush = asyncio.create_task(
+            run_load(host, port, duration_s=10, concurrency=8, calls=GET_ONLY)
+        )
+        await _until("scaled out to 3", lambda: replicas(3), timeout_s=10)
+        rushed = await rush
+        calm = await run_load(host, port, duration_s=8, concurrency=1, calls=GET_ONLY)
+        await _until("scaled back in to 1", lambda: replicas(1), timeout_s=15)
+
+        assert rushed.failures() == {}
+        assert calm.failures() == {}
+        events = controller.events.events
+        adds = [e for e in events if e.action == "add"]
+        removes = [e for e in events if e.action == "remove"]
+        # 8 in flight on one replica wants 8 replicas: capped at max_replicas 3.
+        assert adds
+        assert all("[autoscaler: at_max, in_flight" in e.detail for e in adds)
+        assert removes
+        assert all("autoscaler: below_target" in e.detail for e in removes)
+        assert sum(len(e.instances) for e in adds) == 2
+
+        scaler = lab.part(Autoscalers).children["web"]
+        assert [t.labels["role"] for t in lab.scrape_targets()].count("autoscaler") == 1
+        await fetch(*scaler.address(), "GET", "/metrics")  # counters are exposed at 0 first
+        metrics = (await fetch(*scaler.address(), "GET", "/metrics")).body.decode()
+        assert 'autoscaler_metric_target{metric="in_flight",service="web"} 1.0' in metrics
+        assert 'autoscaler_current_replicas{service="web"} 1.0' in metrics
+        decisions = {
+            (s.labels["direction"], s.labels["reason"]): s.value
+            for family in text_string_to_metric_families(metrics)
+            for s in family.samples
+            if s.name == "autoscaler_decisions_total"
+        }
+        assert decisions["out", "at_max"] >= 1
+        assert decisions["in", "below_target"] >= 1
+        assert decisions["none", "stabilizing"] >= 1  # calm, but waiting out the window
 
 
 @pytest.mark.inprocess
@@ -140,31 +149,22 @@ def test_a_bad_policy_exits_2_naming_the_field(
 async def test_a_killed_autoscaler_scales_nothing_until_restarted(tmp_path: Path) -> None:
     """The autoscaler is a chaos group of one (`autoscaler-web`): killed, a rush adds no
     replica (the control plane is down, the data plane serves on); restarted, it scales out."""
-    async with Supervisor(tmp_path / "run") as supervisor:
-        lab = LabRuntime(ELASTIC, supervisor)
-        await lab.start()
-        await lab.wait_healthy()
-        controller = Controller(lab)
-        control = await asgi.start(control_app(controller))
-        try:
-            await lab.start_autoscalers(("127.0.0.1", control.port))
-            web = lab.part(Services).by_name["web"]
-            host, port = lab.part(Services).labs["web"].address
-            await apply(lab, ChaosRequest("kill", "autoscaler-web"))
-            status = (await lab.status())["autoscalers"]["web"]
-            assert status["state"] == "killed"
-            rushed = await run_load(host, port, duration_s=4, concurrency=8, calls=GET_ONLY)
-            assert rushed.failures() == {}
-            assert len(web.live()) == 1
-            await apply(lab, ChaosRequest("restart", "autoscaler-web"))
-            assert (await lab.status())["autoscalers"]["web"]["state"] == "running"
-            rush = asyncio.create_task(
-                run_load(host, port, duration_s=10, concurrency=8, calls=GET_ONLY)
-            )
-            await _until("scaled out to 3", lambda: _live(web, 3), timeout_s=10)
-            assert (await rush).failures() == {}
-        finally:
-            await control.stop()
+    async with elastic(tmp_path) as (lab, _):
+        web = lab.part(Services).by_name["web"]
+        host, port = lab.part(Services).labs["web"].address
+        await apply(lab, ChaosRequest("kill", "autoscaler-web"))
+        status = (await lab.status())["autoscalers"]["web"]
+        assert status["state"] == "killed"
+        rushed = await run_load(host, port, duration_s=4, concurrency=8, calls=GET_ONLY)
+        assert rushed.failures() == {}
+        assert len(web.live()) == 1
+        await apply(lab, ChaosRequest("restart", "autoscaler-web"))
+        assert (await lab.status())["autoscalers"]["web"]["state"] == "running"
+        rush = asyncio.create_task(
+            run_load(host, port, duration_s=10, concurrency=8, calls=GET_ONLY)
+        )
+        await _until("scaled out to 3", lambda: _live(web, 3), timeout_s=10)
+        assert (await rush).failures() == {}
 
 
 async def _live(group: Any, count: int) -> bool:
