@@ -42,7 +42,7 @@ from chaos.actions import ChaosRequest
 from chaos.vocabulary import BY_NAME
 from dashboards.queries import metric_names
 from harness import slo
-from harness.components.entry import client_regions, entry_points, resolver
+from harness.components.entry import client_regions, entry_points, known_hosts, resolver
 from harness.control import Controller, control_app
 from harness.errors import ChaosRefused
 from harness.livemap import LiveMap
@@ -111,6 +111,9 @@ async def _run(  # noqa: PLR0917 - what run_scenario started
     plan = LocustPlan(
         services=services,
         host=host,
+        # The lab's bases, and the entry the runner chose (a DNS name with `via_dns`): a
+        # scenario's users go where the lab sent them, and nowhere else.
+        hosts={**known_hosts(lab), **({"entry": host} if host else {})},
         stages=tuple(Stage(s.duration_s, s.users, s.spawn_rate) for s in scenario.load.stages),
         workers=scenario.load.workers,
         metrics_port=free_port(),
