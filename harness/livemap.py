@@ -15,10 +15,11 @@ import asyncio
 import json
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from chaos import status as lab_status
 from harness.diagram import Box, Diagram
 
 if TYPE_CHECKING:
@@ -38,18 +39,6 @@ def snapshot_page(state: dict[str, Any]) -> str:
     )
 
 
-def _rows(status: Any) -> Iterator[dict[str, Any]]:
-    """Every entry of `GET /status` that names a process (`name` and `state`), wherever it is."""
-    if isinstance(status, dict):
-        if isinstance(status.get("name"), str) and "state" in status:
-            yield status
-        for value in status.values():
-            yield from _rows(value)
-    elif isinstance(status, list):
-        for value in status:
-            yield from _rows(value)
-
-
 class LiveMap:
     def __init__(self, lab: LabRuntime, events: Callable[[], list[Event]]) -> None:
         self.lab = lab
@@ -57,7 +46,7 @@ class LiveMap:
 
     async def state(self) -> dict[str, Any]:
         diagram = self.lab.diagram()
-        rows = {row["name"]: row for row in _rows(await self.lab.status())}
+        rows = {r["name"]: r for _, r in lab_status.rows(await self.lab.status()) if r}
         groups = {group.name: group for group in self.lab.groups()}
         instances = {
             box.id: [(i.name, i.shown_state) for i in groups[box.group].sorted()]
