@@ -103,6 +103,8 @@ _NOT_SENT: Final = HOP_BY_HOP | {
 }
 _REPLACED: Final = frozenset({"x-cache", "via"})
 _JSON: Final = (("content-type", "application/json"),)
+PATH_KEYS: Final = 1024
+"""Path-only keys the edge remembers by request-target (all forgotten when it is full)."""
 _SERVE_AND_REVALIDATE: Final = Action.SERVE_STALE_AND_REVALIDATE  # bound once: see core._FRESH
 
 Waiter = asyncio.Future[Outcome | None]
@@ -191,29 +193,40 @@ class Edge:
         self.delays = Delays(config.network)  # what `delayed` holds each request for
         self._tasks: set[asyncio.Task[None]] = set()
         self._ids = itertools.count(1)
+        self._path_keys: dict[bytes, str] = {}  # request-target -> its path-only key (`_key`)
 
     # -- the handler ------------------------------------------------------------------------
     def __call__(self, request: Request, writer: ResponseWriter) -> Awaitable[None] | None:
         started = time.perf_counter()
-        if request.path.startswith("/_edge/"):
-            return self._manage(request, writer)
-        if request.method not in CACHEABLE_METHODS:
-            return self._forward(request, writer, started)
-        key = self._key(request)
+        method = request.method
+        # A request-target whose path-only key was made before: no parsing (`_key`).
+        key = self._path_keys.get(request.target)
+        if key is None or method not in CACHEABLE_METHODS:
+            if request.path.startswith("/_edge/"):
+                return self._manage(request, writer)
+            if method not in CACHEABLE_METHODS:
+                return self._forward(request, writer, started)
+            key = self._key(request)
         stored = self.store.get(key)
         if stored is not None:  # the hit path: answered now, in one write, no task
             now = self.clock()
             decision = decide_cacheable(stored.entry, now)
             if decision.result is not None:
-                self._from_cache(_Ask(request, writer, key, started), stored, decision, now)
+                self._from_cache(request, writer, stored, decision, now, key=key, started=started)
                 return None
         return self._miss(_Ask(request, writer, key, started))
 
     def _key(self, request: Request) -> str:
-        """The request's cache key (only what the key policy names is parsed)."""
+        """The request's cache key (only what the key policy names is parsed). A path-only
+        key is remembered by request-target, up to `PATH_KEYS` of them, for the next hit."""
         keys = self.keys
         if keys.path_only:
-            return keys.key(request.method, request.path)
+            key = keys.key(request.method, request.path)
+            known = self._path_keys
+            if len(known) >= PATH_KEYS:
+                known.clear()
+            known[request.target] = key
+            return key
         query: TextHeaders = ()
         if keys.query is not QueryMode.NONE and request.query:
             query = tuple(parse_qsl(request.query, keep_blank_values=True))
@@ -225,26 +238,35 @@ class Edge:
             cookies = tuple((n, v) for n, _, v in pairs if n)
         return keys.key(request.method, request.path, query, headers, cookies)
 
-    def _from_cache(self, ask: _Ask, stored: _Stored, decision: Decision, now: float) -> None:
+    def _from_cache(
+        self,
+        request: Request,
+        writer: ResponseWriter,
+        stored: _Stored,
+        decision: Decision,
+        now: float,
+        *,
+        key: str,
+        started: float,
+    ) -> None:
         """Answer from the stored entry as `decision` (made at `now`: a result, an age) says."""
         result, age = decision.result, decision.age
         assert result is not None
         assert age is not None
-        assert ask.writer is not None
         entry = stored.entry
         head = stored.head
         if head is None or head[0] is not result:
             head = stored.head = (result, *self._head(entry.headers, result))
-        ask.writer.send_encoded(
+        writer.send_encoded(
             entry.status,
             b"%b%d%b" % (head[1], int(age), head[2]),
             entry.body,
-            head_only=ask.request.method == "HEAD",
+            head_only=request.method == "HEAD",
         )
-        self.metrics.answered(result, time.perf_counter() - ask.started)
+        self.metrics.answered(result, time.perf_counter() - started)
         if decision.action is _SERVE_AND_REVALIDATE:
             self.metrics.stale.inc(("while_revalidate",))
-            self._revalidate_later(ask, entry, decision)
+            self._revalidate_later(request, key, entry, decision)
         elif now < entry.hold_until and entry.state(now) is State.STALE_IF_ERROR:
             self.metrics.stale.inc(("if_error",))
 
@@ -258,7 +280,10 @@ class Edge:
             now = self.clock()
             decision = decide_cacheable(entry, now)
             if stored is not None and decision.result is not None:
-                self._from_cache(ask, stored, decision, now)
+                assert ask.writer is not None
+                self._from_cache(
+                    ask.request, ask.writer, stored, decision, now, key=key, started=ask.started
+                )
                 return
             alone = not self.collapse or self.passes.active(key, self.clock())
             if alone or attempt == MAX_ATTEMPTS - 1:
@@ -293,12 +318,14 @@ class Edge:
                 if waiter is not None and not waiter.done():
                     waiter.set_result(shared)
 
-    def _revalidate_later(self, ask: _Ask, entry: Entry, decision: Decision) -> None:
+    def _revalidate_later(
+        self, request: Request, key: str, entry: Entry, decision: Decision
+    ) -> None:
         """Refresh a stale-while-revalidate entry in the background, once per key."""
-        if ask.key in self.collapser:
+        if key in self.collapser:
             return
-        self.collapser.join(ask.key, None)
-        background = _Ask(ask.request, None, ask.key, time.perf_counter())
+        self.collapser.join(key, None)
+        background = _Ask(request, None, key, time.perf_counter())
         task = asyncio.get_running_loop().create_task(self._lead(background, entry, decision))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -34,6 +34,7 @@ from targets.http.body import EMPTY_BODY, BodyReader
 from targets.http.deadline import Deadline
 from targets.http.messages import Headers, Request, error_body, status_line
 from targets.http.netem import Delays, Network
+from targets.http.simple import SimpleReader
 
 log = logging.getLogger(__name__)
 
@@ -216,9 +217,16 @@ class ResponseWriter:
         lines, as `start` writes `headers`, without the framing and Connection ones (added
         here as there). For a head made once and sent many times (a cache's hits); the
         whole response goes out in one write."""
-        self._head = status_line(status) + fields + self._framing(status, len(body), head_only)
-        self.write(body)
-        self.end()
+        data = status_line(status) + fields + self._framing(status, len(body), head_only)
+        if body and self._has_body:  # `write` and `end`, inlined: this is every cache hit
+            self.bytes_sent += len(body)
+            data += body
+        elif self.finished:  # aborted already: as `end` does, nothing more goes out
+            return
+        self._conn.write(data)
+        if not self.finished:
+            self.finished = True
+            self._conn.response_done(self)
 
     def send_json(self, status: int, payload: object, headers: Headers | None = None) -> None:
         body = json.dumps(payload, separators=(",", ":")).encode()
@@ -278,6 +286,11 @@ class _Connection(asyncio.Protocol):
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._reading_paused = False
         self._writer: ResponseWriter | None = None
+        # False once httptools read a request that does not keep the connection alive: after
+        # it llhttp refuses more bytes, so they must all go to it (`_simple_requests`).
+        self._simple = True
+        # Half the limit: what `on_header` counts per line is at most twice its length.
+        self._simple_reader = SimpleReader(self.limits.max_header_bytes // 2)
 
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -325,8 +338,48 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._upgraded:
             return
+        if self._in_head and not self._started and self._simple:
+            rest = self._simple_requests(data)
+            if rest is not data:  # one simple request or more taken: the rest to httptools
+                if rest:
+                    self._feed(rest)
+                return
         if self._in_head:
             self._head_bytes += len(data)
+        self._feed(data)
+
+    def _simple_requests(self, data: bytes) -> bytes:
+        """Run the simple requests (`targets.http.simple`) at the start of `data` as httptools'
+        callbacks would; what is left of `data` (`data` itself when none was there).
+
+        Called between two requests only, so the parser, which never sees these bytes, is
+        where it was: between two requests. The state the callbacks leave is left the same."""
+        pos = 0
+        size = len(data)
+        read = self._simple_reader.read
+        while pos < size:
+            simple = read(data, pos)
+            if simple is None:
+                break
+            method, target, headers, pos = simple
+            self.http11 = True
+            self._discarding = False
+            # method, target, headers, version, keep_alive, client, body, length, chunked
+            request = Request(
+                method, target, headers, "1.1", True, self.client, EMPTY_BODY, None, False
+            )
+            if self._busy:
+                self._deadline.clear()  # as `on_headers_complete` does (`_start` does it too)
+                self._enqueue(request)
+            else:
+                self._start(request)
+        if pos == 0:
+            return data
+        self._head_bytes = 0  # as `on_message_begin` and `on_message_complete` leave it
+        return data[pos:]
+
+    def _feed(self, data: bytes) -> None:
+        """Parse `data` with httptools (its callbacks below run the requests)."""
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -391,16 +444,19 @@ class _Connection(asyncio.Protocol):
             if has_body
             else EMPTY_BODY
         )
-        request = Request(
-            method=parser.get_method().decode("ascii"),
-            target=self._url,
-            headers=self._headers,
-            version="1.1" if self.http11 else "1.0",
-            keep_alive=parser.should_keep_alive(),
-            client=self.client,
-            body=body,
-            content_length=self._content_length,
-            chunked=self._chunked,
+        keep_alive = parser.should_keep_alive()
+        if not keep_alive:
+            self._simple = False
+        request = Request(  # by position (see `Request.__init__`), in its order
+            parser.get_method().decode("ascii"),
+            self._url,
+            self._headers,
+            "1.1" if self.http11 else "1.0",
+            keep_alive,
+            self.client,
+            body,
+            self._content_length,
+            self._chunked,
         )
         self._current = request if has_body else None
         self._enqueue(request)
@@ -439,10 +495,10 @@ class _Connection(asyncio.Protocol):
         self._busy = True
         self._deadline.clear()
         if isinstance(item, HttpError):
-            writer = self._writer = ResponseWriter(self, None, keep_alive=False)
+            writer = self._writer = ResponseWriter(self, None, False)
             writer.send_error(item.status, item.error, item.detail)
             return
-        writer = self._writer = ResponseWriter(self, item, keep_alive=item.keep_alive)
+        writer = self._writer = ResponseWriter(self, item, item.keep_alive)
         try:
             pending = self.server.handler(item, writer)
         except Exception as exc:  # any handler failure becomes a response
