@@ -3,16 +3,17 @@ clock, then the SLOs judged from Prometheus and the reports written.
 
     load_scenario -> LabRuntime.start beside Prometheus -> every scrape target written
         -> Locust (headless, stages) -> every target up
-        -> t = 0 once Prometheus holds two samples of every target (the start file)
+        -> t = 0 once Prometheus has scraped every target twice (the start file)
         -> chaos steps at their at_s
         -> Locust's test ends by itself -> the final scrape -> Locust released
         -> range queries on the run's grid -> slo.evaluate + slo.check_run -> RunResult
 
 The run's clock and its end are Prometheus's, so no count is lost at either edge. Locust holds
 its test until Prometheus has scraped it twice (every series at 0, `locustfiles/plugin.py`) and
-the runner writes the start file, which it does, at t = 0, once Prometheus holds two samples of
-every scrape target: a target scraped only once would leave its rate() undefined at the first
-grid point (Prometheus scrapes each target at its own offset in the interval). After the test
+the runner writes the start file, which it does, at t = 0, once Prometheus has scraped every
+target successfully twice (`up` 1: a failed scrape is no sample): a target scraped only once
+would leave its rate() undefined at the first grid point (Prometheus scrapes each target at its
+own offset in the interval). After the test
 stops, Locust stays until the runner releases it: the run ends at the first instant at which
 Prometheus holds every Locust process's final counts (`locust_counts_final` is 1 for all), and
 every SLO is judged on a 1 s grid counted back from that instant, so the last point is each
@@ -151,9 +152,10 @@ async def _run(  # noqa: PLR0917 - what run_scenario started
     problems: list[str] = []
     snapshot: asyncio.Task[dict[str, Any] | None] | None = None
     try:
-        # Two samples of every target (Locust's included, held before its test), so every
-        # rate() has a value at t = 0: a target scraped once then would read "no data".
-        twice = f"count(count_over_time(up[1m]) >= 2) >= {targets}"
+        # Two successful scrapes of every target (Locust's included, held before its test),
+        # so every rate() has a value at t = 0: a target scraped once then would read "no
+        # data". `up` is 0 for a failed scrape, which gives no sample of anything else.
+        twice = f"count(sum_over_time(up[1m]) >= 2) >= {targets}"
         if await _until(prometheus, twice, locust, timeout_s=60) is None:
             problems.append("Prometheus never scraped every target twice before the test began")
         assert plan.start_file is not None
