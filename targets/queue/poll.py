@@ -90,6 +90,7 @@ class LongPoller:
         while True:
             remaining = deadline - loop.time()
             final = remaining <= 0 or self.closing
+            asked_at = self._clock()
             received = store.receive_message(
                 name,
                 max_number_of_messages,
@@ -104,7 +105,10 @@ class LongPoller:
                     self._wake(name)  # it took a full batch: more may be left for the next
                 return received
             timeout = remaining
-            visible_at = store.next_visible_at(name)
+            # Since `asked_at`, not now: a message that turned visible between the two (a
+            # wake-up a hair early, before its time) must end the wait at once, not be left
+            # for the whole WaitTimeSeconds.
+            visible_at = store.next_visible_at(name, after=asked_at)
             if visible_at is not None:
                 timeout = min(timeout, max(0.0, visible_at - self._clock()))
             await self._sleep(name, timeout)

@@ -373,10 +373,14 @@ class QueueStore:
         dlq.arrived(moved)
         self._notify(dlq.name)
 
-    def next_visible_at(self, name: str) -> float | None:
+    def next_visible_at(self, name: str, after: float | None = None) -> float | None:
         """When the next delayed or in-flight message of the queue becomes visible, if any
-        (a long poll waits at most until then before asking again)."""
-        return self._db.next_visible_at(self._queue(name).id, self._clock())
+        (a long poll waits at most until then before asking again): the first to turn
+        visible after `after` (default: now). A long poll passes the time of its empty
+        receive, so a message that turned visible since is a time already past, not missed."""
+        return self._db.next_visible_at(
+            self._queue(name).id, self._clock() if after is None else after
+        )
 
     # --- deleting and changing visibility ---
 

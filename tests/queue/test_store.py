@@ -565,6 +565,21 @@ def test_next_visible_at_tells_a_long_poll_when_to_look_again(store: QueueStore,
     assert store.next_visible_at("orders") == START + 30
 
 
+def test_next_visible_at_after_an_empty_receive_names_a_message_visible_since(
+    store: QueueStore, clock: FakeClock
+):
+    """A long poll whose receive came back empty a hair before a message turned visible asks
+    `next_visible_at(after=when it received)`: it gets that past time (look again now), not
+    None (which left the message waiting out the whole WaitTimeSeconds: CI saw 20 s)."""
+    store.create_queue("orders", {"VisibilityTimeout": "1"})
+    send(store, "orders", "backed off")
+    receive(store, "orders")
+    asked_at = clock()
+    clock.advance(1.0005)  # the receive found nothing; the message turned visible since
+    assert store.next_visible_at("orders") is None
+    assert store.next_visible_at("orders", after=asked_at) == START + 1
+
+
 def test_listeners_hear_of_sends_and_visibility_changes(store: QueueStore):
     """add_listener: called with the queue name after sends and visibility changes."""
     heard: list[str] = []
