@@ -13,11 +13,11 @@ its test until Prometheus has scraped it twice (every series at 0, `locustfiles/
 the runner writes the start file, which it does, at t = 0, once Prometheus has scraped every
 target successfully twice (`up` 1: a failed scrape is no sample): a target scraped only once
 would leave its rate() undefined at the first grid point (Prometheus scrapes each target at its
-own offset in the interval). After the test
-stops, Locust stays until the runner releases it: the run ends at the first instant at which
-Prometheus holds every Locust process's final counts (`locust_counts_final` is 1 for all), and
-every SLO is judged on a 1 s grid counted back from that instant, so the last point is each
-counter's final value and judging never starts before the final scrape has landed.
+own offset in the interval). After the test stops, Locust stays until the runner releases it:
+the run ends at the first instant at which Prometheus holds every Locust process's final counts
+(`locust_counts_final` is 1 for all), and every SLO is judged on a 1 s grid counted back from
+that instant, so the last point is each counter's final value and judging never starts before
+the final scrape has landed.
 
 One typed `Scenario` flows from the file to the result; the verdict is data, the exit code is the
 CLI's business. When an SLO expression returns several series, the worst point (the highest for

@@ -92,6 +92,34 @@ async def test_a_woken_waiter_that_is_cancelled_hands_the_wake_on(tmp_path: Path
         poller.close()
 
 
+async def test_a_message_visible_just_after_an_empty_receive_ends_the_wait(
+    store: QueueStore, clock: FakeClock
+) -> None:
+    """A message turning visible between the poll's empty receive and its question of when
+    to look again (a wake-up a hair early) is taken at once, by a receive before the last,
+    not left for the whole WaitTimeSeconds (before the fix it came with the final one, 20 s
+    later)."""
+    store.create_queue("q", {"VisibilityTimeout": "1"})
+    store.send_message("q", "backed off")
+    store.receive_message("q", 1)  # in flight until START + 1
+    clock.advance(0.9995)
+    poller = LongPoller(store, clock=clock)
+    finals: list[bool] = []
+    receive: Callable[..., Received] = store.receive_message
+
+    def then_time_passes(*args: Any, **kwargs: Any) -> Received:
+        finals.append(kwargs["final"])
+        received = receive(*args, **kwargs)
+        clock.advance(0.001)  # the message turns visible just after this receive
+        return received
+
+    store.receive_message = then_time_passes  # type: ignore[method-assign]
+    result = await asyncio.wait_for(poller.receive("q", 1, wait_time_seconds=20), GUARD_S)
+    assert [m.body for m in result.messages] == ["backed off"]
+    assert finals == [False, False]  # the second receive, not the final one
+    poller.close()
+
+
 def crash_copy(live: Path, target: Path) -> Path:
     """The files a kill -9 would leave, copied from a live store."""
     target.mkdir()
